@@ -1,0 +1,188 @@
+//! The `threatflow` command line: `run`, `demo` and `config check`.
+//!
+//! Exit codes: 0 success; 1 runtime failure; 2 invalid config or arguments (clap's usage
+//! errors are 2 as well).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{EngineConfig, LogFormat};
+use crate::source::Health;
+
+/// Streaming threat detection: Kafka in, scored and explained events out.
+#[derive(Debug, Parser)]
+#[command(name = "threatflow", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the engine against a Kafka cluster.
+    Run {
+        /// Engine config file (TOML); `THREATFLOW_*` variables override it.
+        #[arg(long, env = "THREATFLOW_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the engine on an embedded broker with generated traffic and print a summary.
+    Demo {
+        /// Events to produce.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// Produce for this many seconds instead of a fixed count.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Events per second to produce at (unlimited if absent).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Share of bad input, 0 to 1.
+        #[arg(long, default_value_t = 0.02)]
+        bad_ratio: f64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Print the summary as one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (with environment overrides) and print the effective config.
+    Check {
+        /// Config file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Demo {
+            events,
+            duration,
+            rate,
+            bad_ratio,
+            seed,
+            json,
+        } => {
+            let options = crate::demo::DemoOptions {
+                events,
+                duration: duration.map(Duration::from_secs),
+                rate,
+                bad_ratio: bad_ratio.clamp(0.0, 1.0),
+                seed,
+                progress: true,
+            };
+            demo(&options, json)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(&file),
+    }
+}
+
+fn config_check(file: &std::path::Path) -> ExitCode {
+    match EngineConfig::load(file) {
+        Ok(config) => {
+            println!("# {}: valid\n{}", file.display(), config.to_masked_toml());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(config_path: &std::path::Path) -> ExitCode {
+    let config = match EngineConfig::load(config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{}: {error}", config_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_tracing(config.log.format);
+    match run_engine(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "engine failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_engine(config: EngineConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        crate::shutdown::cancel_on_signal(shutdown.clone());
+        let health = Arc::new(Health::default());
+        if !config.http.bind.is_empty() {
+            crate::http::serve(&config.http.bind, health.clone(), shutdown.clone()).await?;
+        }
+        let engine_shutdown = shutdown.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            crate::pipeline::run(&config, engine_shutdown, health)
+        })
+        .await?;
+        // Stop the HTTP endpoint too if the engine ended on its own.
+        shutdown.cancel();
+        Ok(result?)
+    })
+}
+
+fn demo(options: &crate::demo::DemoOptions, json: bool) -> ExitCode {
+    // librdkafka's mock cluster and the engine log at info; keep the demo's console readable.
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    crate::telemetry::init_tracing(LogFormat::Text);
+    eprintln!(
+        "threatflow demo: embedded broker, 4 streams, {} events{}",
+        options.events,
+        options
+            .rate
+            .map(|rate| format!(" at {rate}/s"))
+            .unwrap_or_default()
+    );
+    match crate::demo::run(options) {
+        Ok(summary) => {
+            print!("{}", summary.render());
+            if json {
+                match serde_json::to_string(&summary) {
+                    Ok(line) => println!("{line}"),
+                    Err(error) => eprintln!("cannot render json summary: {error}"),
+                }
+            }
+            if summary.missing == 0 {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{} produced events have no output", summary.missing);
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("demo failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

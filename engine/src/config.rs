@@ -1,0 +1,645 @@
+//! Engine configuration: a TOML file, then environment overrides, then validation.
+//!
+//! Overrides: a variable `THREATFLOW_<SECTION>__<KEY>` sets `section.key` (path segments
+//! separated by a double underscore, matched lower-case), e.g. `THREATFLOW_KAFKA__BROKERS`
+//! or `THREATFLOW_PIPELINE__BATCH_SIZE=1000`. Below `kafka.options`, `kafka.consumer_options`
+//! and `kafka.producer_options` the key's single underscores become dots, so
+//! `THREATFLOW_KAFKA__OPTIONS__SASL_PASSWORD` sets librdkafka's `sasl.password` — secrets can
+//! come from a Kubernetes secret instead of the file. Values parse as TOML scalars where they
+//! can (numbers, booleans) and as strings otherwise. Variables without `__` (such as
+//! `THREATFLOW_CONFIG`) are not overrides.
+//!
+//! Guarantee: [`EngineConfig::load`] returns a config that passed [`EngineConfig::validate`];
+//! unknown keys anywhere (file or environment) are errors, never silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::SchemaKind;
+use crate::operators::OperatorKind;
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "THREATFLOW_";
+
+/// Sections whose keys are librdkafka properties (dotted names).
+const LIBRDKAFKA_SECTIONS: [&str; 3] = ["options", "consumer_options", "producer_options"];
+
+/// Substrings of option names whose values are masked when the config is printed.
+const SECRET_MARKERS: [&str; 4] = ["password", "secret", "token", "key.pem"];
+
+/// Errors of loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Path of the file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, or a key is unknown or of the wrong type.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// One or more semantic checks failed; each message names the key.
+    #[error("invalid config:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The whole engine configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Connection to the Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// Input topics and the operator each is bound to; at least one.
+    pub bindings: Vec<TopicBinding>,
+    /// Output encoding and shared output topics.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Batching, backpressure and shutdown timing.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Where state and models live on disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The health / readiness / metrics endpoint.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Confluent schema-registry ids mapped to the bundled schemas (id → schema name), used
+    /// to decode Confluent-framed Avro until a registry client lands.
+    #[serde(default)]
+    pub schema_ids: BTreeMap<String, SchemaKind>,
+}
+
+/// Kafka connection and client options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port` list.
+    pub brokers: String,
+    /// Consumer group id; all pods of one deployment share it.
+    pub group_id: String,
+    /// librdkafka properties given to both consumer and producer (TLS, SASL, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only (override `options`).
+    #[serde(default)]
+    pub consumer_options: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only (override `options`).
+    #[serde(default)]
+    pub producer_options: BTreeMap<String, String>,
+}
+
+/// Input encoding accepted on a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// JSON if the value starts with `{`, Confluent Avro if it starts with magic byte 0 and
+    /// a mapped schema id, raw Avro with the bundled schema otherwise.
+    Auto,
+    /// JSON object.
+    Json,
+    /// Avro binary datum written with the bundled schema, no framing.
+    Avro,
+    /// Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro datum.
+    Confluent,
+}
+
+/// Output encoding of scored and dead-letter records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// JSON object (bytes fields as base64).
+    Json,
+    /// Avro binary datum, no framing.
+    Avro,
+    /// Confluent wire format with the ids in `output.confluent_ids`.
+    Confluent,
+}
+
+/// One input topic bound to one operator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicBinding {
+    /// Input topic name.
+    pub topic: String,
+    /// Schema of the topic's records: prompt, flow, email or alert.
+    pub schema: SchemaKind,
+    /// Operator that scores the records.
+    pub operator: OperatorKind,
+    /// Accepted input encoding.
+    #[serde(default = "default_input_format")]
+    pub input_format: InputFormat,
+    /// Topic the scored events go to.
+    pub output_topic: String,
+}
+
+fn default_input_format() -> InputFormat {
+    InputFormat::Auto
+}
+
+/// Output settings shared by all bindings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Encoding of output records.
+    #[serde(default = "default_output_format")]
+    pub format: OutputFormat,
+    /// Topic of dead-letter records.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Schema ids written in Confluent framing, by schema name (`scored`, `dead_letter`);
+    /// required when `format = "confluent"`.
+    #[serde(default)]
+    pub confluent_ids: BTreeMap<String, u32>,
+}
+
+fn default_output_format() -> OutputFormat {
+    OutputFormat::Json
+}
+
+fn default_dead_letter_topic() -> String {
+    "threatflow.dlq".to_owned()
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            format: default_output_format(),
+            dead_letter_topic: default_dead_letter_topic(),
+            confluent_ids: BTreeMap::new(),
+        }
+    }
+}
+
+/// Batching, backpressure and timing of the pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Most input records handed to an operator at once.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill before it is scored anyway, milliseconds.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Batches that may queue in front of each operator before the source stops reading
+    /// (backpressure: memory stays bounded at about capacity × batch_size records).
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+    /// Largest accepted record value in bytes; larger ones are dead-lettered as oversized.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Time allowed for drain, flush and commit after SIGTERM/SIGINT, milliseconds. Keep it
+    /// below the pod's terminationGracePeriodSeconds.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    /// Time allowed to finish in-flight records of revoked partitions before their offsets
+    /// are committed on a rebalance, milliseconds.
+    #[serde(default = "default_revoke_drain_ms")]
+    pub revoke_drain_ms: u64,
+    /// Interval of the operators' `tick` hook, milliseconds.
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+}
+
+fn default_batch_size() -> usize {
+    500
+}
+fn default_linger_ms() -> u64 {
+    20
+}
+fn default_channel_capacity() -> usize {
+    8
+}
+fn default_max_message_bytes() -> usize {
+    1024 * 1024
+}
+fn default_shutdown_grace_ms() -> u64 {
+    25_000
+}
+fn default_revoke_drain_ms() -> u64 {
+    10_000
+}
+fn default_tick_ms() -> u64 {
+    1_000
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch_size(),
+            linger_ms: default_linger_ms(),
+            channel_capacity: default_channel_capacity(),
+            max_message_bytes: default_max_message_bytes(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+            revoke_drain_ms: default_revoke_drain_ms(),
+            tick_ms: default_tick_ms(),
+        }
+    }
+}
+
+/// Directories on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Keyed state checkpoints (created if missing).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Model artifacts, `<model_dir>/<operator>/<version>/manifest.json`.
+    #[serde(default = "default_model_dir")]
+    pub model_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./state")
+}
+fn default_model_dir() -> PathBuf {
+    PathBuf::from("./models")
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: default_state_dir(),
+            model_dir: default_model_dir(),
+        }
+    }
+}
+
+/// The HTTP endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to bind, `host:port`; port 0 picks a free port. Empty disables the endpoint.
+    #[serde(default = "default_http_bind")]
+    pub bind: String,
+}
+
+fn default_http_bind() -> String {
+    "0.0.0.0:9464".to_owned()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: default_http_bind(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Logging settings; the filter comes from `RUST_LOG` (default `info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+}
+
+fn default_log_format() -> LogFormat {
+    LogFormat::Text
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Reads `path`, applies the process environment's overrides and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, std::env::vars())
+    }
+
+    /// Parses `text`, applies overrides from `env` (name, value pairs) and validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut document: toml::Table =
+            toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        for (name, value) in env {
+            apply_env_override(&mut document, &name, &value)?;
+        }
+        let config: EngineConfig = toml::Value::Table(document)
+            .try_into()
+            .map_err(|error: toml::de::Error| ConfigError::Parse(error.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values in range, names unique, topics distinct, bindings
+    /// compatible with their operators. Collects every problem, not just the first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.kafka.brokers.trim().is_empty() {
+            problems.push("kafka.brokers must not be empty".to_owned());
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            problems.push("kafka.group_id must not be empty".to_owned());
+        }
+        if self.bindings.is_empty() {
+            problems.push("bindings: at least one [[bindings]] entry is required".to_owned());
+        }
+        let mut seen_topics = std::collections::BTreeSet::new();
+        for (index, binding) in self.bindings.iter().enumerate() {
+            if binding.topic.is_empty() {
+                problems.push(format!("bindings[{index}].topic must not be empty"));
+            }
+            if !seen_topics.insert(binding.topic.as_str()) {
+                problems.push(format!(
+                    "bindings[{index}].topic {:?} is bound twice",
+                    binding.topic
+                ));
+            }
+            if binding.output_topic.is_empty() {
+                problems.push(format!("bindings[{index}].output_topic must not be empty"));
+            }
+            if !binding.operator.accepts(binding.schema) {
+                problems.push(format!(
+                    "bindings[{index}]: operator {} does not score {} records",
+                    binding.operator.name(),
+                    binding.schema.name()
+                ));
+            }
+            if binding.input_format == InputFormat::Confluent && self.schema_ids.is_empty() {
+                problems.push(format!(
+                    "bindings[{index}].input_format = \"confluent\" needs [schema_ids]"
+                ));
+            }
+        }
+        for binding in &self.bindings {
+            let output_topics = [
+                binding.output_topic.as_str(),
+                self.output.dead_letter_topic.as_str(),
+            ];
+            for other in &self.bindings {
+                if output_topics.contains(&other.topic.as_str()) {
+                    problems.push(format!(
+                        "topic {:?} is both an input and an output (would loop)",
+                        other.topic
+                    ));
+                }
+            }
+        }
+        for id in self.schema_ids.keys() {
+            if id.parse::<u32>().is_err() {
+                problems.push(format!("schema_ids: key {id:?} is not a schema id number"));
+            }
+        }
+        if self.output.format == OutputFormat::Confluent {
+            for schema in ["scored", "dead_letter"] {
+                if !self.output.confluent_ids.contains_key(schema) {
+                    problems.push(format!(
+                        "output.confluent_ids.{schema} is required when output.format = \"confluent\""
+                    ));
+                }
+            }
+        }
+        let pipeline = &self.pipeline;
+        if pipeline.batch_size == 0 || pipeline.batch_size > 100_000 {
+            problems.push("pipeline.batch_size must be within 1..=100000".to_owned());
+        }
+        if pipeline.channel_capacity == 0 {
+            problems.push("pipeline.channel_capacity must be at least 1".to_owned());
+        }
+        if pipeline.max_message_bytes == 0 {
+            problems.push("pipeline.max_message_bytes must be at least 1".to_owned());
+        }
+        if pipeline.tick_ms == 0 {
+            problems.push("pipeline.tick_ms must be at least 1".to_owned());
+        }
+        if !self.http.bind.is_empty() && self.http.bind.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "http.bind {:?} is not a host:port socket address",
+                self.http.bind
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The effective configuration as TOML, with secret-looking librdkafka values masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        for options in [
+            &mut masked.kafka.options,
+            &mut masked.kafka.consumer_options,
+            &mut masked.kafka.producer_options,
+        ] {
+            for (name, value) in options.iter_mut() {
+                if SECRET_MARKERS.iter().any(|marker| name.contains(marker)) {
+                    *value = "********".to_owned();
+                }
+            }
+        }
+        toml::to_string_pretty(&masked)
+            .unwrap_or_else(|error| format!("# cannot render config: {error}\n"))
+    }
+}
+
+/// Applies one environment variable to the parsed document if it is an override.
+fn apply_env_override(
+    document: &mut toml::Table,
+    name: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+        return Ok(());
+    };
+    if !path.contains("__") {
+        return Ok(());
+    }
+    let segments: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+    if segments.iter().any(String::is_empty) {
+        return Err(ConfigError::Parse(format!(
+            "environment override {name} has an empty key segment"
+        )));
+    }
+    let (last, parents) = segments
+        .split_last()
+        .ok_or_else(|| ConfigError::Parse(format!("environment override {name} names no key")))?;
+    let mut table = document;
+    for segment in parents {
+        let entry = table
+            .entry(segment.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::Parse(format!(
+                "environment override {name}: {segment} is not a table"
+            ))
+        })?;
+    }
+    let parent_is_librdkafka = parents
+        .last()
+        .is_some_and(|parent| LIBRDKAFKA_SECTIONS.contains(&parent.as_str()));
+    if parent_is_librdkafka {
+        // librdkafka values are strings, keys are dotted.
+        table.insert(
+            last.replace('_', "."),
+            toml::Value::String(value.to_owned()),
+        );
+    } else {
+        table.insert(last.clone(), parse_scalar(value));
+    }
+    Ok(())
+}
+
+/// Parses an environment value as a TOML scalar (integer, float, boolean), else a string.
+fn parse_scalar(value: &str) -> toml::Value {
+    if let Ok(integer) = value.parse::<i64>() {
+        return toml::Value::Integer(integer);
+    }
+    if let Ok(boolean) = value.parse::<bool>() {
+        return toml::Value::Boolean(boolean);
+    }
+    if let Ok(float) = value.parse::<f64>() {
+        if float.is_finite() {
+            return toml::Value::Float(float);
+        }
+    }
+    toml::Value::String(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+group_id = "threatflow"
+
+[[bindings]]
+topic = "flows"
+schema = "flow"
+operator = "passthrough"
+output_topic = "scored.flows"
+"#;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = EngineConfig::from_toml_with_env(MINIMAL, no_env()).unwrap();
+        assert_eq!(config.pipeline.batch_size, 500);
+        assert_eq!(config.output.dead_letter_topic, "threatflow.dlq");
+        assert_eq!(config.bindings[0].input_format, InputFormat::Auto);
+        assert_eq!(config.http.bind, "0.0.0.0:9464");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = format!("{MINIMAL}\n[pipeline]\nbatch_sise = 10\n");
+        let error = EngineConfig::from_toml_with_env(&text, no_env()).unwrap_err();
+        assert!(error.to_string().contains("batch_sise"), "{error}");
+    }
+
+    #[test]
+    fn unknown_operator_is_rejected() {
+        let text = MINIMAL.replace("\"passthrough\"", "\"magic\"");
+        let error = EngineConfig::from_toml_with_env(&text, no_env()).unwrap_err();
+        assert!(error.to_string().contains("magic"), "{error}");
+    }
+
+    #[test]
+    fn env_overrides_apply_and_typos_are_rejected() {
+        let config = EngineConfig::from_toml_with_env(
+            MINIMAL,
+            env(&[
+                ("THREATFLOW_PIPELINE__BATCH_SIZE", "64"),
+                ("THREATFLOW_KAFKA__BROKERS", "kafka-0:9093"),
+                ("THREATFLOW_KAFKA__OPTIONS__SASL_PASSWORD", "hunter2"),
+                ("THREATFLOW_CONFIG", "/etc/threatflow.toml"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.pipeline.batch_size, 64);
+        assert_eq!(config.kafka.brokers, "kafka-0:9093");
+        assert_eq!(config.kafka.options["sasl.password"], "hunter2");
+        let rendered = config.to_masked_toml();
+        assert!(!rendered.contains("hunter2"), "{rendered}");
+
+        let error = EngineConfig::from_toml_with_env(
+            MINIMAL,
+            env(&[("THREATFLOW_PIPELINE__BATCH_SIZ", "64")]),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("batch_siz"), "{error}");
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported() {
+        let text = format!(
+            "{MINIMAL}\n[pipeline]\nbatch_size = 0\n[http]\nbind = \"nowhere\"\n[output]\nformat = \"confluent\"\n"
+        );
+        let error = EngineConfig::from_toml_with_env(&text, no_env()).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("pipeline.batch_size"), "{message}");
+        assert!(message.contains("http.bind"), "{message}");
+        assert!(message.contains("output.confluent_ids.scored"), "{message}");
+    }
+
+    #[test]
+    fn output_topic_equal_to_an_input_is_rejected() {
+        let text = MINIMAL.replace("\"scored.flows\"", "\"flows\"");
+        let error = EngineConfig::from_toml_with_env(&text, no_env()).unwrap_err();
+        assert!(error.to_string().contains("would loop"), "{error}");
+    }
+
+    #[test]
+    fn shipped_example_configs_are_valid() {
+        let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/config");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(examples).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                EngineConfig::from_toml_with_env(&text, no_env())
+                    .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no example config found in {examples}");
+    }
+}

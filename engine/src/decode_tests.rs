@@ -1,0 +1,173 @@
+//! Unit tests of the decoder: every format, every bad-input class, and a property test that
+//! arbitrary bytes never panic and always get exactly one reason.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::generate::{encode_json, BadInput, EventGenerator};
+
+const LIMIT: usize = 64 * 1024;
+
+fn decoder(kind: SchemaKind, format: InputFormat) -> Decoder {
+    let ids = HashMap::from([
+        (1, SchemaKind::Prompt),
+        (2, SchemaKind::Flow),
+        (3, SchemaKind::Email),
+        (4, SchemaKind::Alert),
+    ]);
+    Decoder::new(kind, format, LIMIT, ids)
+}
+
+fn schema_id(kind: SchemaKind) -> u32 {
+    match kind {
+        SchemaKind::Prompt => 1,
+        SchemaKind::Flow => 2,
+        SchemaKind::Email => 3,
+        SchemaKind::Alert => 4,
+    }
+}
+
+#[test]
+fn every_kind_round_trips_through_json_raw_avro_and_confluent() {
+    let mut generator = EventGenerator::new(11);
+    for kind in SchemaKind::ALL {
+        for _ in 0..20 {
+            let event = generator.event(kind);
+            let json = encode_json(&event);
+            let avro = encode_input_avro(&event).unwrap();
+            let framed = confluent_frame(schema_id(kind), &avro);
+            assert_eq!(
+                decoder(kind, InputFormat::Json)
+                    .decode(Some(&json))
+                    .unwrap(),
+                event
+            );
+            assert_eq!(
+                decoder(kind, InputFormat::Avro)
+                    .decode(Some(&avro))
+                    .unwrap(),
+                event,
+                "{kind:?}"
+            );
+            assert_eq!(
+                decoder(kind, InputFormat::Confluent)
+                    .decode(Some(&framed))
+                    .unwrap(),
+                event
+            );
+            for payload in [&json, &avro, &framed] {
+                assert_eq!(
+                    decoder(kind, InputFormat::Auto)
+                        .decode(Some(payload))
+                        .unwrap(),
+                    event,
+                    "auto {kind:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_bad_input_class_gets_its_reason_for_every_kind() {
+    let mut generator = EventGenerator::new(12);
+    for kind in SchemaKind::ALL {
+        for class in BadInput::ALL {
+            let payload = generator.bad_payload(kind, class, LIMIT);
+            let failure = decoder(kind, InputFormat::Auto)
+                .decode(Some(&payload))
+                .unwrap_err();
+            assert_eq!(
+                failure.reason,
+                class.expected_reason(),
+                "{kind:?} {class:?}: {}",
+                failure.detail
+            );
+        }
+    }
+}
+
+#[test]
+fn tombstones_and_empty_values_are_undecodable() {
+    let decoder = decoder(SchemaKind::Prompt, InputFormat::Auto);
+    assert_eq!(
+        decoder.decode(None).unwrap_err().reason,
+        DeadLetterReason::Undecodable
+    );
+    assert_eq!(
+        decoder.decode(Some(b"")).unwrap_err().reason,
+        DeadLetterReason::Undecodable
+    );
+}
+
+#[test]
+fn confluent_id_of_another_schema_is_wrong_schema() {
+    let mut generator = EventGenerator::new(13);
+    let prompt = encode_input_avro(&generator.event(SchemaKind::Prompt)).unwrap();
+    let framed = confluent_frame(schema_id(SchemaKind::Prompt), &prompt);
+    let failure = decoder(SchemaKind::Flow, InputFormat::Confluent)
+        .decode(Some(&framed))
+        .unwrap_err();
+    assert_eq!(failure.reason, DeadLetterReason::WrongSchema);
+    let unmapped = confluent_frame(77, &prompt);
+    let failure = decoder(SchemaKind::Prompt, InputFormat::Confluent)
+        .decode(Some(&unmapped))
+        .unwrap_err();
+    assert_eq!(failure.reason, DeadLetterReason::UnknownSchemaId);
+}
+
+#[test]
+fn json_of_another_schema_is_rejected() {
+    let mut generator = EventGenerator::new(14);
+    let alert = encode_json(&generator.event(SchemaKind::Alert));
+    let failure = decoder(SchemaKind::Flow, InputFormat::Json)
+        .decode(Some(&alert))
+        .unwrap_err();
+    assert_eq!(
+        failure.reason,
+        DeadLetterReason::MissingField,
+        "{}",
+        failure.detail
+    );
+}
+
+#[test]
+fn json_format_refuses_avro_and_avro_format_refuses_json() {
+    let mut generator = EventGenerator::new(15);
+    let event = generator.event(SchemaKind::Flow);
+    let avro = encode_input_avro(&event).unwrap();
+    let json = encode_json(&event);
+    assert_eq!(
+        decoder(SchemaKind::Flow, InputFormat::Json)
+            .decode(Some(&avro))
+            .unwrap_err()
+            .reason,
+        DeadLetterReason::Undecodable
+    );
+    assert!(decoder(SchemaKind::Flow, InputFormat::Avro)
+        .decode(Some(&json))
+        .is_err());
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), kind_index in 0usize..4) {
+        let kind = SchemaKind::ALL[kind_index];
+        for format in [InputFormat::Auto, InputFormat::Json, InputFormat::Avro, InputFormat::Confluent] {
+            let _ = decoder(kind, format).decode(Some(&bytes));
+        }
+    }
+
+    #[test]
+    fn truncated_avro_is_never_accepted_as_a_different_event(cut in 1usize..200, seed in any::<u64>()) {
+        let mut generator = EventGenerator::new(seed);
+        let event = generator.event(SchemaKind::Alert);
+        let avro = encode_input_avro(&event).unwrap();
+        let cut = cut.min(avro.len() - 1);
+        if let Ok(decoded) = decoder(SchemaKind::Alert, InputFormat::Avro).decode(Some(&avro[..cut])) {
+            prop_assert_eq!(decoded, event);
+        }
+    }
+}

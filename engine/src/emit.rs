@@ -1,0 +1,211 @@
+//! The emitter: produces output records and turns broker acknowledgements into offset progress.
+//!
+//! Guarantee: every record handed to [`Emitter::send`] is eventually acknowledged by the
+//! broker or retried — never dropped. Delivery reports arrive on librdkafka's polling thread
+//! (the [`ThreadedProducer`]); a success acknowledges the input in the [`OffsetTracker`], a
+//! failure (after librdkafka's own retries, i.e. `delivery.timeout.ms`) is counted, logged
+//! without payload, and queued for another send after a backoff. A record that can never be
+//! delivered therefore holds back its partition's commits (visible as lag and
+//! `threatflow_produce_errors_total`) instead of being lost.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, ToBytes};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+
+use crate::offsets::{OffsetTracker, TrackedInput};
+use crate::telemetry;
+
+/// Pause before re-sending a record whose delivery failed; doubles up to [`MAX_RETRY_BACKOFF`].
+const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Upper bound of the retry backoff: long enough not to hammer a sick broker, short enough to
+/// resume quickly once it heals.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+/// Pause when librdkafka's local queue is full; its polling thread drains it meanwhile.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(1);
+
+/// Travels with each produced record and comes back in its delivery report.
+#[derive(Debug, Clone)]
+pub struct DeliveryToken {
+    /// The input this record belongs to; `None` for timer records not tied to an input.
+    pub input: Option<TrackedInput>,
+    /// Failed attempts so far, for the backoff.
+    pub attempts: u32,
+}
+
+/// A record to (re-)send, owned.
+#[derive(Debug)]
+struct RetryRecord {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    token: DeliveryToken,
+    /// When the record may be sent again.
+    due: Instant,
+}
+
+/// Producer context: acknowledgements into the tracker, failures into the retry queue.
+pub struct EmitterContext {
+    tracker: Arc<OffsetTracker>,
+    retries: Sender<RetryRecord>,
+}
+
+impl ClientContext for EmitterContext {}
+
+impl ProducerContext for EmitterContext {
+    type DeliveryOpaque = Box<DeliveryToken>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, token: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                if let Some(input) = &token.input {
+                    self.tracker.acknowledge(input);
+                }
+            }
+            Err((error, message)) => {
+                metrics::counter!(telemetry::PRODUCE_ERRORS, "topic" => message.topic().to_owned())
+                    .increment(1);
+                tracing::warn!(
+                    topic = message.topic(),
+                    %error,
+                    attempts = token.attempts + 1,
+                    "output delivery failed; will retry"
+                );
+                let retry = RetryRecord {
+                    topic: message.topic().to_owned(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    token: DeliveryToken {
+                        input: token.input.clone(),
+                        attempts: token.attempts + 1,
+                    },
+                    due: Instant::now() + retry_backoff(token.attempts),
+                };
+                // The receiver lives as long as the emitter; if it is gone the process is
+                // shutting down and the input stays uncommitted, to be re-read: not lost.
+                let _receiver_alive = self.retries.send(retry);
+            }
+        }
+    }
+}
+
+/// Produces output records; cheap to share between worker threads.
+pub struct Emitter {
+    producer: Arc<ThreadedProducer<EmitterContext>>,
+}
+
+impl Emitter {
+    /// Creates the producer from `client_config` and starts the retry thread.
+    pub fn new(
+        client_config: &ClientConfig,
+        tracker: Arc<OffsetTracker>,
+    ) -> Result<Self, KafkaError> {
+        let (retries, retry_queue) = mpsc::channel();
+        let context = EmitterContext { tracker, retries };
+        let producer: Arc<ThreadedProducer<EmitterContext>> =
+            Arc::new(client_config.create_with_context(context)?);
+        let retry_producer = Arc::downgrade(&producer);
+        // Detached: it ends by itself when the producer (and with it the queue's sender,
+        // held by the context) is dropped.
+        std::thread::Builder::new()
+            .name("threatflow-retry".into())
+            .spawn(move || run_retries(retry_queue, retry_producer))
+            .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
+        Ok(Self { producer })
+    }
+
+    /// Enqueues one record; waits (briefly, repeatedly) while librdkafka's queue is full, so
+    /// a slow broker slows the operators down instead of growing memory.
+    pub fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], token: DeliveryToken) {
+        send_with_backpressure::<[u8]>(&self.producer, topic, key, payload, token);
+    }
+
+    /// Waits until every enqueued record is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Records enqueued in librdkafka and not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+/// Backoff before the attempt after `failed_attempts` failures: 100 ms doubling to 5 s.
+fn retry_backoff(failed_attempts: u32) -> Duration {
+    FIRST_RETRY_BACKOFF
+        .saturating_mul(2u32.saturating_pow(failed_attempts.min(16)))
+        .min(MAX_RETRY_BACKOFF)
+}
+
+/// Re-sends failed records once their backoff has passed, in failure order. Records that
+/// failed together become due together, so a burst of failures costs one backoff, not one
+/// per record.
+fn run_retries(queue: Receiver<RetryRecord>, producer: Weak<ThreadedProducer<EmitterContext>>) {
+    while let Ok(record) = queue.recv() {
+        let now = Instant::now();
+        if record.due > now {
+            std::thread::sleep(record.due - now);
+        }
+        let Some(producer) = producer.upgrade() else {
+            return;
+        };
+        send_with_backpressure(
+            &producer,
+            &record.topic,
+            record.key.as_deref(),
+            &record.payload,
+            record.token,
+        );
+    }
+}
+
+fn send_with_backpressure<K: ToBytes + ?Sized>(
+    producer: &ThreadedProducer<EmitterContext>,
+    topic: &str,
+    key: Option<&K>,
+    payload: &[u8],
+    token: DeliveryToken,
+) {
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(token)).payload(payload);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                std::thread::sleep(QUEUE_FULL_PAUSE);
+            }
+            Err((error, returned)) => {
+                // Not retriable locally (e.g. unknown topic in strict mode, record too large
+                // for the client): route it through the retry path so it is never dropped.
+                metrics::counter!(telemetry::PRODUCE_ERRORS, "topic" => topic.to_owned())
+                    .increment(1);
+                tracing::warn!(topic, %error, "output enqueue failed; will retry");
+                record = returned;
+                std::thread::sleep(MAX_RETRY_BACKOFF);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(retry_backoff(0), Duration::from_millis(100));
+        assert_eq!(retry_backoff(1), Duration::from_millis(200));
+        assert_eq!(retry_backoff(3), Duration::from_millis(800));
+        assert_eq!(retry_backoff(10), MAX_RETRY_BACKOFF);
+        assert_eq!(retry_backoff(u32::MAX), MAX_RETRY_BACKOFF);
+    }
+}

@@ -1,0 +1,63 @@
+//! The HTTP endpoint: `/health` (the process is alive), `/ready` (partitions assigned or
+//! group joined, broker reachable, models loaded), `/metrics` (Prometheus text format).
+//!
+//! `/ready` answers 503 with the failing facts in its JSON body, so a Kubernetes probe and
+//! a human both see why.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+
+use crate::source::Health;
+use crate::telemetry;
+
+/// Binds `bind` and serves until `shutdown` is cancelled. Returns the bound address (port 0
+/// picks a free port) once listening.
+pub async fn serve(
+    bind: &str,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let handle = telemetry::metrics_handle();
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let address = listener.local_addr()?;
+    let app = Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(move || async move { handle.render() }))
+        .with_state(health);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "http endpoint stopped");
+        }
+    });
+    tracing::info!(%address, "http endpoint listening");
+    Ok(address)
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "ready": health.is_ready(),
+        "operators_started": health.operators_started.load(Ordering::Relaxed),
+        "assignment_received": health.assignment_received.load(Ordering::Relaxed),
+        "assigned_partitions": health.assigned_partitions.load(Ordering::Relaxed),
+        "broker_up": health.broker_up.load(Ordering::Relaxed),
+        "stopping": health.stopping.load(Ordering::Relaxed),
+    });
+    let status = if health.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

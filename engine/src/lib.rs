@@ -1,0 +1,35 @@
+//! threatflow: a streaming threat-detection engine. It consumes Kafka topics of LLM prompts,
+//! network flows, emails and SIEM alerts, scores every event with the operator bound to its
+//! topic, and emits scored, explained events — at least once, with bad input dead-lettered.
+//!
+//! Map of the modules:
+//! - [`config`]: TOML + environment overrides → validated [`config::EngineConfig`].
+//! - [`events`]: typed input events and the bundled Avro schemas (`schemas/`).
+//! - [`decode`]: JSON / Avro / Confluent-framed Avro → typed events, failures → reason codes.
+//! - [`scored`], [`dead_letter`]: the output records; [`encode`] writes them.
+//! - [`offsets`]: which input offsets may be committed (the at-least-once core).
+//! - [`source`]: consumer, rebalance handling, batching; [`emit`]: producer and acks.
+//! - [`pipeline`]: the one loop that runs every operator.
+//! - [`operators`]: the operator trait and the operators.
+//! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
+//! - [`generate`]: realistic synthetic events (demo, tests, load generator); [`demo`]: the
+//!   engine on an embedded broker.
+//! - [`cli`]: the `threatflow` command line.
+
+pub mod cli;
+pub mod config;
+pub mod dead_letter;
+pub mod decode;
+pub mod demo;
+pub mod emit;
+pub mod encode;
+pub mod events;
+pub mod generate;
+pub mod http;
+pub mod offsets;
+pub mod operators;
+pub mod pipeline;
+pub mod scored;
+pub mod shutdown;
+pub mod source;
+pub mod telemetry;

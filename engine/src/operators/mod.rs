@@ -1,0 +1,147 @@
+//! The operator trait every stream operator implements, and the registry of operator kinds.
+//!
+//! An operator is plain synchronous code owned by one worker thread (`&mut self`, no locks):
+//! the pipeline hands it batches of decoded, validated events of the schema it accepts, in
+//! offset order per partition, and emits what it returns. Hooks other than `score_batch` have
+//! no-op defaults, so a stateless operator implements two methods.
+//!
+//! Contract of [`Operator::score_batch`]: it returns exactly one [`Outcome`] per input event,
+//! in input order. An event it cannot score is an [`Outcome::Rejected`] (dead-lettered with
+//! reason `operator_rejected`), never a panic and never a silent drop.
+
+pub mod passthrough;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{InputEvent, SchemaKind};
+use crate::scored::{Scored, SourceCoordinates};
+
+/// A decoded event with the coordinates and stable id it was read under.
+#[derive(Debug, Clone)]
+pub struct SourcedEvent {
+    /// Where it was read.
+    pub source: SourceCoordinates,
+    /// Stable id (producer's id or derived from the coordinates).
+    pub event_id: String,
+    /// The event.
+    pub event: InputEvent,
+}
+
+/// An output record besides the scored event, to a topic of the operator's choice (for
+/// example a per-user risk update).
+#[derive(Debug, Clone)]
+pub struct ExtraRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Record key (the entity), used for partitioning.
+    pub key: String,
+    /// Payload, encoded like scored events.
+    pub scored: Scored,
+}
+
+/// What an operator made of one event.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Scored: the event for the binding's output topic, plus any extra records.
+    Scored {
+        /// The scored event.
+        scored: Box<Scored>,
+        /// Additional records produced by this input.
+        extra: Vec<ExtraRecord>,
+    },
+    /// The operator cannot score this event; `detail` must not quote payload text.
+    Rejected {
+        /// Why, for the dead-letter record.
+        detail: String,
+    },
+}
+
+/// Errors of operator lifecycle hooks.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// Loading a model or its manifest failed.
+    #[error("model load failed: {0}")]
+    Model(String),
+    /// Writing or reading a state checkpoint failed.
+    #[error("checkpoint failed: {0}")]
+    Checkpoint(String),
+    /// The hook is not supported by this operator.
+    #[error("{0} is not supported by this operator")]
+    Unsupported(&'static str),
+}
+
+/// What an operator gets at start.
+#[derive(Debug, Clone)]
+pub struct OperatorContext<'a> {
+    /// `storage.model_dir`.
+    pub model_dir: &'a Path,
+    /// `storage.state_dir`, for keyed state checkpoints.
+    pub state_dir: &'a Path,
+}
+
+/// One stream operator.
+pub trait Operator: Send {
+    /// Operator name, as in config and in the scored envelope.
+    fn name(&self) -> &'static str;
+
+    /// Version of the models in use, written into every scored event.
+    fn model_version(&self) -> String;
+
+    /// Scores a batch; one outcome per event, in order.
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome>;
+
+    /// Called once on the worker thread before the first batch: load models, restore state.
+    fn start(&mut self, _context: &OperatorContext<'_>) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Called every `pipeline.tick_ms`; may emit records not tied to one input (timers).
+    fn tick(&mut self, _now: SystemTime) -> Vec<ExtraRecord> {
+        Vec::new()
+    }
+
+    /// Called before offsets are committed on revoke and on shutdown: persist keyed state.
+    fn checkpoint(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Replaces the models with the version in `version_dir` without a restart.
+    fn swap_model(&mut self, _version_dir: &Path) -> Result<(), OperatorError> {
+        Err(OperatorError::Unsupported("model swap"))
+    }
+}
+
+/// The operators the engine can run, as named in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    /// Scores nothing; wraps each valid event in the envelope. For pipeline checks, load
+    /// tests and topics whose operator has not landed yet.
+    Passthrough,
+}
+
+impl OperatorKind {
+    /// Name as in config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Passthrough => "passthrough",
+        }
+    }
+
+    /// Whether this operator scores records of `schema`.
+    pub fn accepts(self, _schema: SchemaKind) -> bool {
+        match self {
+            Self::Passthrough => true,
+        }
+    }
+
+    /// A fresh instance of the operator.
+    pub fn build(self) -> Box<dyn Operator> {
+        match self {
+            Self::Passthrough => Box::new(passthrough::PassthroughOperator::default()),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Logs and metrics: `tracing` subscriber setup and the Prometheus recorder.
+//!
+//! Metric names follow `threatflow_<noun>_<unit>[_total]` with bounded labels (`topic`,
+//! `partition`, `operator`, `reason`, `stage`). They are declared here once, with their help
+//! text, so the exposition and the dashboards agree on one list.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Input records read, by topic.
+pub const EVENTS_CONSUMED: &str = "threatflow_events_consumed_total";
+/// Events scored by an operator, by operator.
+pub const EVENTS_SCORED: &str = "threatflow_events_scored_total";
+/// Dead-letter records written, by reason and topic.
+pub const DEAD_LETTERS: &str = "threatflow_dead_letters_total";
+/// Failed deliveries of output records (each is retried), by topic.
+pub const PRODUCE_ERRORS: &str = "threatflow_produce_errors_total";
+/// Messages behind the partition's high watermark, by topic and partition.
+pub const CONSUMER_LAG: &str = "threatflow_consumer_lag_messages";
+/// Partitions currently assigned to this instance.
+pub const ASSIGNED_PARTITIONS: &str = "threatflow_assigned_partitions";
+/// Inputs read but not yet fully acknowledged.
+pub const INFLIGHT_EVENTS: &str = "threatflow_inflight_events";
+/// Time of one pipeline stage over one batch, by operator and stage (decode, score, emit).
+pub const BATCH_DURATION: &str = "threatflow_batch_duration_seconds";
+/// Events per batch handed to an operator, by operator.
+pub const BATCH_SIZE: &str = "threatflow_batch_size_events";
+/// Offset commits that failed, by cause (revoke, shutdown).
+pub const COMMIT_ERRORS: &str = "threatflow_commit_errors_total";
+
+/// Histogram buckets for stage durations: 50 µs to 5 s.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+/// Histogram buckets for batch sizes.
+const SIZE_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 10000.0,
+];
+
+/// Installs the global tracing subscriber; the filter comes from `RUST_LOG` (default
+/// `info`). Logs go to stderr so that stdout stays for command output (`--json`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests, demo after config load) is harmless: keep the first.
+    let _already_set = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle for `/metrics`.
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_owned()), &DURATION_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.to_owned()), &SIZE_BUCKETS)
+            });
+        let recorder = match builder {
+            Ok(builder) => builder.build_recorder(),
+            Err(error) => {
+                tracing::warn!(%error, "histogram buckets rejected; using summaries");
+                PrometheusBuilder::new().build_recorder()
+            }
+        };
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        describe_metrics();
+        handle
+    })
+}
+
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(EVENTS_CONSUMED, "Input records read, by topic");
+    describe_counter!(EVENTS_SCORED, "Events scored by an operator, by operator");
+    describe_counter!(
+        DEAD_LETTERS,
+        "Dead-letter records written, by reason and topic"
+    );
+    describe_counter!(
+        PRODUCE_ERRORS,
+        "Failed deliveries of output records (retried), by topic"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages behind the high watermark, by topic and partition"
+    );
+    describe_gauge!(ASSIGNED_PARTITIONS, "Partitions assigned to this instance");
+    describe_gauge!(
+        INFLIGHT_EVENTS,
+        "Inputs read but not yet fully acknowledged"
+    );
+    describe_histogram!(
+        BATCH_DURATION,
+        Unit::Seconds,
+        "Pipeline stage time per batch, by operator and stage"
+    );
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Events per batch, by operator");
+    describe_counter!(COMMIT_ERRORS, "Offset commits that failed, by cause");
+}

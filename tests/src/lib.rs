@@ -1,0 +1,424 @@
+//! Harness of the end-to-end tests: a real Kafka-protocol broker process (Tansu) on a free
+//! loopback port, the engine as a real process that can be SIGKILLed or SIGTERMed, a
+//! producer that records where each input landed, and a collector that reads every output
+//! topic from the beginning and indexes outputs by their input coordinates.
+//!
+//! Every test uses fresh topic and group names (Tansu cannot re-join a group that every
+//! member has left; see `../shared/OFFLINE.md`), so tests never see each other's data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use threatflow::dead_letter::DeadLetter;
+use threatflow::scored::Scored;
+
+/// Environment variable naming the Tansu binary (`.ci/run` and `scripts/setup.sh` install
+/// one under `.tools/bin/`).
+pub const TANSU_BIN_ENV: &str = "TANSU_BIN";
+
+/// Where the Tansu binary is: `$TANSU_BIN`, else `<repo>/.tools/bin/tansu`, else `tansu` on
+/// the PATH.
+pub fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(TANSU_BIN_ENV) {
+        return PathBuf::from(path);
+    }
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/tansu");
+    if installed.exists() {
+        return installed;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A name no other test run uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A Tansu broker process with in-memory storage; killed on drop.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub bootstrap: String,
+}
+
+impl Broker {
+    /// Starts a broker on a free port and waits until it answers metadata requests.
+    pub fn start() -> anyhow::Result<Self> {
+        let binary = tansu_binary();
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start Tansu at {} (run scripts/setup.sh)",
+                    binary.display()
+                )
+            })?;
+        let broker = Self {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        broker.wait_until_up(Duration::from_secs(30))?;
+        Ok(broker)
+    }
+
+    fn wait_until_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if consumer
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("broker at {} did not come up", self.bootstrap)
+    }
+
+    /// Creates a topic with the broker's own CLI.
+    pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
+        let status = Command::new(tansu_binary())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.bootstrap),
+            ])
+            .args(["--partitions", &partitions.to_string(), name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("tansu topic create {name} failed: {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The topics and group of one test.
+#[derive(Debug, Clone)]
+pub struct TestTopics {
+    /// Input topic (flows schema).
+    pub input: String,
+    /// Scored output topic.
+    pub output: String,
+    /// Dead-letter topic.
+    pub dead_letter: String,
+    /// Consumer group of the engine.
+    pub group: String,
+    /// Partitions of every topic.
+    pub partitions: u32,
+}
+
+impl TestTopics {
+    /// Fresh names, topics created on `broker`.
+    pub fn create(broker: &Broker, partitions: u32) -> anyhow::Result<Self> {
+        let topics = Self {
+            input: unique_name("flows"),
+            output: unique_name("scored"),
+            dead_letter: unique_name("dlq"),
+            group: unique_name("group"),
+            partitions,
+        };
+        for topic in [&topics.input, &topics.output, &topics.dead_letter] {
+            broker.create_topic(topic, partitions)?;
+        }
+        Ok(topics)
+    }
+
+    /// An engine config for these topics, with the passthrough operator and short group
+    /// timeouts so a killed member is noticed quickly. `extra` is appended verbatim.
+    pub fn engine_config(&self, broker: &Broker, state_dir: &Path, extra: &str) -> String {
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+
+[kafka.consumer_options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+
+[[bindings]]
+topic = "{input}"
+schema = "flow"
+operator = "passthrough"
+output_topic = "{output}"
+
+[output]
+dead_letter_topic = "{dead_letter}"
+
+[storage]
+state_dir = "{state}"
+
+[http]
+bind = "127.0.0.1:0"
+
+[pipeline]
+batch_size = 200
+linger_ms = 10
+shutdown_grace_ms = 15000
+{extra}
+"#,
+            brokers = broker.bootstrap,
+            group = self.group,
+            input = self.input,
+            output = self.output,
+            dead_letter = self.dead_letter,
+            state = state_dir.display(),
+        )
+    }
+}
+
+/// The engine as a child process.
+pub struct EngineProcess {
+    child: Child,
+}
+
+impl EngineProcess {
+    /// Starts `<binary> run --config <config>`; logs go to `log_path`. Integration tests pass
+    /// `env!("CARGO_BIN_EXE_threatflow-under-test")` (only they see that variable).
+    pub fn start(binary: &Path, config: &Path, log_path: &Path) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(log_path)?;
+        let child = Command::new(binary)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    /// SIGKILL: no drain, no flush, no commit.
+    pub fn kill_hard(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the exit status (up to `timeout`).
+    pub fn terminate(mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = i32::try_from(self.child.id())?;
+        // SAFETY: plain libc call on our own child's pid.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        if sent != 0 {
+            bail!("kill(SIGTERM) failed");
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("engine did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where an input landed.
+pub type Coordinates = (i32, i64);
+
+/// Produces `payloads` to `topic` (keys `k<i>`) and returns where each landed, in order.
+pub async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    payloads: &[Vec<u8>],
+) -> anyhow::Result<Vec<Coordinates>> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
+    let mut landed = Vec::with_capacity(payloads.len());
+    for chunk in payloads.chunks(500).enumerate() {
+        let (chunk_index, chunk) = chunk;
+        let sends = chunk.iter().enumerate().map(|(index, payload)| {
+            let key = format!("k{}", chunk_index * 500 + index);
+            let producer = &producer;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).payload(payload).key(&key),
+                        Timeout::Never,
+                    )
+                    .await
+                    .map(|delivery| (delivery.partition, delivery.offset))
+                    .map_err(|(error, _)| anyhow::anyhow!("produce failed: {error}"))
+            }
+        });
+        for result in futures::future::join_all(sends).await {
+            landed.push(result?);
+        }
+    }
+    Ok(landed)
+}
+
+/// Reads the scored and dead-letter topics from the beginning, indexing by input offset.
+pub struct OutputCollector {
+    consumer: BaseConsumer,
+    input_topic: String,
+    dead_letter_topic: String,
+    /// Scored outputs per input coordinate (count > 1 means re-delivery).
+    pub scored: HashMap<Coordinates, u32>,
+    /// Dead-letter reason codes per input coordinate.
+    pub dead_letters: HashMap<Coordinates, Vec<String>>,
+}
+
+impl OutputCollector {
+    /// Assigns every partition of the output topics from the beginning.
+    pub fn new(broker: &Broker, topics: &TestTopics) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.bootstrap)
+            .set("group.id", unique_name("collector"))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in [&topics.output, &topics.dead_letter] {
+            for partition in 0..topics.partitions {
+                assignment.add_partition_offset(
+                    topic,
+                    i32::try_from(partition)?,
+                    Offset::Beginning,
+                )?;
+            }
+        }
+        consumer.assign(&assignment)?;
+        Ok(Self {
+            consumer,
+            input_topic: topics.input.clone(),
+            dead_letter_topic: topics.dead_letter.clone(),
+            scored: HashMap::new(),
+            dead_letters: HashMap::new(),
+        })
+    }
+
+    /// Inputs with at least one output.
+    pub fn accounted(&self) -> usize {
+        let mut inputs: std::collections::HashSet<&Coordinates> = self.scored.keys().collect();
+        inputs.extend(self.dead_letters.keys());
+        inputs.len()
+    }
+
+    /// Output records beyond one per input.
+    pub fn duplicates(&self) -> u64 {
+        let scored: u64 = self
+            .scored
+            .values()
+            .map(|&count| u64::from(count.saturating_sub(1)))
+            .sum();
+        let dead: u64 = self
+            .dead_letters
+            .values()
+            .map(|reasons| reasons.len().saturating_sub(1) as u64)
+            .sum();
+        scored + dead
+    }
+
+    /// Reads until `expected` inputs are accounted for or `timeout` passes.
+    pub fn collect_until(&mut self, expected: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.accounted() < expected && Instant::now() < deadline {
+            self.poll_for(Duration::from_millis(200))?;
+        }
+        Ok(())
+    }
+
+    /// Reads whatever arrives within `duration`.
+    pub fn poll_for(&mut self, duration: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline {
+            let Some(message) = self.consumer.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            let message = message?;
+            let payload = message.payload().unwrap_or_default();
+            if message.topic() == self.dead_letter_topic {
+                let dead: DeadLetter = serde_json::from_slice(payload)?;
+                if dead.source.topic != self.input_topic {
+                    bail!("dead letter from unexpected topic {}", dead.source.topic);
+                }
+                self.dead_letters
+                    .entry((dead.source.partition, dead.source.offset))
+                    .or_default()
+                    .push(dead.reason.code().to_owned());
+            } else {
+                let scored: Scored = serde_json::from_slice(payload)?;
+                if scored.source.topic != self.input_topic {
+                    bail!("scored event from unexpected topic {}", scored.source.topic);
+                }
+                *self
+                    .scored
+                    .entry((scored.source.partition, scored.source.offset))
+                    .or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inputs in `landed` without any output.
+    pub fn missing(&self, landed: &[Coordinates]) -> Vec<Coordinates> {
+        landed
+            .iter()
+            .filter(|coordinates| {
+                !self.scored.contains_key(coordinates)
+                    && !self.dead_letters.contains_key(coordinates)
+            })
+            .copied()
+            .collect()
+    }
+}
+
+/// Counts by key, for readable assertion messages.
+pub fn histogram<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> BTreeMap<T, usize> {
+    let mut counts = BTreeMap::new();
+    for item in items {
+        *counts.entry(item).or_default() += 1;
+    }
+    counts
+}
