@@ -50,6 +50,10 @@ enum Command {
         /// Print the summary as one JSON object on the last line of stdout.
         #[arg(long)]
         json: bool,
+        /// Use this Kafka cluster (host:port list) instead of the embedded broker; the
+        /// demo's topics and group get a per-run suffix.
+        #[arg(long)]
+        brokers: Option<String>,
     },
     /// Configuration tools.
     Config {
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
             bad_ratio,
             seed,
             json,
+            brokers,
         } => {
             let options = crate::demo::DemoOptions {
                 events,
@@ -87,6 +92,7 @@ pub fn main() -> ExitCode {
                 bad_ratio: bad_ratio.clamp(0.0, 1.0),
                 seed,
                 progress: true,
+                brokers,
             };
             demo(&options, json)
         }
@@ -157,7 +163,13 @@ fn demo(options: &crate::demo::DemoOptions, json: bool) -> ExitCode {
     }
     crate::telemetry::init_tracing(LogFormat::Text);
     eprintln!(
-        "threatflow demo: embedded broker, 4 streams, {} events{}",
+        "threatflow demo: {}, 4 streams, {} events{}",
+        options
+            .brokers
+            .as_deref()
+            .map_or("embedded broker".to_owned(), |brokers| format!(
+                "brokers {brokers}"
+            )),
         options.events,
         options
             .rate

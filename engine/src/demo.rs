@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
@@ -57,6 +59,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Print a progress line each second (on stderr).
     pub progress: bool,
+    /// Run against this external cluster instead of the embedded broker (topics and group
+    /// get a per-run suffix); this is the load test's mode.
+    pub brokers: Option<String>,
 }
 
 /// Per input topic: what went in and what came out.
@@ -93,42 +98,64 @@ pub struct DemoSummary {
     pub elapsed_secs: f64,
     /// Dead letters by reason code.
     pub dead_letters_by_reason: BTreeMap<String, u64>,
-    /// Per input topic.
+    /// Per stream (prompt, flow, email, alert).
     pub topics: BTreeMap<String, TopicSummary>,
 }
 
+/// One demo stream: its schema and topic names.
+#[derive(Debug, Clone)]
 struct Stream {
     kind: SchemaKind,
-    input: &'static str,
-    output: &'static str,
+    input: String,
+    output: String,
 }
 
-const STREAMS: [Stream; 4] = [
-    Stream {
-        kind: SchemaKind::Prompt,
-        input: "prompts",
-        output: "scored.prompts",
-    },
-    Stream {
-        kind: SchemaKind::Flow,
-        input: "flows",
-        output: "scored.flows",
-    },
-    Stream {
-        kind: SchemaKind::Email,
-        input: "emails",
-        output: "scored.emails",
-    },
-    Stream {
-        kind: SchemaKind::Alert,
-        input: "alerts",
-        output: "scored.alerts",
-    },
-];
-const DEAD_LETTER_TOPIC: &str = "threatflow.dlq";
+/// The demo's topics. On the embedded broker they carry the production names; on an
+/// external one every run gets its own suffix, so runs never read each other's records.
+#[derive(Debug, Clone)]
+pub struct DemoTopics {
+    streams: Vec<Stream>,
+    dead_letter: String,
+}
+
+impl DemoTopics {
+    fn with_suffix(suffix: &str) -> Self {
+        let streams = [
+            (SchemaKind::Prompt, "prompts"),
+            (SchemaKind::Flow, "flows"),
+            (SchemaKind::Email, "emails"),
+            (SchemaKind::Alert, "alerts"),
+        ]
+        .into_iter()
+        .map(|(kind, name)| Stream {
+            kind,
+            input: format!("{name}{suffix}"),
+            output: format!("scored.{name}{suffix}"),
+        })
+        .collect();
+        Self {
+            streams,
+            dead_letter: format!("threatflow.dlq{suffix}"),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &str> {
+        self.streams
+            .iter()
+            .flat_map(|stream| [stream.input.as_str(), stream.output.as_str()])
+            .chain([self.dead_letter.as_str()])
+    }
+
+    fn outputs(&self) -> impl Iterator<Item = &str> {
+        self.streams
+            .iter()
+            .map(|stream| stream.output.as_str())
+            .chain([self.dead_letter.as_str()])
+    }
+}
 
 /// The engine config the demo runs: every stream bound to its operator.
-pub fn demo_config(brokers: &str, group_id: &str) -> EngineConfig {
+pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> EngineConfig {
     EngineConfig {
         kafka: KafkaConfig {
             brokers: brokers.to_owned(),
@@ -137,18 +164,19 @@ pub fn demo_config(brokers: &str, group_id: &str) -> EngineConfig {
             consumer_options: BTreeMap::new(),
             producer_options: BTreeMap::new(),
         },
-        bindings: STREAMS
+        bindings: topics
+            .streams
             .iter()
             .map(|stream| TopicBinding {
-                topic: stream.input.to_owned(),
+                topic: stream.input.clone(),
                 schema: stream.kind,
                 operator: OperatorKind::Passthrough,
                 input_format: InputFormat::Auto,
-                output_topic: stream.output.to_owned(),
+                output_topic: stream.output.clone(),
             })
             .collect(),
         output: OutputConfig {
-            dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+            dead_letter_topic: topics.dead_letter.clone(),
             ..OutputConfig::default()
         },
         pipeline: PipelineConfig {
@@ -164,17 +192,52 @@ pub fn demo_config(brokers: &str, group_id: &str) -> EngineConfig {
     }
 }
 
+/// Creates the topics on an external cluster with the admin API.
+fn create_external_topics(brokers: &str, topics: &DemoTopics) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .all()
+        .map(|name| NewTopic::new(name, DEMO_PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let results =
+        futures::executor::block_on(admin.create_topics(&new_topics, &AdminOptions::new()))?;
+    for result in results {
+        if let Err((topic, error)) = result {
+            anyhow::bail!("cannot create topic {topic}: {error}");
+        }
+    }
+    Ok(())
+}
+
 /// Runs the demo and returns its accounting.
 pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
-    let cluster = MockCluster::new(1)?;
-    let brokers = cluster.bootstrap_servers();
-    for stream in &STREAMS {
-        cluster.create_topic(stream.input, DEMO_PARTITIONS, 1)?;
-        cluster.create_topic(stream.output, DEMO_PARTITIONS, 1)?;
-    }
-    cluster.create_topic(DEAD_LETTER_TOPIC, DEMO_PARTITIONS, 1)?;
+    // The mock cluster must outlive every client, so it is held until the end of `run`.
+    let (_cluster, brokers, topics, group) = match &options.brokers {
+        None => {
+            let cluster = MockCluster::new(1)?;
+            let brokers = cluster.bootstrap_servers();
+            let topics = DemoTopics::with_suffix("");
+            for name in topics.all() {
+                cluster.create_topic(name, DEMO_PARTITIONS, 1)?;
+            }
+            (Some(cluster), brokers, topics, "threatflow-demo".to_owned())
+        }
+        Some(brokers) => {
+            let run_id = format!("{:08x}", rand::random::<u32>());
+            let topics = DemoTopics::with_suffix(&format!(".demo-{run_id}"));
+            create_external_topics(brokers, &topics)?;
+            (
+                None,
+                brokers.clone(),
+                topics,
+                format!("threatflow-demo-{run_id}"),
+            )
+        }
+    };
 
-    let config = demo_config(&brokers, "threatflow-demo");
+    let config = demo_config(&brokers, &group, &topics);
     config.validate()?;
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
@@ -187,7 +250,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
             .spawn(move || crate::pipeline::run(&config, shutdown, health))?
     };
 
-    let mut reader = OutputReader::new(&brokers)?;
+    let mut reader = OutputReader::new(&brokers, &topics)?;
     // Measure the pipeline, not the group join: produce once the engine holds its partitions.
     let join_deadline = Instant::now() + JOIN_TIMEOUT;
     while !health.is_ready() && Instant::now() < join_deadline {
@@ -229,16 +292,16 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
         let (stream, payload) = if bad_budget >= 1.0 {
             // Bad inputs rotate over streams and classes so every pair is exercised.
             bad_budget -= 1.0;
-            let stream = &STREAMS[bad_index % STREAMS.len()];
-            let class = BadInput::ALL[(bad_index / STREAMS.len()) % BadInput::ALL.len()];
+            let stream = &topics.streams[bad_index % topics.streams.len()];
+            let class = BadInput::ALL[(bad_index / topics.streams.len()) % BadInput::ALL.len()];
             bad_index += 1;
             (stream, generator.bad_payload(stream.kind, class, max_bytes))
         } else {
-            let stream = &STREAMS[(produced_total % STREAMS.len() as u64) as usize];
+            let stream = &topics.streams[(produced_total % topics.streams.len() as u64) as usize];
             (stream, encode_json(&generator.event(stream.kind)))
         };
         let key = format!("k{produced_total}");
-        let mut record = BaseRecord::to(stream.input).payload(&payload).key(&key);
+        let mut record = BaseRecord::to(&stream.input).payload(&payload).key(&key);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -250,7 +313,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
             }
         }
         produced_total += 1;
-        *produced.entry(stream.input.to_owned()).or_default() += 1;
+        *produced.entry(stream.kind.name().to_owned()).or_default() += 1;
         if produced_total % 1000 == 0 {
             reader.poll_some();
         }
@@ -288,6 +351,9 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
 /// Reads every output topic from the beginning and accounts inputs by coordinates.
 struct OutputReader {
     consumer: BaseConsumer,
+    dead_letter_topic: String,
+    /// Input topic name → stream name, for the per-stream summary.
+    stream_of_topic: BTreeMap<String, String>,
     scored: HashSet<(String, i32, i64)>,
     dead_lettered: HashSet<(String, i32, i64)>,
     by_topic_scored: BTreeMap<String, u64>,
@@ -299,18 +365,14 @@ struct OutputReader {
 }
 
 impl OutputReader {
-    fn new(brokers: &str) -> anyhow::Result<Self> {
+    fn new(brokers: &str, topics: &DemoTopics) -> anyhow::Result<Self> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", "threatflow-demo-reader")
             .set("enable.auto.commit", "false")
             .create()?;
         let mut assignment = TopicPartitionList::new();
-        let outputs = STREAMS
-            .iter()
-            .map(|stream| stream.output)
-            .chain([DEAD_LETTER_TOPIC]);
-        for topic in outputs {
+        for topic in topics.outputs() {
             for partition in 0..DEMO_PARTITIONS {
                 assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
             }
@@ -318,6 +380,12 @@ impl OutputReader {
         consumer.assign(&assignment)?;
         Ok(Self {
             consumer,
+            dead_letter_topic: topics.dead_letter.clone(),
+            stream_of_topic: topics
+                .streams
+                .iter()
+                .map(|stream| (stream.input.clone(), stream.kind.name().to_owned()))
+                .collect(),
             scored: HashSet::new(),
             dead_lettered: HashSet::new(),
             by_topic_scored: BTreeMap::new(),
@@ -345,7 +413,7 @@ impl OutputReader {
                 Timestamp::NotAvailable => None,
             };
             let payload = message.payload().unwrap_or_default();
-            let (source, is_dead) = if message.topic() == DEAD_LETTER_TOPIC {
+            let (source, is_dead) = if message.topic() == self.dead_letter_topic {
                 match serde_json::from_slice::<DeadLetter>(payload) {
                     Ok(dead) => {
                         *self
@@ -373,7 +441,12 @@ impl OutputReader {
                 (&mut self.scored, &mut self.by_topic_scored)
             };
             if set.insert(key) {
-                *by_topic.entry(source.topic).or_default() += 1;
+                let stream = self
+                    .stream_of_topic
+                    .get(&source.topic)
+                    .cloned()
+                    .unwrap_or(source.topic);
+                *by_topic.entry(stream).or_default() += 1;
             } else {
                 self.duplicates += 1;
             }

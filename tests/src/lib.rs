@@ -191,7 +191,6 @@ state_dir = "{state}"
 bind = "127.0.0.1:0"
 
 [pipeline]
-batch_size = 200
 linger_ms = 10
 shutdown_grace_ms = 15000
 {extra}

@@ -161,3 +161,98 @@ async fn mixed_good_and_bad_input_is_fully_accounted_for() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// Inputs of the crash test; large enough that each kill lands mid-stream.
+const CRASH_INPUTS: usize = 20_000;
+/// Kills, each after a further share of the inputs has been accounted for.
+const CRASH_KILLS: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_input_is_lost_across_repeated_kill_9() -> anyhow::Result<()> {
+    let fixture = fixture(3)?;
+    // Small batches and a slow auto-commit widen the uncommitted window a kill can hit.
+    let config = fixture.write_config("batch_size = 50")?;
+    let payloads = good_flows(3, CRASH_INPUTS);
+    let landed =
+        threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &payloads)
+            .await?;
+    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    let mut kill_points = Vec::new();
+    for run in 0..CRASH_KILLS {
+        let engine = fixture.start_engine(&config, run)?;
+        let before = outputs.accounted();
+        // Kill once this run has made real progress but before it could finish.
+        let target = (before + CRASH_INPUTS / (CRASH_KILLS + 2)).min(CRASH_INPUTS - 1);
+        let deadline = std::time::Instant::now() + OUTPUT_TIMEOUT;
+        while outputs.accounted() < target && std::time::Instant::now() < deadline {
+            outputs.poll_for(Duration::from_millis(20))?;
+        }
+        engine.kill_hard()?;
+        kill_points.push(outputs.accounted());
+        assert!(
+            outputs.accounted() < CRASH_INPUTS,
+            "run {run} finished before it was killed: {kill_points:?}"
+        );
+        assert!(
+            outputs.accounted() > before,
+            "run {run} made no progress\n{}",
+            fixture.logs()
+        );
+    }
+    let engine = fixture.start_engine(&config, CRASH_KILLS)?;
+    outputs.collect_until(CRASH_INPUTS, OUTPUT_TIMEOUT)?;
+    // Let any re-delivered tail arrive so the duplicate count is complete.
+    outputs.poll_for(Duration::from_secs(2))?;
+    drop(engine);
+    let missing = outputs.missing(&landed);
+    println!(
+        "crash test: {CRASH_INPUTS} inputs, {CRASH_KILLS} kills at {kill_points:?} accounted, {} lost, {} duplicates",
+        missing.len(),
+        outputs.duplicates()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} inputs lost, e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        fixture.logs()
+    );
+    assert!(outputs.dead_letters.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_commits_so_nothing_is_processed_twice() -> anyhow::Result<()> {
+    let fixture = fixture(3)?;
+    let config = fixture.write_config("")?;
+    let first = good_flows(4, 3_000);
+    let mut landed =
+        threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &first).await?;
+    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    let engine = fixture.start_engine(&config, 0)?;
+    outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    let status = engine.terminate(Duration::from_secs(30))?;
+    assert!(
+        status.success(),
+        "engine exit status after SIGTERM: {status}\n{}",
+        fixture.logs()
+    );
+
+    let engine = fixture.start_engine(&config, 1)?;
+    let second = good_flows(5, 1_000);
+    landed.extend(
+        threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &second).await?,
+    );
+    outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    outputs.poll_for(Duration::from_secs(2))?;
+    drop(engine);
+    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_eq!(
+        outputs.duplicates(),
+        0,
+        "inputs re-processed after a graceful restart\n{}",
+        fixture.logs()
+    );
+    Ok(())
+}
