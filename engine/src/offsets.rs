@@ -347,9 +347,9 @@ mod tests {
             let p0 = partition(0);
             let mut offsets = Vec::new();
             let mut next_offset = 100i64;
-            for index in 0..output_counts.len() {
+            for gap in gaps.iter().take(output_counts.len()) {
                 offsets.push(next_offset);
-                next_offset += gaps[index];
+                next_offset += gap;
             }
             let inputs: Vec<TrackedInput> = offsets
                 .iter()

@@ -164,7 +164,13 @@ impl TestTopics {
 
     /// An engine config for these topics, with the passthrough operator and short group
     /// timeouts so a killed member is noticed quickly. `extra` is appended verbatim.
-    pub fn engine_config(&self, broker: &Broker, state_dir: &Path, extra: &str) -> String {
+    pub fn engine_config(
+        &self,
+        broker: &Broker,
+        state_dir: &Path,
+        http_bind: &str,
+        extra: &str,
+    ) -> String {
         format!(
             r#"
 [kafka]
@@ -188,7 +194,7 @@ dead_letter_topic = "{dead_letter}"
 state_dir = "{state}"
 
 [http]
-bind = "127.0.0.1:0"
+bind = "{http_bind}"
 
 [pipeline]
 linger_ms = 10
@@ -420,4 +426,32 @@ pub fn histogram<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> BTreeMap
         *counts.entry(item).or_default() += 1;
     }
     counts
+}
+
+/// A free loopback address for the engine's HTTP endpoint.
+pub fn free_loopback_address() -> anyhow::Result<String> {
+    Ok(format!("127.0.0.1:{}", free_port()?))
+}
+
+/// A minimal HTTP/1.1 GET (no client library needed): returns status code and body.
+pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .context("malformed HTTP status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }

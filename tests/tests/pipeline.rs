@@ -36,12 +36,20 @@ fn fixture(partitions: u32) -> anyhow::Result<Fixture> {
 
 impl Fixture {
     fn write_config(&self, extra: &str) -> anyhow::Result<std::path::PathBuf> {
+        self.write_config_with_http("127.0.0.1:0", extra)
+    }
+
+    fn write_config_with_http(
+        &self,
+        http_bind: &str,
+        extra: &str,
+    ) -> anyhow::Result<std::path::PathBuf> {
         let path = self.dir.path().join("engine.toml");
         let state = self.dir.path().join("state");
-        std::fs::write(
-            &path,
-            self.topics.engine_config(&self.broker, &state, extra),
-        )?;
+        let text = self
+            .topics
+            .engine_config(&self.broker, &state, http_bind, extra);
+        std::fs::write(&path, text)?;
         Ok(path)
     }
 
@@ -254,5 +262,79 @@ async fn graceful_shutdown_commits_so_nothing_is_processed_twice() -> anyhow::Re
         "inputs re-processed after a graceful restart\n{}",
         fixture.logs()
     );
+    Ok(())
+}
+
+/// Polls `path` until it answers `status` or `timeout` passes; returns the last answer.
+fn wait_for_status(address: &str, path: &str, status: u16, timeout: Duration) -> (u16, String) {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = (0, String::new());
+    while std::time::Instant::now() < deadline {
+        if let Ok(answer) = threatflow_e2e::http_get(address, path) {
+            if answer.0 == status {
+                return answer;
+            }
+            last = answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoint_reports_health_readiness_and_metrics() -> anyhow::Result<()> {
+    let fixture = fixture(2)?;
+    let address = threatflow_e2e::free_loopback_address()?;
+    let config = fixture.write_config_with_http(&address, "")?;
+    let engine = fixture.start_engine(&config, 0)?;
+    let (status, _) = wait_for_status(&address, "/health", 200, Duration::from_secs(20));
+    assert_eq!(status, 200, "/health\n{}", fixture.logs());
+    let (status, body) = wait_for_status(&address, "/ready", 200, OUTPUT_TIMEOUT);
+    assert_eq!(
+        status,
+        200,
+        "/ready never became ready: {body}\n{}",
+        fixture.logs()
+    );
+    assert!(body.contains("\"assigned_partitions\":2"), "{body}");
+
+    let mut generator = EventGenerator::new(6);
+    let mut payloads = good_flows(7, 300);
+    payloads.push(generator.bad_payload(SchemaKind::Flow, BadInput::TruncatedJson, 1 << 20));
+    let landed =
+        threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &payloads)
+            .await?;
+    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    assert!(outputs.missing(&landed).is_empty());
+
+    // Consumer lag comes from librdkafka statistics, emitted every 5 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut metrics = String::new();
+    while std::time::Instant::now() < deadline {
+        metrics = threatflow_e2e::http_get(&address, "/metrics")?.1;
+        if metrics.contains("threatflow_consumer_lag_messages{")
+            && metrics.contains("threatflow_events_consumed_total{")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let input = &fixture.topics.input;
+    for expected in [
+        format!("threatflow_events_consumed_total{{topic=\"{input}\"}} 301"),
+        "threatflow_events_scored_total{operator=\"passthrough\"} 300".to_owned(),
+        format!("threatflow_dead_letters_total{{reason=\"undecodable\",topic=\"{input}\"}} 1"),
+        "threatflow_batch_duration_seconds_bucket{".to_owned(),
+        format!("threatflow_consumer_lag_messages{{topic=\"{input}\""),
+        "threatflow_assigned_partitions 2".to_owned(),
+    ] {
+        assert!(
+            metrics.contains(&expected),
+            "missing {expected:?} in /metrics:\n{metrics}"
+        );
+    }
+    let status = engine.terminate(Duration::from_secs(30))?;
+    assert!(status.success());
     Ok(())
 }

@@ -141,7 +141,7 @@ impl OperatorKind {
     /// A fresh instance of the operator.
     pub fn build(self) -> Box<dyn Operator> {
         match self {
-            Self::Passthrough => Box::new(passthrough::PassthroughOperator::default()),
+            Self::Passthrough => Box::new(passthrough::PassthroughOperator),
         }
     }
 }
