@@ -39,6 +39,8 @@ const DEMO_PARTITIONS: i32 = 3;
 /// Input size limit of the demo: small enough that its oversized samples still fit the
 /// broker's default 1 MB record limit, so they reach the engine and get dead-lettered.
 const DEMO_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// How long one read of the outputs may wait when there is nothing else to do.
+const READ_WAIT: Duration = Duration::from_millis(100);
 /// How long the demo waits for the engine to join its consumer group.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the demo waits for the last outputs after the last input was produced.
@@ -284,7 +286,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
             let allowed = (elapsed.as_secs_f64() * rate as f64) as u64;
             if produced_total >= allowed {
                 std::thread::sleep(Duration::from_millis(1));
-                reader.poll_some();
+                reader.poll_some(READ_WAIT);
                 continue;
             }
         }
@@ -315,7 +317,8 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
         produced_total += 1;
         *produced.entry(stream.kind.name().to_owned()).or_default() += 1;
         if produced_total % 1000 == 0 {
-            reader.poll_some();
+            // Drain what has arrived without slowing the producer down.
+            reader.poll_some(Duration::ZERO);
         }
         if options.progress && last_progress.elapsed() >= Duration::from_secs(1) {
             reader.print_progress(produced_total, started);
@@ -326,7 +329,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
 
     let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
     while reader.accounted() < produced_total && Instant::now() < drain_deadline {
-        reader.poll_some();
+        reader.poll_some(READ_WAIT);
         if options.progress && last_progress.elapsed() >= Duration::from_secs(1) {
             reader.print_progress(produced_total, started);
             last_progress = Instant::now();
@@ -401,57 +404,75 @@ impl OutputReader {
         (self.scored.len() + self.dead_lettered.len()) as u64
     }
 
-    /// Reads what is available for up to ~100 ms.
-    fn poll_some(&mut self) {
-        let deadline = Instant::now() + Duration::from_millis(100);
-        while Instant::now() < deadline {
-            let Some(Ok(message)) = self.consumer.poll(Duration::from_millis(20)) else {
-                continue;
-            };
-            let output_ms = match message.timestamp() {
-                Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
-                Timestamp::NotAvailable => None,
-            };
-            let payload = message.payload().unwrap_or_default();
-            let (source, is_dead) = if message.topic() == self.dead_letter_topic {
-                match serde_json::from_slice::<DeadLetter>(payload) {
-                    Ok(dead) => {
-                        *self
-                            .by_reason
-                            .entry(dead.reason.code().to_owned())
-                            .or_default() += 1;
-                        (dead.source, true)
-                    }
-                    Err(_) => continue,
+    /// Reads outputs for up to `max_wait`; with a zero wait, only what is already buffered.
+    fn poll_some(&mut self, max_wait: Duration) {
+        let deadline = Instant::now() + max_wait;
+        let timeout = if max_wait.is_zero() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(20)
+        };
+        loop {
+            let out_of_time = Instant::now() >= deadline;
+            match self.consumer.poll(timeout) {
+                None if max_wait.is_zero() || out_of_time => return,
+                Some(Ok(message)) => {
+                    let owned = message.detach();
+                    self.account(&owned);
                 }
-            } else {
-                match serde_json::from_slice::<Scored>(payload) {
-                    Ok(scored) => (scored.source, false),
-                    Err(_) => continue,
-                }
-            };
-            if let (Some(output_ms), Some(input_ms)) = (output_ms, source.timestamp_ms) {
-                let latency = u64::try_from(output_ms - input_ms).unwrap_or(0).max(1);
-                let _ = self.latency_ms.record(latency.min(3_600_000));
+                None | Some(Err(_)) => {}
             }
-            let key = (source.topic.clone(), source.partition, source.offset);
-            let (set, by_topic) = if is_dead {
-                (&mut self.dead_lettered, &mut self.by_topic_dead)
-            } else {
-                (&mut self.scored, &mut self.by_topic_scored)
-            };
-            if set.insert(key) {
-                let stream = self
-                    .stream_of_topic
-                    .get(&source.topic)
-                    .cloned()
-                    .unwrap_or(source.topic);
-                *by_topic.entry(stream).or_default() += 1;
-            } else {
-                self.duplicates += 1;
+            if !max_wait.is_zero() && out_of_time {
+                return;
             }
-            self.last_output = Some(Instant::now());
         }
+    }
+
+    /// Records one output message.
+    fn account(&mut self, message: &rdkafka::message::OwnedMessage) {
+        let output_ms = match message.timestamp() {
+            Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
+            Timestamp::NotAvailable => None,
+        };
+        let payload = message.payload().unwrap_or_default();
+        let (source, is_dead) = if message.topic() == self.dead_letter_topic {
+            match serde_json::from_slice::<DeadLetter>(payload) {
+                Ok(dead) => {
+                    *self
+                        .by_reason
+                        .entry(dead.reason.code().to_owned())
+                        .or_default() += 1;
+                    (dead.source, true)
+                }
+                Err(_) => return,
+            }
+        } else {
+            match serde_json::from_slice::<Scored>(payload) {
+                Ok(scored) => (scored.source, false),
+                Err(_) => return,
+            }
+        };
+        if let (Some(output_ms), Some(input_ms)) = (output_ms, source.timestamp_ms) {
+            let latency = u64::try_from(output_ms - input_ms).unwrap_or(0).max(1);
+            let _ = self.latency_ms.record(latency.min(3_600_000));
+        }
+        let key = (source.topic.clone(), source.partition, source.offset);
+        let (set, by_topic) = if is_dead {
+            (&mut self.dead_lettered, &mut self.by_topic_dead)
+        } else {
+            (&mut self.scored, &mut self.by_topic_scored)
+        };
+        if set.insert(key) {
+            let stream = self
+                .stream_of_topic
+                .get(&source.topic)
+                .cloned()
+                .unwrap_or(source.topic);
+            *by_topic.entry(stream).or_default() += 1;
+        } else {
+            self.duplicates += 1;
+        }
+        self.last_output = Some(Instant::now());
     }
 
     fn print_progress(&self, produced: u64, started: Instant) {

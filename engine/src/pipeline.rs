@@ -385,14 +385,12 @@ impl Worker {
         let mut outcomes = self.operator.score_batch(&events).into_iter();
         let emit_start = Instant::now();
         let scored_count = events.len();
-        let mut events = events.into_iter();
         let mut bad_outcome_count = false;
         for (record, failure) in records.iter().zip(failures) {
             if let Some(failure) = failure {
                 self.emit_dead_letter(record, failure);
                 continue;
             }
-            let _event = events.next();
             match outcomes.next() {
                 Some(Outcome::Scored { scored, extra }) => {
                     self.emit_scored(record, &scored, &extra)
