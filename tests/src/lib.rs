@@ -147,26 +147,36 @@ pub struct TestTopics {
 }
 
 impl TestTopics {
-    /// Fresh names, topics created on `broker`.
-    pub fn create(broker: &Broker, partitions: u32) -> anyhow::Result<Self> {
-        let topics = Self {
+    /// Fresh names; the caller creates the topics.
+    pub fn new(partitions: u32) -> Self {
+        Self {
             input: unique_name("flows"),
             output: unique_name("scored"),
             dead_letter: unique_name("dlq"),
             group: unique_name("group"),
             partitions,
-        };
-        for topic in [&topics.input, &topics.output, &topics.dead_letter] {
+        }
+    }
+
+    /// Fresh names, topics created on `broker`.
+    pub fn create(broker: &Broker, partitions: u32) -> anyhow::Result<Self> {
+        let topics = Self::new(partitions);
+        for topic in topics.names() {
             broker.create_topic(topic, partitions)?;
         }
         Ok(topics)
+    }
+
+    /// Input, output and dead-letter topic names.
+    pub fn names(&self) -> [&str; 3] {
+        [&self.input, &self.output, &self.dead_letter]
     }
 
     /// An engine config for these topics, with the passthrough operator and short group
     /// timeouts so a killed member is noticed quickly. `extra` is appended verbatim.
     pub fn engine_config(
         &self,
-        broker: &Broker,
+        bootstrap: &str,
         state_dir: &Path,
         http_bind: &str,
         extra: &str,
@@ -201,7 +211,7 @@ linger_ms = 10
 shutdown_grace_ms = 15000
 {extra}
 "#,
-            brokers = broker.bootstrap,
+            brokers = bootstrap,
             group = self.group,
             input = self.input,
             output = self.output,
@@ -317,9 +327,9 @@ pub struct OutputCollector {
 
 impl OutputCollector {
     /// Assigns every partition of the output topics from the beginning.
-    pub fn new(broker: &Broker, topics: &TestTopics) -> anyhow::Result<Self> {
+    pub fn new(bootstrap: &str, topics: &TestTopics) -> anyhow::Result<Self> {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &broker.bootstrap)
+            .set("bootstrap.servers", bootstrap)
             .set("group.id", unique_name("collector"))
             .set("enable.auto.commit", "false")
             .create()?;
@@ -381,7 +391,11 @@ impl OutputCollector {
             let Some(message) = self.consumer.poll(Duration::from_millis(50)) else {
                 continue;
             };
-            let message = message?;
+            // Transport errors are transient (a broker outage in the fault tests); librdkafka
+            // reconnects and the next poll carries on.
+            let Ok(message) = message else {
+                continue;
+            };
             let payload = message.payload().unwrap_or_default();
             if message.topic() == self.dead_letter_topic {
                 let dead: DeadLetter = serde_json::from_slice(payload)?;

@@ -48,7 +48,7 @@ impl Fixture {
         let state = self.dir.path().join("state");
         let text = self
             .topics
-            .engine_config(&self.broker, &state, http_bind, extra);
+            .engine_config(&self.broker.bootstrap, &state, http_bind, extra);
         std::fs::write(&path, text)?;
         Ok(path)
     }
@@ -92,7 +92,7 @@ async fn every_input_yields_one_scored_event_with_its_source_offset() -> anyhow:
         threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &payloads)
             .await?;
     let engine = fixture.start_engine(&config, 0)?;
-    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     drop(engine);
     let missing = outputs.missing(&landed);
@@ -134,7 +134,7 @@ async fn mixed_good_and_bad_input_is_fully_accounted_for() -> anyhow::Result<()>
         threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &payloads)
             .await?;
     let engine = fixture.start_engine(&config, 0)?;
-    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     drop(engine);
     assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
@@ -184,7 +184,7 @@ async fn no_input_is_lost_across_repeated_kill_9() -> anyhow::Result<()> {
     let landed =
         threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &payloads)
             .await?;
-    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     let mut kill_points = Vec::new();
     for run in 0..CRASH_KILLS {
         let engine = fixture.start_engine(&config, run)?;
@@ -236,7 +236,7 @@ async fn graceful_shutdown_commits_so_nothing_is_processed_twice() -> anyhow::Re
     let first = good_flows(4, 3_000);
     let mut landed =
         threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &first).await?;
-    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     let engine = fixture.start_engine(&config, 0)?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
@@ -304,7 +304,7 @@ async fn http_endpoint_reports_health_readiness_and_metrics() -> anyhow::Result<
     let landed =
         threatflow_e2e::produce(&fixture.broker.bootstrap, &fixture.topics.input, &payloads)
             .await?;
-    let mut outputs = OutputCollector::new(&fixture.broker, &fixture.topics)?;
+    let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     assert!(outputs.missing(&landed).is_empty());
 
@@ -336,5 +336,55 @@ async fn http_endpoint_reports_health_readiness_and_metrics() -> anyhow::Result<
     }
     let status = engine.terminate(Duration::from_secs(30))?;
     assert!(status.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_out_and_back_in_rebalances_without_loss_or_duplicates() -> anyhow::Result<()> {
+    let fixture = fixture(3)?;
+    let config = fixture.write_config("")?;
+    let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
+    let produce = |seed: u64| {
+        let payloads = good_flows(seed, 1_500);
+        let bootstrap = fixture.broker.bootstrap.clone();
+        let topic = fixture.topics.input.clone();
+        async move { threatflow_e2e::produce(&bootstrap, &topic, &payloads).await }
+    };
+
+    let first = fixture.start_engine(&config, 0)?;
+    let mut landed = produce(8).await?;
+    outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+
+    // A second member joins: the first revokes its partitions (drain, commit) and the group
+    // splits them. Inputs produced during and after the rebalance are scored exactly once.
+    let second = fixture.start_engine(&config, 1)?;
+    landed.extend(produce(9).await?);
+    outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    landed.extend(produce(10).await?);
+    outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+
+    // The second member leaves gracefully; the first takes its partitions back.
+    let status = second.terminate(Duration::from_secs(30))?;
+    assert!(status.success(), "{}", fixture.logs());
+    landed.extend(produce(11).await?);
+    outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    outputs.poll_for(Duration::from_secs(2))?;
+    let status = first.terminate(Duration::from_secs(30))?;
+    assert!(status.success(), "{}", fixture.logs());
+
+    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_eq!(
+        outputs.duplicates(),
+        0,
+        "a rebalance re-processed inputs\n{}",
+        fixture.logs()
+    );
+    let logs = fixture.logs();
+    assert!(
+        logs.contains("partitions revoked"),
+        "no rebalance happened:\n{logs}"
+    );
     Ok(())
 }
