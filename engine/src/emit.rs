@@ -176,6 +176,7 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
     if let Some(key) = key {
         record = record.key(key);
     }
+    let mut refused = 0u32;
     loop {
         match producer.send(record) {
             Ok(()) => return,
@@ -184,13 +185,15 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
                 std::thread::sleep(QUEUE_FULL_PAUSE);
             }
             Err((error, returned)) => {
-                // Not retriable locally (e.g. unknown topic in strict mode, record too large
-                // for the client): route it through the retry path so it is never dropped.
+                // Refused at enqueue (e.g. the topic is flagged unauthorized or unknown): keep
+                // the record and try again with backoff. Blocking here is deliberate: it is
+                // the backpressure that stops the source instead of piling records up.
                 metrics::counter!(telemetry::PRODUCE_ERRORS, "topic" => topic.to_owned())
                     .increment(1);
-                tracing::warn!(topic, %error, "output enqueue failed; will retry");
+                tracing::warn!(topic, %error, attempts = refused + 1, "output enqueue failed; will retry");
                 record = returned;
-                std::thread::sleep(MAX_RETRY_BACKOFF);
+                std::thread::sleep(retry_backoff(refused));
+                refused = refused.saturating_add(1);
             }
         }
     }
