@@ -106,7 +106,7 @@ fn offsets(criterion: &mut Criterion) {
                 .collect();
             // Acknowledge in reverse, the worst order for the contiguous prefix.
             for input in inputs.iter().rev() {
-                tracker.expect(input, 1);
+                tracker.set_output_count(input, 1);
                 tracker.acknowledge(input);
             }
             black_box(tracker.take_committable());

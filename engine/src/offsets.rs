@@ -2,7 +2,7 @@
 //!
 //! Every input record is *tracked* when the source receives it, in offset order per
 //! partition. Once the pipeline knows how many output records the input produced (scored
-//! events, dead letters, extra per-user records) it calls [`OffsetTracker::expect`]; every
+//! events, dead letters, extra per-user records) it calls [`OffsetTracker::set_output_count`]; every
 //! broker acknowledgement of one of those outputs calls [`OffsetTracker::acknowledge`].
 //! An input is *done* when all its outputs are acknowledged.
 //!
@@ -167,7 +167,7 @@ impl OffsetTracker {
     }
 
     /// Sets how many output records `input` produced. Zero outputs makes it done at once.
-    pub fn expect(&self, input: &TrackedInput, outputs: usize) {
+    pub fn set_output_count(&self, input: &TrackedInput, outputs: usize) {
         let mut state = self.lock();
         let Some(queue) = state.partitions.get_mut(&input.partition) else {
             return;
@@ -268,8 +268,8 @@ mod tests {
         let p0 = partition(0);
         let first = tracker.track(&p0, 10).unwrap();
         let second = tracker.track(&p0, 11).unwrap();
-        tracker.expect(&first, 1);
-        tracker.expect(&second, 1);
+        tracker.set_output_count(&first, 1);
+        tracker.set_output_count(&second, 1);
         tracker.acknowledge(&second);
         assert!(
             tracker.take_committable().is_empty(),
@@ -289,9 +289,9 @@ mod tests {
         let second = tracker.track(&p0, 1).unwrap();
         // Acknowledging before the count is known must not complete the input.
         tracker.acknowledge(&first);
-        tracker.expect(&second, 0);
+        tracker.set_output_count(&second, 0);
         assert!(tracker.take_committable().is_empty());
-        tracker.expect(&first, 0);
+        tracker.set_output_count(&first, 0);
         assert_eq!(tracker.take_committable(), vec![(p0, 2)]);
     }
 
@@ -301,11 +301,11 @@ mod tests {
         let p0 = partition(0);
         tracker.assign(std::slice::from_ref(&p0));
         let old = tracker.track(&p0, 5).unwrap();
-        tracker.expect(&old, 1);
+        tracker.set_output_count(&old, 1);
         tracker.revoke(std::slice::from_ref(&p0));
         tracker.assign(std::slice::from_ref(&p0));
         let new = tracker.track(&p0, 5).unwrap();
-        tracker.expect(&new, 1);
+        tracker.set_output_count(&new, 1);
         tracker.acknowledge(&old);
         assert!(tracker.take_committable().is_empty());
         tracker.acknowledge(&new);
@@ -326,7 +326,7 @@ mod tests {
         let tracker = OffsetTracker::new();
         let p0 = partition(0);
         let input = tracker.track(&p0, 1).unwrap();
-        tracker.expect(&input, 1);
+        tracker.set_output_count(&input, 1);
         assert_eq!(tracker.wait_drained(&[], Duration::from_millis(20)), 1);
         tracker.acknowledge(&input);
         assert_eq!(tracker.wait_drained(&[], Duration::from_millis(20)), 0);
@@ -356,7 +356,7 @@ mod tests {
                 .map(|&offset| tracker.track(&p0, offset).unwrap())
                 .collect();
             for (input, &count) in inputs.iter().zip(&output_counts) {
-                tracker.expect(input, count);
+                tracker.set_output_count(input, count);
             }
             let mut acks: Vec<usize> = output_counts
                 .iter()

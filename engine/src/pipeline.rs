@@ -84,6 +84,10 @@ pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
+        // Bounds how long a fetch waits for data: brokers that do not answer a waiting fetch
+        // as soon as data arrives (Tansu, librdkafka's mock) otherwise add up to librdkafka's
+        // 500 ms default to every event's latency. Measured: p50 200 ms → 65 ms at 5k/s.
+        .set("fetch.wait.max.ms", "50")
         .set("enable.partition.eof", "false");
     for (name, value) in config
         .kafka
@@ -186,7 +190,15 @@ fn poll_until_cancelled(
     let mut consumed_by_topic: HashMap<String, u64> = HashMap::new();
     let mut last_store = Instant::now();
     while !shutdown.is_cancelled() {
-        match consumer.poll(POLL_TIMEOUT) {
+        // Wake up in time to dispatch a lingering batch, not a whole poll timeout later.
+        let timeout = dispatcher
+            .next_linger_deadline()
+            .map_or(POLL_TIMEOUT, |deadline| {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(POLL_TIMEOUT)
+            });
+        match consumer.poll(timeout) {
             Some(Ok(message)) => {
                 let partition = TopicPartition::new(message.topic(), message.partition());
                 *consumed_by_topic
@@ -470,7 +482,8 @@ impl Worker {
                 }
             }
         }
-        self.tracker.expect(&record.tracked, outputs.len());
+        self.tracker
+            .set_output_count(&record.tracked, outputs.len());
         for (topic, key, payload) in outputs {
             self.emitter
                 .send(topic, Some(&key), &payload, self.token(record));
@@ -514,7 +527,7 @@ impl Worker {
         };
         match self.encoder.encode_dead_letter(&dead_letter) {
             Ok(payload) => {
-                self.tracker.expect(&record.tracked, 1);
+                self.tracker.set_output_count(&record.tracked, 1);
                 let key = dead_letter.event_id.as_bytes();
                 self.emitter.send(
                     &self.dead_letter_topic,

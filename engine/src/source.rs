@@ -148,6 +148,15 @@ impl Dispatcher {
         }
     }
 
+    /// When the oldest pending batch's linger time runs out, if any batch is pending.
+    pub fn next_linger_deadline(&self) -> Option<Instant> {
+        lock(&self.pending)
+            .values()
+            .filter_map(|batch| batch.started)
+            .min()
+            .map(|started| started + self.linger)
+    }
+
     /// Asks the workers of `topics` to checkpoint and waits for them, up to `timeout`.
     pub fn checkpoint(&self, topics: &[String], timeout: Duration) {
         let mut replies = Vec::new();
