@@ -204,6 +204,10 @@ pub struct PipelineConfig {
     /// are committed on a rebalance, milliseconds.
     #[serde(default = "default_revoke_drain_ms")]
     pub revoke_drain_ms: u64,
+    /// How often stored offsets are committed, milliseconds. This bounds what a crash
+    /// re-processes: about one interval of input plus what was in flight.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
     /// Interval of the operators' `tick` hook, milliseconds.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
@@ -227,6 +231,9 @@ fn default_shutdown_grace_ms() -> u64 {
 fn default_revoke_drain_ms() -> u64 {
     10_000
 }
+fn default_commit_interval_ms() -> u64 {
+    250
+}
 fn default_tick_ms() -> u64 {
     1_000
 }
@@ -240,6 +247,7 @@ impl Default for PipelineConfig {
             max_message_bytes: default_max_message_bytes(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             revoke_drain_ms: default_revoke_drain_ms(),
+            commit_interval_ms: default_commit_interval_ms(),
             tick_ms: default_tick_ms(),
         }
     }
@@ -429,6 +437,9 @@ impl EngineConfig {
         }
         if pipeline.max_message_bytes == 0 {
             problems.push("pipeline.max_message_bytes must be at least 1".to_owned());
+        }
+        if pipeline.commit_interval_ms == 0 {
+            problems.push("pipeline.commit_interval_ms must be at least 1".to_owned());
         }
         if pipeline.tick_ms == 0 {
             problems.push("pipeline.tick_ms must be at least 1".to_owned());

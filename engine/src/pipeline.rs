@@ -39,13 +39,14 @@ use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::operators::{Operator, OperatorContext, Outcome, SourcedEvent};
 use crate::scored::{now_ms, SourceCoordinates};
 use crate::source::{
-    commit_sync, store_committable, Dispatcher, Health, RawRecord, SourceContext, WorkerMessage,
+    commit_async, commit_sync, store_committable, Dispatcher, Health, RawRecord, SourceContext,
+    WorkerMessage,
 };
 use crate::telemetry;
 
 /// How long one consumer poll may block; bounds the reaction time to shutdown and linger.
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
-/// How often stored offsets are refreshed from the tracker (auto-commit then commits them).
+/// How often stored offsets are refreshed from the tracker (committed every commit interval).
 const STORE_INTERVAL: Duration = Duration::from_millis(100);
 /// Headroom over `max_message_bytes` for the producer's own limit: a dead letter carries the
 /// input's bytes plus its envelope.
@@ -80,8 +81,7 @@ pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {
     client
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", &config.kafka.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
         // Bounds how long a fetch waits for data: brokers that do not answer a waiting fetch
@@ -106,6 +106,9 @@ pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {
         tracing::warn!("enable.auto.offset.store is forced to false (at-least-once delivery)");
     }
     client.set("enable.auto.offset.store", "false");
+    // The pipeline commits on its own schedule (`pipeline.commit_interval_ms`), right after
+    // storing, so the crash window is one short interval rather than librdkafka's timer.
+    client.set("enable.auto.commit", "false");
     client
 }
 
@@ -166,7 +169,8 @@ pub fn run(
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.kafka.group_id, "engine started");
 
-    poll_until_cancelled(&consumer, &dispatcher, &tracker, &shutdown);
+    let commit_interval = Duration::from_millis(config.pipeline.commit_interval_ms);
+    poll_until_cancelled(&consumer, &dispatcher, &tracker, commit_interval, &shutdown);
 
     let grace = Duration::from_millis(config.pipeline.shutdown_grace_ms);
     shut_down(
@@ -185,10 +189,13 @@ fn poll_until_cancelled(
     consumer: &BaseConsumer<SourceContext>,
     dispatcher: &Dispatcher,
     tracker: &OffsetTracker,
+    commit_interval: Duration,
     shutdown: &CancellationToken,
 ) {
     let mut consumed_by_topic: HashMap<String, u64> = HashMap::new();
     let mut last_store = Instant::now();
+    let mut last_commit = Instant::now();
+    let mut stored_since_commit = false;
     while !shutdown.is_cancelled() {
         // Wake up in time to dispatch a lingering batch, not a whole poll timeout later.
         let timeout = dispatcher
@@ -224,7 +231,12 @@ fn poll_until_cancelled(
         }
         dispatcher.flush(false);
         if last_store.elapsed() >= STORE_INTERVAL {
-            store_committable(consumer, tracker);
+            stored_since_commit |= store_committable(consumer, tracker);
+            if stored_since_commit && last_commit.elapsed() >= commit_interval {
+                commit_async(consumer);
+                stored_since_commit = false;
+                last_commit = Instant::now();
+            }
             for (topic, count) in consumed_by_topic.drain() {
                 metrics::counter!(telemetry::EVENTS_CONSUMED, "topic" => topic).increment(count);
             }

@@ -2,7 +2,8 @@
 //!
 //! Guarantees (with [`crate::offsets`] and [`crate::emit`]):
 //! - offsets are *stored* only for inputs whose outputs are all acknowledged
-//!   (`enable.auto.offset.store=false`, forced), and auto-commit commits what was stored;
+//!   (`enable.auto.offset.store=false`, forced), and what was stored is committed every
+//!   `pipeline.commit_interval_ms` (librdkafka's auto-commit is off);
 //! - on revoke, pending batches are dispatched, in-flight inputs of the revoked partitions are
 //!   given `pipeline.revoke_drain_ms` to finish, operators checkpoint, and the final offsets
 //!   are committed synchronously before the partitions go. What did not finish in time is
@@ -296,11 +297,15 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
-/// Stores (for the next commit) the offsets the tracker says are safe.
-pub fn store_committable<C: ConsumerContext>(consumer: &BaseConsumer<C>, tracker: &OffsetTracker) {
+/// Stores (for the next commit) the offsets the tracker says are safe; returns whether any
+/// offset moved.
+pub fn store_committable<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tracker: &OffsetTracker,
+) -> bool {
     let committable = tracker.take_committable();
     if committable.is_empty() {
-        return;
+        return false;
     }
     let mut list = TopicPartitionList::new();
     for (partition, offset) in &committable {
@@ -315,6 +320,22 @@ pub fn store_committable<C: ConsumerContext>(consumer: &BaseConsumer<C>, tracker
     if let Err(error) = consumer.store_offsets(&list) {
         // Happens when a partition was revoked meanwhile; its next owner re-reads the tail.
         tracing::debug!(%error, "offset store refused");
+    }
+    true
+}
+
+/// Commits the stored offsets without waiting; a failure is retried by the next commit,
+/// which carries the same or later offsets.
+pub fn commit_async<C: ConsumerContext>(consumer: &BaseConsumer<C>) {
+    match consumer.commit_consumer_state(CommitMode::Async) {
+        Ok(()) => {}
+        Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(error) => {
+            metrics::counter!(telemetry::COMMIT_ERRORS, "cause" => "periodic").increment(1);
+            tracing::debug!(%error, "periodic offset commit failed; next one retries");
+        }
     }
 }
 

@@ -469,3 +469,31 @@ pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Sum over partitions of the offsets `group` has committed on `topic` (0 for none), read
+/// with an OffsetFetch that does not join the group.
+pub fn committed_total(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: u32,
+) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, i32::try_from(partition)?);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => 0,
+        })
+        .sum())
+}

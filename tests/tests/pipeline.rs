@@ -186,6 +186,7 @@ async fn no_input_is_lost_across_repeated_kill_9() -> anyhow::Result<()> {
             .await?;
     let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     let mut kill_points = Vec::new();
+    let mut last_committed = 0;
     for run in 0..CRASH_KILLS {
         let engine = fixture.start_engine(&config, run)?;
         let before = outputs.accounted();
@@ -197,6 +198,19 @@ async fn no_input_is_lost_across_repeated_kill_9() -> anyhow::Result<()> {
         }
         engine.kill_hard()?;
         kill_points.push(outputs.accounted());
+        // Commits happen while running, not only at shutdown: the restart point moved on.
+        let committed = threatflow_e2e::committed_total(
+            &fixture.broker.bootstrap,
+            &fixture.topics.group,
+            &fixture.topics.input,
+            fixture.topics.partitions,
+        )?;
+        assert!(
+            committed > last_committed,
+            "run {run}: no offset committed before the kill ({committed})\n{}",
+            fixture.logs()
+        );
+        last_committed = committed;
         assert!(
             outputs.accounted() < CRASH_INPUTS,
             "run {run} finished before it was killed: {kill_points:?}"
