@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
@@ -39,8 +39,7 @@ use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::operators::{Operator, OperatorContext, Outcome, SourcedEvent};
 use crate::scored::{now_ms, SourceCoordinates};
 use crate::source::{
-    commit_async, commit_sync, store_committable, Dispatcher, Health, RawRecord, SourceContext,
-    WorkerMessage,
+    commit, store_committable, Dispatcher, Health, RawRecord, SourceContext, WorkerMessage,
 };
 use crate::telemetry;
 
@@ -233,7 +232,7 @@ fn poll_until_cancelled(
         if last_store.elapsed() >= STORE_INTERVAL {
             stored_since_commit |= store_committable(consumer, tracker);
             if stored_since_commit && last_commit.elapsed() >= commit_interval {
-                commit_async(consumer);
+                commit(consumer, CommitMode::Async, "periodic");
                 stored_since_commit = false;
                 last_commit = Instant::now();
             }
@@ -284,7 +283,7 @@ fn shut_down(
     }
     let pending = tracker.wait_drained(&[], deadline.saturating_duration_since(Instant::now()));
     store_committable(consumer, tracker);
-    commit_sync(consumer, "shutdown");
+    commit(consumer, CommitMode::Sync, "shutdown");
     consumer.unsubscribe();
     tracing::info!(uncommitted = pending, "shutdown complete");
 }

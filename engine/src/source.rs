@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientContext, Offset};
@@ -263,7 +262,7 @@ impl ConsumerContext for SourceContext {
         topics.dedup();
         self.dispatcher.checkpoint(&topics, self.revoke_drain);
         store_committable(consumer, &self.tracker);
-        commit_sync(consumer, "revoke");
+        commit(consumer, CommitMode::Sync, "revoke");
         self.tracker.revoke(&partitions);
     }
 
@@ -324,32 +323,27 @@ pub fn store_committable<C: ConsumerContext>(
     true
 }
 
-/// Commits the stored offsets without waiting; a failure is retried by the next commit,
-/// which carries the same or later offsets.
-pub fn commit_async<C: ConsumerContext>(consumer: &BaseConsumer<C>) {
-    match consumer.commit_consumer_state(CommitMode::Async) {
-        Ok(()) => {}
-        Err(rdkafka::error::KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::NoOffset,
-        )) => {}
-        Err(error) => {
-            metrics::counter!(telemetry::COMMIT_ERRORS, "cause" => "periodic").increment(1);
-            tracing::debug!(%error, "periodic offset commit failed; next one retries");
-        }
-    }
-}
-
-/// Commits the stored offsets synchronously; "nothing to commit" is not an error.
-pub fn commit_sync<C: ConsumerContext>(consumer: &BaseConsumer<C>, cause: &'static str) {
-    let result: KafkaResult<()> = consumer.commit_consumer_state(CommitMode::Sync);
-    match result {
+/// Commits the stored offsets: synchronously on revoke and shutdown (the partitions are about
+/// to go), asynchronously on the periodic schedule (a failure is simply retried by the next
+/// commit, which carries the same or later offsets). "Nothing to commit" is not an error.
+pub fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    mode: CommitMode,
+    cause: &'static str,
+) {
+    match consumer.commit_consumer_state(mode) {
         Ok(()) => tracing::debug!(cause, "offsets committed"),
         Err(rdkafka::error::KafkaError::ConsumerCommit(
             rdkafka::types::RDKafkaErrorCode::NoOffset,
         )) => {}
         Err(error) => {
             metrics::counter!(telemetry::COMMIT_ERRORS, "cause" => cause).increment(1);
-            tracing::warn!(cause, %error, "offset commit failed");
+            match mode {
+                CommitMode::Sync => tracing::warn!(cause, %error, "offset commit failed"),
+                CommitMode::Async => {
+                    tracing::debug!(cause, %error, "offset commit failed; next one retries")
+                }
+            }
         }
     }
 }
