@@ -11,6 +11,7 @@
 //! - [`source`]: consumer, rebalance handling, batching; [`emit`]: producer and acks.
 //! - [`pipeline`]: the one loop that runs every operator.
 //! - [`operators`]: the operator trait and the operators.
+//! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting).
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
 //! - [`generate`]: realistic synthetic events (demo, tests, load generator); [`demo`]: the
 //!   engine on an embedded broker.
@@ -26,6 +27,7 @@ pub mod encode;
 pub mod events;
 pub mod generate;
 pub mod http;
+pub mod ml;
 pub mod offsets;
 pub mod operators;
 pub mod pipeline;
