@@ -44,6 +44,8 @@ const DEMO_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// embedded broker — which keeps only 5 MB per partition and drops the oldest records beyond
 /// that — never evicts inputs the engine has not read yet.
 const MAX_IN_FLIGHT: u64 = 30_000;
+/// How often the live progress line is refreshed.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one read of the outputs may wait when there is nothing else to do.
 const READ_WAIT: Duration = Duration::from_millis(100);
 /// How long the generator reads outputs before producing again when its window is full.
@@ -277,7 +279,6 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let mut produced: BTreeMap<String, u64> = BTreeMap::new();
     let mut produced_total = 0u64;
     let started = Instant::now();
-    let mut last_progress = Instant::now();
     let mut bad_budget = 0.0f64;
     let mut bad_index = 0usize;
     loop {
@@ -291,10 +292,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
         }
         if produced_total.saturating_sub(reader.accounted()) >= MAX_IN_FLIGHT {
             reader.poll_some(WINDOW_FULL_WAIT);
-            if options.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-                reader.print_progress(produced_total, started);
-                last_progress = Instant::now();
-            }
+            reader.maybe_print_progress(options.progress, produced_total, started);
             continue;
         }
         if let Some(rate) = options.rate {
@@ -335,20 +333,14 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
             // Drain what has arrived without slowing the producer down.
             reader.poll_some(Duration::ZERO);
         }
-        if options.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-            reader.print_progress(produced_total, started);
-            last_progress = Instant::now();
-        }
+        reader.maybe_print_progress(options.progress, produced_total, started);
     }
     producer.flush(Duration::from_secs(30))?;
 
     let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
     while reader.accounted() < produced_total && Instant::now() < drain_deadline {
         reader.poll_some(READ_WAIT);
-        if options.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-            reader.print_progress(produced_total, started);
-            last_progress = Instant::now();
-        }
+        reader.maybe_print_progress(options.progress, produced_total, started);
     }
     if options.progress {
         reader.print_progress(produced_total, started);
@@ -380,6 +372,7 @@ struct OutputReader {
     duplicates: u64,
     latency_ms: Histogram<u64>,
     last_output: Option<Instant>,
+    last_progress: Instant,
 }
 
 impl OutputReader {
@@ -412,6 +405,7 @@ impl OutputReader {
             duplicates: 0,
             latency_ms: Histogram::new_with_bounds(1, 3_600_000, 3)?,
             last_output: None,
+            last_progress: Instant::now(),
         })
     }
 
@@ -488,6 +482,14 @@ impl OutputReader {
             self.duplicates += 1;
         }
         self.last_output = Some(Instant::now());
+    }
+
+    /// Prints the progress line when enabled and a second has passed since the last one.
+    fn maybe_print_progress(&mut self, enabled: bool, produced: u64, started: Instant) {
+        if enabled && self.last_progress.elapsed() >= PROGRESS_INTERVAL {
+            self.print_progress(produced, started);
+            self.last_progress = Instant::now();
+        }
     }
 
     fn print_progress(&self, produced: u64, started: Instant) {

@@ -207,9 +207,14 @@ fn poll_until_cancelled(
         match consumer.poll(timeout) {
             Some(Ok(message)) => {
                 let partition = TopicPartition::new(message.topic(), message.partition());
-                *consumed_by_topic
-                    .entry(partition.topic.clone())
-                    .or_default() += 1;
+                // Counted locally and published with the offsets: no allocation per message
+                // once the topic is known.
+                match consumed_by_topic.get_mut(message.topic()) {
+                    Some(count) => *count += 1,
+                    None => {
+                        consumed_by_topic.insert(partition.topic.clone(), 1);
+                    }
+                }
                 // A refused offset is a re-delivery behind what we already track (after a
                 // seek); it was or will be processed in order, so skipping it loses nothing.
                 if let Some(tracked) = tracker.track(&partition, message.offset()) {
@@ -236,15 +241,22 @@ fn poll_until_cancelled(
                 stored_since_commit = false;
                 last_commit = Instant::now();
             }
-            for (topic, count) in consumed_by_topic.drain() {
-                metrics::counter!(telemetry::EVENTS_CONSUMED, "topic" => topic).increment(count);
-            }
+            publish_consumed(&mut consumed_by_topic);
             metrics::gauge!(telemetry::INFLIGHT_EVENTS).set(tracker.pending(&[]) as f64);
             last_store = Instant::now();
         }
     }
-    for (topic, count) in consumed_by_topic {
-        metrics::counter!(telemetry::EVENTS_CONSUMED, "topic" => topic).increment(count);
+    publish_consumed(&mut consumed_by_topic);
+}
+
+/// Adds the locally counted consumed records to the metric and resets the counts.
+fn publish_consumed(consumed_by_topic: &mut HashMap<String, u64>) {
+    for (topic, count) in consumed_by_topic.iter_mut() {
+        if *count > 0 {
+            metrics::counter!(telemetry::EVENTS_CONSUMED, "topic" => topic.clone())
+                .increment(*count);
+            *count = 0;
+        }
     }
 }
 
@@ -408,7 +420,7 @@ impl Worker {
         let mut outcomes = self.operator.score_batch(&events).into_iter();
         let emit_start = Instant::now();
         let scored_count = events.len();
-        let mut bad_outcome_count = false;
+        let mut missing_outcomes = false;
         for (record, failure) in records.iter().zip(failures) {
             if let Some(failure) = failure {
                 self.emit_dead_letter(record, failure);
@@ -426,7 +438,7 @@ impl Worker {
                     },
                 ),
                 None => {
-                    bad_outcome_count = true;
+                    missing_outcomes = true;
                     self.emit_dead_letter(
                         record,
                         DecodeFailure {
@@ -437,7 +449,7 @@ impl Worker {
                 }
             }
         }
-        if bad_outcome_count || outcomes.next().is_some() {
+        if missing_outcomes || outcomes.next().is_some() {
             tracing::error!(
                 operator = operator_name,
                 "operator broke the one-outcome-per-event contract"

@@ -7,6 +7,14 @@ fn threatflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_threatflow-under-test"))
 }
 
+fn config_check(path: &std::path::Path) -> std::process::Output {
+    threatflow()
+        .args(["config", "check"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn config_check_prints_the_effective_config_with_env_overrides_and_masked_secrets() {
     let example = concat!(
@@ -53,11 +61,7 @@ batch_size = 0
 "#,
     )
     .unwrap();
-    let output = threatflow()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = config_check(&path);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("pipeline.batch_size"), "{stderr}");
@@ -68,11 +72,7 @@ batch_size = 0
         "[kafka]\nbrokers = \"x\"\ngroup_id = \"g\"\nbrokerz = 1\n",
     )
     .unwrap();
-    let output = threatflow()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = config_check(&path);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("brokerz"));
 }
