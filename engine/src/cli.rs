@@ -55,10 +55,68 @@ enum Command {
         #[arg(long)]
         brokers: Option<String>,
     },
+    /// Train a model set from labelled data.
+    Train {
+        #[command(subcommand)]
+        command: TrainCommand,
+    },
+    /// Print a model set's figures on labelled data.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrainCommand {
+    /// Network-flow model set (binary + category GBDTs, team thresholds) from an NSL-KDD
+    /// file; early stopping and thresholds use a stratified split of that file.
+    Flow {
+        /// NSL-KDD training file.
+        #[arg(long, default_value = "models/flow/data/KDDTrain+_20Percent.txt")]
+        data: PathBuf,
+        /// Version name; the model goes to `<models>/flow/<version>/`.
+        #[arg(long, default_value = "v1")]
+        version: String,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Seed of the validation split.
+        #[arg(long, default_value_t = 20_261_123)]
+        seed: u64,
+        /// Share of each label held out for early stopping, thresholds and metrics.
+        #[arg(long, default_value_t = 0.2)]
+        validation_fraction: f64,
+        /// Executive operating point: cost of a false alarm.
+        #[arg(long, default_value_t = 1.0)]
+        fp_cost: f64,
+        /// Executive operating point: cost of a missed attack.
+        #[arg(long, default_value_t = 5.0)]
+        fn_cost: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Network-flow model set on an NSL-KDD file.
+    Flow {
+        /// Labelled NSL-KDD file.
+        #[arg(long)]
+        data: PathBuf,
+        /// Model version directory (default: the newest under models/flow).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Print the figures as one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        /// Also write report.md, report.json, roc.png and pr.png into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
 }
 
@@ -96,6 +154,35 @@ pub fn main() -> ExitCode {
             };
             demo(&options, json)
         }
+        Command::Train {
+            command:
+                TrainCommand::Flow {
+                    data,
+                    version,
+                    models,
+                    seed,
+                    validation_fraction,
+                    fp_cost,
+                    fn_cost,
+                },
+        } => crate::model_cli::train_flow(&crate::operators::flow::train::TrainOptions {
+            out: models.join("flow").join(&version),
+            data,
+            version,
+            seed,
+            validation_fraction,
+            false_positive_cost: fp_cost,
+            false_negative_cost: fn_cost,
+        }),
+        Command::Eval {
+            command:
+                EvalCommand::Flow {
+                    data,
+                    model,
+                    json,
+                    report,
+                },
+        } => crate::model_cli::eval_flow(&data, model.as_deref(), json, report.as_deref()),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),

@@ -66,6 +66,9 @@ pub struct EngineConfig {
     /// Where state and models live on disk.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Per-operator settings (`[operators.flow]`, ...).
+    #[serde(default)]
+    pub operators: crate::operators::OperatorsConfig,
     /// The health / readiness / metrics endpoint.
     #[serde(default)]
     pub http: HttpConfig,

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -167,6 +168,11 @@ impl DemoTopics {
 
 /// The engine config the demo runs: every stream bound to its operator.
 pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> EngineConfig {
+    let model_dir = demo_model_dir();
+    let operator_for = |kind: SchemaKind| match (kind, &model_dir) {
+        (SchemaKind::Flow, Some(_)) => OperatorKind::Flow,
+        _ => OperatorKind::Passthrough,
+    };
     EngineConfig {
         kafka: KafkaConfig {
             brokers: brokers.to_owned(),
@@ -181,7 +187,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             .map(|stream| TopicBinding {
                 topic: stream.input.clone(),
                 schema: stream.kind,
-                operator: OperatorKind::Passthrough,
+                operator: operator_for(stream.kind),
                 input_format: InputFormat::Auto,
                 output_topic: stream.output.clone(),
             })
@@ -194,13 +200,27 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             max_message_bytes: DEMO_MAX_MESSAGE_BYTES,
             ..PipelineConfig::default()
         },
-        storage: StorageConfig::default(),
+        storage: StorageConfig {
+            model_dir: model_dir.unwrap_or_else(|| StorageConfig::default().model_dir),
+            ..StorageConfig::default()
+        },
+        operators: Default::default(),
         http: HttpConfig {
             bind: String::new(),
         },
         log: LogConfig::default(),
         schema_ids: BTreeMap::new(),
     }
+}
+
+/// The model root the demo uses: `./models` when it holds a flow model (the README runs the
+/// demo from the repository root), else the repository's `models/` this binary was built
+/// from. `None` when neither has one; streams without a model run `passthrough`.
+pub fn demo_model_dir() -> Option<PathBuf> {
+    let built_from = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"));
+    [PathBuf::from("models"), built_from]
+        .into_iter()
+        .find(|root| crate::operators::flow::train::newest_version(&root.join("flow")).is_some())
 }
 
 /// Creates the topics on an external cluster with the admin API.

@@ -181,6 +181,18 @@ macro_rules! flow_event {
             pub fn numeric_features(&self) -> [f64; 38] {
                 [$(self.$numeric),*]
             }
+
+            /// The symbolic features, in [`Self::SYMBOLIC_NAMES`] order.
+            pub fn symbolic_features(&self) -> [&str; 3] {
+                [$(self.$symbolic.as_str()),*]
+            }
+
+            /// A record from its symbolic and continuous features, in name order.
+            pub fn from_features(symbolic: [String; 3], numeric: [f64; 38]) -> Self {
+                let [$($symbolic),*] = symbolic;
+                let [$($numeric),*] = numeric;
+                Self { event_id: None, timestamp_ms: None, $($symbolic,)* $($numeric,)* }
+            }
         }
     };
 }

@@ -11,11 +11,12 @@
 //! - [`source`]: consumer, rebalance handling, batching; [`emit`]: producer and acks.
 //! - [`pipeline`]: the one loop that runs every operator.
 //! - [`operators`]: the operator trait and the operators.
-//! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting).
+//! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting, XGBoost
+//!   import, metrics, curve plots).
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
 //! - [`generate`]: realistic synthetic events (demo, tests, load generator); [`demo`]: the
 //!   engine on an embedded broker.
-//! - [`cli`]: the `threatflow` command line.
+//! - [`cli`]: the `threatflow` command line; [`model_cli`]: its `train` and `eval` commands.
 
 pub mod cli;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod events;
 pub mod generate;
 pub mod http;
 pub mod ml;
+pub mod model_cli;
 pub mod offsets;
 pub mod operators;
 pub mod pipeline;

@@ -331,6 +331,7 @@ fn start_workers(
         let context = OperatorContext {
             model_dir: &config.storage.model_dir,
             state_dir: &config.storage.state_dir,
+            operators: &config.operators,
         };
         operator
             .start(&context)

@@ -44,7 +44,7 @@ impl Objective {
 }
 
 /// Training parameters (XGBoost names where they exist).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GbdtParams {
     /// The objective.
     pub objective: Objective,

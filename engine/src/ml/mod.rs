@@ -1,6 +1,11 @@
 //! Machine-learning building blocks shared by the operators (never operator-specific):
-//! tree ensembles with exact TreeSHAP ([`trees`]) and a histogram gradient-boosting trainer
-//! ([`gbdt`]). Operators own their features, models and thresholds; they share these.
+//! tree ensembles with exact TreeSHAP ([`trees`]), a histogram gradient-boosting trainer
+//! ([`gbdt`]), the XGBoost JSON importer ([`xgboost`]), evaluation metrics ([`metrics`]) and
+//! ROC / PR curve plots ([`plot`]). Operators own their features, models and thresholds; they
+//! share these.
 
 pub mod gbdt;
+pub mod metrics;
+pub mod plot;
 pub mod trees;
+pub mod xgboost;

@@ -9,6 +9,7 @@
 //! in input order. An event it cannot score is an [`Outcome::Rejected`] (dead-lettered with
 //! reason `operator_rejected`), never a panic and never a silent drop.
 
+pub mod flow;
 pub mod passthrough;
 
 use std::path::Path;
@@ -80,6 +81,17 @@ pub struct OperatorContext<'a> {
     pub model_dir: &'a Path,
     /// `storage.state_dir`, for keyed state checkpoints.
     pub state_dir: &'a Path,
+    /// The `[operators]` config section.
+    pub operators: &'a OperatorsConfig,
+}
+
+/// `[operators.*]`: per-operator settings, each with defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorsConfig {
+    /// The network-flow operator.
+    #[serde(default)]
+    pub flow: flow::FlowOperatorConfig,
 }
 
 /// One stream operator.
@@ -121,6 +133,8 @@ pub enum OperatorKind {
     /// Scores nothing; wraps each valid event in the envelope. For pipeline checks, load
     /// tests and topics whose operator has not landed yet.
     Passthrough,
+    /// Network flows: gradient-boosted severity with TreeSHAP explanations.
+    Flow,
 }
 
 impl OperatorKind {
@@ -128,13 +142,15 @@ impl OperatorKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Passthrough => "passthrough",
+            Self::Flow => "flow",
         }
     }
 
     /// Whether this operator scores records of `schema`.
-    pub fn accepts(self, _schema: SchemaKind) -> bool {
+    pub fn accepts(self, schema: SchemaKind) -> bool {
         match self {
             Self::Passthrough => true,
+            Self::Flow => schema == SchemaKind::Flow,
         }
     }
 
@@ -142,6 +158,7 @@ impl OperatorKind {
     pub fn build(self) -> Box<dyn Operator> {
         match self {
             Self::Passthrough => Box::new(passthrough::PassthroughOperator),
+            Self::Flow => Box::new(flow::FlowOperator::default()),
         }
     }
 }

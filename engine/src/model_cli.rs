@@ -1,0 +1,138 @@
+//! The `train` and `eval` commands: thin plumbing from the command line to each operator's
+//! training and evaluation code, with the output conventions every operator shares
+//! (human-readable report on stdout; with `--json`, one JSON object on the last line).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::operators::flow::dataset::read_nsl_kdd;
+use crate::operators::flow::eval::evaluate;
+use crate::operators::flow::model::FlowModel;
+use crate::operators::flow::train::{newest_version, train, TrainOptions};
+
+/// `threatflow train flow`.
+pub fn train_flow(options: &TrainOptions) -> ExitCode {
+    let started = std::time::Instant::now();
+    match train(options, rfc3339_utc(std::time::SystemTime::now())) {
+        Ok(summary) => {
+            let record = summary.model.manifest.training.as_ref();
+            println!(
+                "trained flow model {} in {:.1} s: binary {} rounds, category {} rounds; written to {}\n",
+                summary.model.manifest.version,
+                started.elapsed().as_secs_f64(),
+                record.map_or(0, |record| record.binary_rounds),
+                record.map_or(0, |record| record.category_rounds),
+                options.out.display()
+            );
+            println!(
+                "validation split (held out from {}):\n",
+                options.data.display()
+            );
+            print!("{}", summary.validation.render());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("train flow failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `threatflow eval flow`.
+pub fn eval_flow(data: &Path, model: Option<&Path>, json: bool, report: Option<&Path>) -> ExitCode {
+    let directory = match model {
+        Some(directory) => directory.to_path_buf(),
+        None => {
+            match newest_version(Path::new("models/flow")) {
+                Some(directory) => directory,
+                None => {
+                    eprintln!("no model under models/flow: pass --model DIR or run `threatflow train flow`");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let model = match FlowModel::load(&directory) {
+        Ok(model) => model,
+        Err(error) => {
+            eprintln!("cannot load {}: {error}", directory.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows = match read_nsl_kdd(data) {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let evaluation = evaluate(&model, &rows);
+    print!("{}", evaluation.render());
+    if let Some(report) = report {
+        match evaluation.write_report(report) {
+            Ok(true) => println!("\nreport written to {}", report.display()),
+            Ok(false) => println!(
+                "\nreport written to {} (no font found: plots have no text; set THREATFLOW_PLOT_FONT)",
+                report.display()
+            ),
+            Err(error) => {
+                eprintln!("cannot write the report: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if json {
+        match serde_json::to_string(&evaluation) {
+            Ok(line) => println!("{line}"),
+            Err(error) => {
+                eprintln!("cannot render json: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `time` as RFC 3339 UTC with seconds (`2026-11-23T17:04:05Z`).
+pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
+    let seconds = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs()) as i64;
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(rfc3339_utc(leap_day), "2000-02-29T01:02:03Z");
+        let late = UNIX_EPOCH + Duration::from_secs(1_795_392_000);
+        assert_eq!(rfc3339_utc(late), "2026-11-23T00:00:00Z");
+    }
+}
