@@ -21,6 +21,7 @@ pub mod dataset;
 pub mod eval;
 pub mod features;
 pub mod model;
+pub mod novel;
 pub mod train;
 
 use std::collections::BTreeMap;

@@ -92,6 +92,10 @@ pub struct TrainingRecord {
     pub false_positive_cost: f64,
     /// Cost of a false negative for the executive operating point.
     pub false_negative_cost: f64,
+    /// Attack-name groups held out in turn to score validation rows for the thresholds.
+    pub calibration_groups: Vec<Vec<String>>,
+    /// Validation rows scored that way.
+    pub calibration_rows: usize,
 }
 
 /// `manifest.json` of a flow model version.

@@ -5,9 +5,10 @@
 //! `validation_fraction` of every label; vocabularies come from the training part only; two
 //! histogram GBDTs ([`crate::ml::gbdt`]) are fitted with early stopping on the held-out part
 //! — a binary attack-vs-normal model and a 5-class category model with square-root
-//! class-balancing weights (u2r has a dozen training rows). The held-out part then gives the
-//! team operating points and the validation metrics written into the manifest. The test file
-//! (KDDTest+) is never read here.
+//! class-balancing weights (u2r has a dozen training rows). The held-out part gives the
+//! validation metrics written into the manifest (the random-split figures) and, scored by
+//! models that never saw the attack type (see [`crate::operators::flow::novel`]), the
+//! decision and team thresholds. The test file (KDDTest+) is never read here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,8 @@ use rand::SeedableRng;
 
 use crate::ml::gbdt::{self, Dataset, GbdtParams, Objective};
 use crate::ml::metrics::{
-    threshold_best_f1, threshold_for_precision, threshold_for_recall, threshold_min_cost,
-    threshold_sweep, OperatingPoint,
+    roc_auc, threshold_best_f1, threshold_for_precision, threshold_for_recall, threshold_min_cost,
+    threshold_sweep, BinaryCounts, OperatingPoint,
 };
 use crate::operators::flow::dataset::{read_nsl_kdd, LabelledFlow, CLASSES};
 use crate::operators::flow::eval::{evaluate, FlowEvaluation};
@@ -28,6 +29,7 @@ use crate::operators::flow::model::{
     engineered_feature_docs, sha256_hex, FlowManifest, FlowModel, ModelFile, ModelFormat,
     TeamThreshold, TrainingRecord, IMPACT, MANIFEST_KIND,
 };
+use crate::operators::flow::novel::{novel_attack_scores, LabelledRows};
 
 /// SOC tier 1 must see this share of attacks.
 pub const TIER1_MIN_RECALL: f64 = 0.95;
@@ -314,15 +316,30 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         }),
     )?;
 
-    let validation_scores: Vec<f64> = validation_set
-        .features
-        .chunks_exact(columns)
-        .map(|row| gbdt::sigmoid(binary.predict_raw(row)[0]))
-        .collect();
-    let validation_labels: Vec<bool> = validation_rows.iter().map(|row| row.is_attack()).collect();
+    // Thresholds come from out-of-family scores (see `novel`), not from the random split,
+    // on which every threshold looks perfect.
+    let novel = novel_attack_scores(
+        &binary_params,
+        binary_report.best_rounds,
+        &LabelledRows {
+            features: &train_set.features,
+            columns,
+            is_attack: &train_set.is_attack,
+            names: train_rows.iter().map(|row| row.label.as_str()).collect(),
+        },
+        &LabelledRows {
+            features: &validation_set.features,
+            columns,
+            is_attack: &validation_set.is_attack,
+            names: validation_rows
+                .iter()
+                .map(|row| row.label.as_str())
+                .collect(),
+        },
+    )?;
     let teams = team_thresholds(
-        &validation_scores,
-        &validation_labels,
+        &novel.scores,
+        &novel.labels,
         options.false_positive_cost,
         options.false_negative_cost,
     );
@@ -362,12 +379,25 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             category_rounds: category_report.best_rounds,
             false_positive_cost: options.false_positive_cost,
             false_negative_cost: options.false_negative_cost,
+            calibration_groups: novel.groups.clone(),
+            calibration_rows: novel.scores.len(),
         }),
     };
     let mut model = FlowModel::new(manifest, binary, category)?;
     let validation_owned: Vec<LabelledFlow> = validation_rows.into_iter().cloned().collect();
     let validation = evaluate(&model, &validation_owned);
     model.manifest.metrics = validation.headline_metrics();
+    let novel_counts = BinaryCounts::at_threshold(&novel.scores, &novel.labels, decision_threshold);
+    for (name, value) in [
+        ("novel_attack_auc", roc_auc(&novel.scores, &novel.labels)),
+        ("novel_attack_recall", novel_counts.recall()),
+        ("novel_attack_precision", novel_counts.precision()),
+    ] {
+        model
+            .manifest
+            .metrics
+            .insert(name.to_owned(), (value * 1e6).round() / 1e6);
+    }
     model.save(&options.out)?;
     Ok(TrainSummary { model, validation })
 }
