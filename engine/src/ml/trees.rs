@@ -85,22 +85,34 @@ impl Tree {
         self.left[node] == LEAF
     }
 
-    /// The child that `row` follows at internal node `node`.
-    fn next(&self, node: usize, row: &[f64]) -> usize {
+    /// Whether `row` goes left at internal node `node`.
+    fn goes_left(&self, node: usize, row: &[f64]) -> bool {
         let value = row
             .get(self.feature[node] as usize)
             .copied()
             .unwrap_or(f64::NAN);
-        let goes_left = if value.is_nan() {
+        if value.is_nan() {
             self.default_left[node]
         } else {
             value < self.threshold[node]
-        };
-        (if goes_left {
+        }
+    }
+
+    /// The child that `row` follows at internal node `node`.
+    fn next(&self, node: usize, row: &[f64]) -> usize {
+        (if self.goes_left(node, row) {
             self.left[node]
         } else {
             self.right[node]
         }) as usize
+    }
+
+    /// For every node, whether `row` goes left there (false at leaves); TreeSHAP tables
+    /// evaluate each split once per row with it.
+    pub fn branch_directions(&self, row: &[f64], directions: &mut Vec<bool>) {
+        directions.clear();
+        directions
+            .extend((0..self.len()).map(|node| !self.is_leaf(node) && self.goes_left(node, row)));
     }
 
     /// Leaf value reached by `row`. Features beyond the row's length count as missing.

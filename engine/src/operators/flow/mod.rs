@@ -30,13 +30,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::events::InputEvent;
+use crate::ml::fast_shap::FastTreeShap;
 use crate::operators::{
     ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
 };
 use crate::scored::{now_ms, Contribution, Scored};
 use dataset::CLASSES;
 use features::FeatureEncoder;
-use model::{recommended_action, risk_level, FlowModel};
+use model::{recommended_action, risk_level, FlowAssessment, FlowModel};
 
 /// `[operators.flow]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +79,8 @@ pub struct FlowOperator {
     team_routes: Vec<Option<String>>,
     /// The binary model's expected margin (TreeSHAP base value), computed once per model.
     shap_base_value: f64,
+    /// TreeSHAP tables of the binary model, built once per model.
+    shap_tables: Option<FastTreeShap>,
     /// Row buffer reused across batches.
     rows: Vec<f64>,
 }
@@ -135,6 +138,7 @@ impl FlowOperator {
             .collect();
         self.feature_names = model.manifest.features.clone();
         self.shap_base_value = model.binary.expected_value()[0];
+        self.shap_tables = Some(FastTreeShap::new(&model.binary, 0));
         self.model = Some(model);
         Ok(())
     }
@@ -143,7 +147,10 @@ impl FlowOperator {
         if self.config.top_contributors == 0 {
             return Vec::new();
         }
-        let shap = model.binary.shap_values(row, 0);
+        let Some(shap_tables) = self.shap_tables.as_ref() else {
+            return Vec::new();
+        };
+        let shap = shap_tables.shap_values(&model.binary, row);
         let mut order: Vec<usize> = (0..shap.len()).filter(|&i| shap[i] != 0.0).collect();
         order.sort_by(|&a, &b| shap[b].abs().total_cmp(&shap[a].abs()));
         order
@@ -170,10 +177,10 @@ impl FlowOperator {
         model: &FlowModel,
         sourced: &SourcedEvent,
         row: &[f64],
+        assessment: FlowAssessment,
         scored_at_ms: i64,
     ) -> Outcome {
-        let assessment = model.assess(row);
-        let margin = model.binary.predict_raw(row)[0];
+        let margin = assessment.attack_margin;
         let level = risk_level(assessment.severity);
         let mut scores = BTreeMap::from([
             (
@@ -289,6 +296,7 @@ impl Operator for FlowOperator {
             }
         }
         let scored_at_ms = now_ms();
+        let mut assessments = model.assess_batch(&rows).into_iter();
         let mut flow_rows = rows.chunks_exact(width);
         let outcomes = events
             .iter()
@@ -298,9 +306,11 @@ impl Operator for FlowOperator {
                         detail: format!("flow operator got a {:?} event", sourced.event.kind()),
                     };
                 }
-                match flow_rows.next() {
-                    Some(row) => self.score_one(model, sourced, row, scored_at_ms),
-                    None => Outcome::Rejected {
+                match (flow_rows.next(), assessments.next()) {
+                    (Some(row), Some(assessment)) => {
+                        self.score_one(model, sourced, row, assessment, scored_at_ms)
+                    }
+                    _ => Outcome::Rejected {
                         detail: "feature row missing".to_owned(),
                     },
                 }

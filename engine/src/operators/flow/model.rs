@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ml::gbdt::{sigmoid, softmax, GbdtParams};
 use crate::ml::metrics::OperatingPoint;
+use crate::ml::packed::PackedEnsemble;
 use crate::ml::trees::Ensemble;
 use crate::operators::flow::dataset::CLASSES;
 use crate::operators::flow::features::{FeatureEncoder, Vocabularies, ENGINEERED};
@@ -166,6 +167,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Everything the model says about one flow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowAssessment {
+    /// Log-odds of attack from the binary model.
+    pub attack_margin: f64,
     /// P(attack) from the binary model.
     pub attack_probability: f64,
     /// Class probabilities, [`CLASSES`] order.
@@ -189,6 +192,8 @@ pub struct FlowModel {
     pub binary: Ensemble,
     /// Category margins (one output per class).
     pub category: Ensemble,
+    packed_binary: PackedEnsemble,
+    packed_category: PackedEnsemble,
     encoder: FeatureEncoder,
 }
 
@@ -219,6 +224,8 @@ impl FlowModel {
         let encoder = FeatureEncoder::new(&manifest.vocabularies);
         Ok(Self {
             manifest,
+            packed_binary: PackedEnsemble::new(&binary),
+            packed_category: PackedEnsemble::new(&category),
             binary,
             category,
             encoder,
@@ -264,18 +271,28 @@ impl FlowModel {
         &self.encoder
     }
 
-    /// Scores a row-major batch of feature rows.
+    /// Scores a row-major batch of feature rows (packed trees, a block of rows per tree).
     pub fn assess_batch(&self, rows: &[f64]) -> Vec<FlowAssessment> {
-        let width = self.manifest.features.len();
-        rows.chunks_exact(width)
-            .map(|row| self.assess(row))
+        let binary_margins = self.packed_binary.predict_raw_batch(rows);
+        let category_margins = self.packed_category.predict_raw_batch(rows);
+        binary_margins
+            .iter()
+            .zip(category_margins.chunks_exact(CLASSES.len()))
+            .map(|(&margin, margins)| self.assessment(margin, margins))
             .collect()
     }
 
     /// Scores one feature row.
     pub fn assess(&self, row: &[f64]) -> FlowAssessment {
-        let attack_probability = sigmoid(self.binary.predict_raw(row)[0]);
-        let probabilities = softmax(&self.category.predict_raw(row));
+        self.assessment(
+            self.binary.predict_raw(row)[0],
+            &self.category.predict_raw(row),
+        )
+    }
+
+    fn assessment(&self, attack_margin: f64, category_margins: &[f64]) -> FlowAssessment {
+        let attack_probability = sigmoid(attack_margin);
+        let probabilities = softmax(category_margins);
         let mut class_probabilities = [0.0; 5];
         for (slot, probability) in class_probabilities.iter_mut().zip(probabilities) {
             *slot = probability;
@@ -295,6 +312,7 @@ impl FlowModel {
             .map(|(index, _)| index)
             .collect();
         FlowAssessment {
+            attack_margin,
             attack_probability,
             class_probabilities,
             predicted_class,
