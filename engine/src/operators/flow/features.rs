@@ -217,11 +217,11 @@ mod tests {
     #[test]
     fn vocabulary_orders_by_attack_rate_and_drops_rare_categories() {
         let mut rows = Vec::new();
-        rows.extend(std::iter::repeat(("http", false)).take(9));
+        rows.extend(std::iter::repeat_n(("http", false), 9));
         rows.push(("http", true));
-        rows.extend(std::iter::repeat(("private", true)).take(8));
-        rows.extend(std::iter::repeat(("private", false)).take(2));
-        rows.extend(std::iter::repeat(("rare", true)).take(MIN_CATEGORY_ROWS - 1));
+        rows.extend(std::iter::repeat_n(("private", true), 8));
+        rows.extend(std::iter::repeat_n(("private", false), 2));
+        rows.extend(std::iter::repeat_n(("rare", true), MIN_CATEGORY_ROWS - 1));
         let vocabulary = Vocabulary::learn(rows.into_iter());
         assert_eq!(vocabulary.categories, ["http", "private"]);
         assert_eq!(vocabulary.encode("http"), 0.0);
