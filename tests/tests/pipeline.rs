@@ -190,11 +190,25 @@ async fn no_input_is_lost_across_repeated_kill_9() -> anyhow::Result<()> {
     for run in 0..CRASH_KILLS {
         let engine = fixture.start_engine(&config, run)?;
         let before = outputs.accounted();
-        // Kill once this run has made real progress but before it could finish.
+        // Kill once this run has made real progress — outputs beyond the target and a commit
+        // of its own — but before it could finish. The commit check matters under load: the
+        // collector's backlog from the previous run alone can reach the target before this
+        // run has even joined the group.
         let target = (before + CRASH_INPUTS / (CRASH_KILLS + 2)).min(CRASH_INPUTS - 1);
         let deadline = std::time::Instant::now() + OUTPUT_TIMEOUT;
-        while outputs.accounted() < target && std::time::Instant::now() < deadline {
+        let mut committed_now = last_committed;
+        while (outputs.accounted() < target || committed_now <= last_committed)
+            && std::time::Instant::now() < deadline
+        {
             outputs.poll_for(Duration::from_millis(20))?;
+            if outputs.accounted() >= target {
+                committed_now = threatflow_e2e::committed_total(
+                    &fixture.broker.bootstrap,
+                    &fixture.topics.group,
+                    &fixture.topics.input,
+                    fixture.topics.partitions,
+                )?;
+            }
         }
         engine.kill_hard()?;
         kill_points.push(outputs.accounted());
