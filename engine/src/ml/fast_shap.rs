@@ -246,34 +246,9 @@ fn subset_weights(zero_fractions: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::trees::test_support::random_tree;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-
-    fn random_tree(rng: &mut StdRng, features: u32, depth: u32) -> Tree {
-        fn grow(tree: &mut Tree, rng: &mut StdRng, features: u32, depth: u32, cover: f64) -> u32 {
-            if depth == 0 || rng.gen_bool(0.1) {
-                return tree.push_leaf(rng.gen_range(-2.0..2.0), cover);
-            }
-            let node = tree.push_node(
-                rng.gen_range(0..features),
-                rng.gen_range(0.0..1.0),
-                LEAF,
-                LEAF,
-                rng.gen_bool(0.5),
-                0.0,
-                cover,
-            );
-            let share = rng.gen_range(0.05..0.95);
-            let left = grow(tree, rng, features, depth - 1, cover * share);
-            let right = grow(tree, rng, features, depth - 1, cover * (1.0 - share));
-            tree.left[node as usize] = left;
-            tree.right[node as usize] = right;
-            node
-        }
-        let mut tree = Tree::default();
-        grow(&mut tree, rng, features, depth, 100.0);
-        tree
-    }
 
     #[test]
     fn equals_the_recursive_algorithm_and_adds_up() {
@@ -282,7 +257,7 @@ mod tests {
         let mut ensemble = Ensemble::new(features as usize, vec![0.3]);
         for _ in 0..30 {
             // Few features and deep trees: features repeat on paths.
-            let tree = random_tree(&mut rng, features, 7);
+            let tree = random_tree(&mut rng, features, 7, 0.1);
             ensemble.trees[0].push(tree);
         }
         let fast = FastTreeShap::new(&ensemble, 0);

@@ -149,6 +149,7 @@ fn pack(tree: &Tree, node: usize, slot: usize, nodes: &mut Vec<PackedNode>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::trees::test_support::random_tree;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -159,8 +160,7 @@ mod tests {
         let mut ensemble = Ensemble::new(features, vec![0.1, -0.2, 0.3]);
         for output in 0..3 {
             for _ in 0..25 {
-                let mut tree = Tree::default();
-                grow(&mut tree, &mut rng, features as u32, 5);
+                let tree = random_tree(&mut rng, features as u32, 5, 0.2);
                 ensemble.trees[output].push(tree);
             }
         }
@@ -178,25 +178,5 @@ mod tests {
             packed.predict_raw_batch(&rows),
             ensemble.predict_raw_batch(&rows)
         );
-    }
-
-    fn grow(tree: &mut Tree, rng: &mut StdRng, features: u32, depth: u32) -> u32 {
-        if depth == 0 || rng.gen_bool(0.2) {
-            return tree.push_leaf(rng.gen_range(-1.0..1.0), 1.0);
-        }
-        let node = tree.push_node(
-            rng.gen_range(0..features),
-            rng.gen_range(0.0..1.0),
-            LEAF,
-            LEAF,
-            rng.gen_bool(0.5),
-            0.0,
-            1.0,
-        );
-        let left = grow(tree, rng, features, depth - 1);
-        let right = grow(tree, rng, features, depth - 1);
-        tree.left[node as usize] = left;
-        tree.right[node as usize] = right;
-        node
     }
 }

@@ -377,16 +377,24 @@ impl Ensemble {
     }
 }
 
+/// Random trees for the tests of the tree code (evaluator, TreeSHAP, packing).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::{Tree, LEAF};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
-    /// A random full tree of `depth` over `features` features, with consistent covers.
-    fn random_tree(rng: &mut StdRng, features: u32, depth: u32) -> Tree {
-        fn grow(tree: &mut Tree, rng: &mut StdRng, features: u32, depth: u32, cover: f64) -> u32 {
-            if depth == 0 || rng.gen_bool(0.15) {
+    /// A random tree of at most `depth` levels over `features` features, with consistent
+    /// covers; a node becomes a leaf early with probability `leaf_probability`.
+    pub(crate) fn random_tree(
+        rng: &mut StdRng,
+        features: u32,
+        depth: u32,
+        leaf_probability: f64,
+    ) -> Tree {
+        fn grow(tree: &mut Tree, rng: &mut StdRng, shape: (u32, u32, f64), cover: f64) -> u32 {
+            let (features, depth, leaf_probability) = shape;
+            if depth == 0 || rng.gen_bool(leaf_probability) {
                 return tree.push_leaf(rng.gen_range(-2.0..2.0), cover);
             }
             let node = tree.push_node(
@@ -399,16 +407,25 @@ mod tests {
                 cover,
             );
             let share = rng.gen_range(0.1..0.9);
-            let left = grow(tree, rng, features, depth - 1, cover * share);
-            let right = grow(tree, rng, features, depth - 1, cover * (1.0 - share));
+            let child_shape = (features, depth - 1, leaf_probability);
+            let left = grow(tree, rng, child_shape, cover * share);
+            let right = grow(tree, rng, child_shape, cover * (1.0 - share));
             tree.left[node as usize] = left;
             tree.right[node as usize] = right;
             node
         }
         let mut tree = Tree::default();
-        grow(&mut tree, rng, features, depth, 100.0);
+        grow(&mut tree, rng, (features, depth, leaf_probability), 100.0);
         tree
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::random_tree;
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     /// E[f(x) | x_S] as TreeSHAP defines it: known features follow x, unknown ones average
     /// the children by cover.
@@ -452,7 +469,7 @@ mod tests {
         for _ in 0..200 {
             let features = rng.gen_range(1..6usize);
             let depth = rng.gen_range(1..6);
-            let tree = random_tree(&mut rng, features as u32, depth);
+            let tree = random_tree(&mut rng, features as u32, depth, 0.15);
             let row: Vec<f64> = (0..features)
                 .map(|_| {
                     if rng.gen_bool(0.1) {
@@ -478,7 +495,7 @@ mod tests {
         let mut ensemble = Ensemble::new(features, vec![0.3, -0.1]);
         for output in 0..2 {
             for _ in 0..40 {
-                ensemble.trees[output].push(random_tree(&mut rng, features as u32, 6));
+                ensemble.trees[output].push(random_tree(&mut rng, features as u32, 6, 0.15));
             }
         }
         for _ in 0..100 {
