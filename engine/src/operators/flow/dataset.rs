@@ -104,6 +104,11 @@ pub fn read_nsl_kdd(path: &Path) -> Result<Vec<LabelledFlow>, DatasetError> {
         path: path.display().to_string(),
         source,
     })?;
+    parse_nsl_kdd(&text, path)
+}
+
+/// Parses the text of an NSL-KDD file; `path` only names it in errors.
+pub fn parse_nsl_kdd(text: &str, path: &Path) -> Result<Vec<LabelledFlow>, DatasetError> {
     let table = class_table();
     let mut rows = Vec::new();
     for (index, line) in text.lines().enumerate() {

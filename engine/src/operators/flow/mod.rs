@@ -74,7 +74,6 @@ impl Default for FlowOperatorConfig {
 pub struct FlowOperator {
     config: FlowOperatorConfig,
     model: Option<FlowModel>,
-    feature_names: Vec<String>,
     /// Team index → output topic, resolved against the loaded manifest.
     team_routes: Vec<Option<String>>,
     /// The binary model's expected margin (TreeSHAP base value), computed once per model.
@@ -136,7 +135,6 @@ impl FlowOperator {
             .iter()
             .map(|team| self.config.team_topics.get(*team).cloned())
             .collect();
-        self.feature_names = model.manifest.features.clone();
         self.shap_base_value = model.binary.expected_value()[0];
         self.shap_tables = Some(FastTreeShap::new(&model.binary, 0));
         self.model = Some(model);
@@ -157,7 +155,7 @@ impl FlowOperator {
             .into_iter()
             .take(self.config.top_contributors)
             .map(|index| Contribution {
-                name: self.feature_names[index].clone(),
+                name: model.manifest.features[index].clone(),
                 value: row[index].is_finite().then_some(row[index]),
                 contribution: shap[index],
                 detail: Some(

@@ -282,14 +282,6 @@ impl FlowModel {
             .collect()
     }
 
-    /// Scores one feature row.
-    pub fn assess(&self, row: &[f64]) -> FlowAssessment {
-        self.assessment(
-            self.binary.predict_raw(row)[0],
-            &self.category.predict_raw(row),
-        )
-    }
-
     fn assessment(&self, attack_margin: f64, category_margins: &[f64]) -> FlowAssessment {
         let attack_probability = sigmoid(attack_margin);
         let probabilities = softmax(category_margins);

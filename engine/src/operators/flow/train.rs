@@ -22,7 +22,7 @@ use crate::ml::metrics::{
     roc_auc, threshold_best_f1, threshold_for_precision, threshold_for_recall, threshold_min_cost,
     threshold_sweep, BinaryCounts, OperatingPoint,
 };
-use crate::operators::flow::dataset::{read_nsl_kdd, LabelledFlow, CLASSES};
+use crate::operators::flow::dataset::{parse_nsl_kdd, LabelledFlow, CLASSES};
 use crate::operators::flow::eval::{evaluate, FlowEvaluation};
 use crate::operators::flow::features::{FeatureEncoder, Vocabularies, Vocabulary};
 use crate::operators::flow::model::{
@@ -248,13 +248,14 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             "validation fraction must be within 0.05..=0.5".into(),
         ));
     }
-    let data_bytes = std::fs::read(&options.data).map_err(|source| {
+    // Read once: the bytes are both hashed for the manifest and parsed.
+    let data_text = std::fs::read_to_string(&options.data).map_err(|source| {
         crate::operators::flow::dataset::DatasetError::Io {
             path: options.data.display().to_string(),
             source,
         }
     })?;
-    let rows = read_nsl_kdd(&options.data)?;
+    let rows = parse_nsl_kdd(&data_text, &options.data)?;
     if let Some(unknown) = rows.iter().find(|row| row.class.is_none()) {
         return Err(TrainError::Invalid(format!(
             "attack name {:?} has no category in attack_types.csv",
@@ -369,7 +370,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         metrics: BTreeMap::new(),
         training: Some(TrainingRecord {
             data_file: file_name,
-            data_sha256: sha256_hex(&data_bytes),
+            data_sha256: sha256_hex(data_text.as_bytes()),
             train_rows: train_rows.len(),
             validation_rows: validation_rows.len(),
             seed: options.seed,
