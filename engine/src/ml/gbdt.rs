@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ml::binning::{Binning, MISSING_BIN};
 use crate::ml::trees::{Ensemble, Tree, LEAF};
 
 /// Smallest hessian used, so leaves of confident rows stay finite.
@@ -101,11 +102,11 @@ impl Dataset<'_> {
         self.labels.len()
     }
 
-    fn row(&self, index: usize) -> &[f64] {
+    pub(crate) fn row(&self, index: usize) -> &[f64] {
         &self.features[index * self.columns..(index + 1) * self.columns]
     }
 
-    fn weight(&self, index: usize) -> f64 {
+    pub(crate) fn weight(&self, index: usize) -> f64 {
         self.weights.map_or(1.0, |weights| weights[index])
     }
 }
@@ -127,63 +128,6 @@ pub struct TrainReport {
     pub train_loss: Vec<f64>,
     /// Validation loss after each round (empty without validation data).
     pub validation_loss: Vec<f64>,
-}
-
-/// Quantile cut points per feature: `bin(x)` = number of cuts ≤ x; missing → [`MISSING_BIN`].
-struct Binning {
-    cuts: Vec<Vec<f64>>,
-}
-
-/// Bin index of missing values.
-const MISSING_BIN: u8 = u8::MAX;
-
-impl Binning {
-    fn fit(data: &Dataset<'_>, max_bins: usize) -> Self {
-        let cuts = (0..data.columns)
-            .map(|column| {
-                let mut values: Vec<f64> = (0..data.rows())
-                    .map(|row| data.features[row * data.columns + column])
-                    .filter(|value| !value.is_nan())
-                    .collect();
-                values.sort_by(f64::total_cmp);
-                values.dedup();
-                let sampled: Vec<f64> = if values.len() <= max_bins {
-                    values
-                } else {
-                    let mut sampled: Vec<f64> = (0..max_bins)
-                        .map(|index| values[index * (values.len() - 1) / (max_bins - 1)])
-                        .collect();
-                    sampled.dedup();
-                    sampled
-                };
-                // Cut half-way between neighbours, so unseen values between them split sensibly.
-                sampled
-                    .windows(2)
-                    .map(|pair| 0.5 * (pair[0] + pair[1]))
-                    .collect()
-            })
-            .collect();
-        Self { cuts }
-    }
-
-    fn bin(&self, column: usize, value: f64) -> u8 {
-        if value.is_nan() {
-            return MISSING_BIN;
-        }
-        let cuts = &self.cuts[column];
-        u8::try_from(cuts.partition_point(|cut| *cut <= value)).unwrap_or(MISSING_BIN - 1)
-    }
-
-    /// Column-major bin matrix.
-    fn transform(&self, data: &Dataset<'_>) -> Vec<Vec<u8>> {
-        (0..data.columns)
-            .map(|column| {
-                (0..data.rows())
-                    .map(|row| self.bin(column, data.features[row * data.columns + column]))
-                    .collect()
-            })
-            .collect()
-    }
 }
 
 /// Gradient and hessian sums per bin of every feature; the last slot of each is missing.

@@ -1,12 +1,16 @@
 //! Machine-learning building blocks shared by the operators (never operator-specific):
 //! tree ensembles with exact TreeSHAP ([`trees`], tabulated for speed in [`fast_shap`]; packed
 //! for batch inference in [`packed`]), a histogram gradient-boosting trainer
-//! ([`gbdt`]), the XGBoost JSON importer ([`xgboost`]), evaluation metrics ([`metrics`]) and
+//! ([`gbdt`]) and random-forest trainer ([`forest`]) over shared quantile bins ([`binning`]),
+//! an isolation forest ([`isolation_forest`]), the XGBoost JSON importer ([`xgboost`]), evaluation metrics ([`metrics`]) and
 //! ROC / PR curve plots ([`plot`]). Operators own their features, models and thresholds; they
 //! share these.
 
+pub mod binning;
 pub mod fast_shap;
+pub mod forest;
 pub mod gbdt;
+pub mod isolation_forest;
 pub mod metrics;
 pub mod packed;
 pub mod plot;
