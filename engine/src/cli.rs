@@ -1,4 +1,4 @@
-//! The `threatflow` command line: `run`, `demo` and `config check`.
+//! The `threatflow` command line: `run`, `demo`, `train`, `eval`, `generate` and `config check`.
 //!
 //! Exit codes: 0 success; 1 runtime failure; 2 invalid config or arguments (clap's usage
 //! errors are 2 as well).
@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
+    /// Write labelled bootstrap data for a model set.
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -99,6 +104,49 @@ enum TrainCommand {
         #[arg(long, default_value_t = 5.0)]
         fn_cost: f64,
     },
+    /// SIEM alert model set (disposition forest, isolation forest, risk GBDT) from labelled
+    /// alerts (`threatflow generate alerts` writes them); the latest rows validate.
+    Alert {
+        /// Labelled alerts, JSON lines.
+        #[arg(long, default_value = "models/alert/data/train.jsonl")]
+        data: PathBuf,
+        /// Version name; the model goes to `<models>/alert/<version>/`.
+        #[arg(long, default_value = "v1")]
+        version: String,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Seed of the forests.
+        #[arg(long, default_value_t = 20_261_123)]
+        seed: u64,
+        /// Latest share of the rows held out for early stopping and validation.
+        #[arg(long, default_value_t = 0.15)]
+        validation_fraction: f64,
+        /// Share of alerts the anomaly flag should mark.
+        #[arg(long, default_value_t = 0.05)]
+        contamination: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// Labelled SIEM alerts grounded in MITRE ATT&CK (recipe: models/alert/README.md):
+    /// writes `train.jsonl` (first part by time) and `holdout.jsonl` (the rest, after a day
+    /// of warm-up rows) into `--out`.
+    Alerts {
+        /// Output directory.
+        #[arg(long, default_value = "models/alert/data")]
+        out: PathBuf,
+        /// Alerts to generate.
+        #[arg(long, default_value_t = 30_000)]
+        count: usize,
+        /// Generator seed.
+        #[arg(long, default_value_t = 20_261_123)]
+        seed: u64,
+        /// Latest share held out.
+        #[arg(long, default_value_t = 0.2)]
+        holdout_fraction: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +165,22 @@ enum EvalCommand {
         /// Also write report.md, report.json, roc.png and pr.png into this directory.
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+    /// SIEM alert model set on labelled alerts (JSON lines, time order), beside a
+    /// rules-only baseline.
+    Alert {
+        /// Labelled alerts.
+        #[arg(long)]
+        data: PathBuf,
+        /// Model version directory (default: the newest under models/alert).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Rule file (default: the shipped models/alert/rules.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Print the figures as one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -183,6 +247,42 @@ pub fn main() -> ExitCode {
                     report,
                 },
         } => crate::model_cli::eval_flow(&data, model.as_deref(), json, report.as_deref()),
+        Command::Train {
+            command:
+                TrainCommand::Alert {
+                    data,
+                    version,
+                    models,
+                    seed,
+                    validation_fraction,
+                    contamination,
+                },
+        } => crate::model_cli::train_alert(&crate::operators::alert::train::TrainOptions {
+            out: models.join("alert").join(&version),
+            data,
+            version,
+            seed,
+            validation_fraction,
+            contamination,
+        }),
+        Command::Eval {
+            command:
+                EvalCommand::Alert {
+                    data,
+                    model,
+                    rules,
+                    json,
+                },
+        } => crate::model_cli::eval_alert(&data, model.as_deref(), rules.as_deref(), json),
+        Command::Generate {
+            command:
+                GenerateCommand::Alerts {
+                    out,
+                    count,
+                    seed,
+                    holdout_fraction,
+                },
+        } => crate::model_cli::generate_alerts(&out, count, seed, holdout_fraction),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),

@@ -417,6 +417,20 @@ impl EngineConfig {
                 }
             }
         }
+        if let Err(problem) = self.operators.alert.validate() {
+            problems.push(problem);
+        }
+        let alert_entity_topic = self.operators.alert.entity_topic.as_str();
+        if !alert_entity_topic.is_empty()
+            && self
+                .bindings
+                .iter()
+                .any(|binding| binding.topic == alert_entity_topic)
+        {
+            problems.push(format!(
+                "operators.alert.entity_topic {alert_entity_topic:?} is also an input (would loop)"
+            ));
+        }
         for id in self.schema_ids.keys() {
             if id.parse::<u32>().is_err() {
                 problems.push(format!("schema_ids: key {id:?} is not a schema id number"));

@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::ml::artifact::newest_version;
 use crate::operators::flow::dataset::read_nsl_kdd;
 use crate::operators::flow::eval::evaluate;
 use crate::operators::flow::model::FlowModel;
-use crate::operators::flow::train::{newest_version, train, TrainOptions};
+use crate::operators::flow::train::{train, TrainOptions};
 
 /// `threatflow train flow`.
 pub fn train_flow(options: &TrainOptions) -> ExitCode {
@@ -90,6 +91,135 @@ pub fn eval_flow(data: &Path, model: Option<&Path>, json: bool, report: Option<&
             }
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// `threatflow train alert`.
+pub fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> ExitCode {
+    let started = std::time::Instant::now();
+    match crate::operators::alert::train::train(options, rfc3339_utc(std::time::SystemTime::now()))
+    {
+        Ok(summary) => {
+            let training = &summary.model.manifest.training;
+            println!(
+                "trained alert model {} in {:.1} s on {} alerts (risk model {} rounds); written to {}\n",
+                summary.model.manifest.version,
+                started.elapsed().as_secs_f64(),
+                training.train_rows,
+                training.risk_rounds,
+                options.out.display()
+            );
+            println!("top features (forest, mean decrease in impurity):");
+            for importance in summary.model.manifest.feature_importances.iter().take(8) {
+                println!("  {:<28} {:.4}", importance.feature, importance.importance);
+            }
+            println!(
+                "\nvalidation (latest {} alerts of {}):\n",
+                training.validation_rows,
+                options.data.display()
+            );
+            print!("{}", summary.validation.render());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("train alert failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `threatflow eval alert`.
+pub fn eval_alert(data: &Path, model: Option<&Path>, rules: Option<&Path>, json: bool) -> ExitCode {
+    use crate::operators::alert::{model::AlertModel, rules::RuleSet, scorer::BlendWeights};
+    let directory = match model {
+        Some(directory) => directory.to_path_buf(),
+        None => {
+            match newest_version(Path::new("models/alert")) {
+                Some(directory) => directory,
+                None => {
+                    eprintln!("no model under models/alert: pass --model DIR or run `threatflow train alert`");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let model = match AlertModel::load(&directory) {
+        Ok(model) => model,
+        Err(error) => {
+            eprintln!("cannot load {}: {error}", directory.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let rules_text = match rules {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                eprintln!("{}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => crate::operators::alert::rules::DEFAULT_RULES.to_owned(),
+    };
+    let rules = match RuleSet::parse(&rules_text, &model.manifest.features) {
+        Ok(rules) => rules,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let alerts = match std::fs::read_to_string(data)
+        .map_err(|error| error.to_string())
+        .and_then(|text| crate::operators::alert::synth::read_jsonl(&text))
+    {
+        Ok(alerts) => alerts,
+        Err(error) => {
+            eprintln!("{}: {error}", data.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let evaluation =
+        crate::operators::alert::eval::evaluate(model, rules, BlendWeights::default(), &alerts);
+    print!("{}", evaluation.render());
+    if json {
+        match serde_json::to_string(&evaluation) {
+            Ok(line) => println!("{line}"),
+            Err(error) => {
+                eprintln!("cannot render json: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `threatflow generate alerts`.
+pub fn generate_alerts(out: &Path, count: usize, seed: u64, holdout_fraction: f64) -> ExitCode {
+    use crate::operators::alert::synth::{generate, split, write_jsonl, GeneratorConfig};
+    if !(0.0..1.0).contains(&holdout_fraction) {
+        eprintln!("--holdout-fraction must be in [0, 1)");
+        return ExitCode::from(2);
+    }
+    let alerts = generate(&GeneratorConfig {
+        seed,
+        count,
+        ..GeneratorConfig::default()
+    });
+    let total = alerts.len();
+    let (train, holdout) = split(alerts, holdout_fraction);
+    for (name, part) in [("train.jsonl", &train), ("holdout.jsonl", &holdout)] {
+        if let Err(error) = write_jsonl(&out.join(name), part) {
+            eprintln!("{}: {error}", out.join(name).display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let warmup = holdout.iter().filter(|alert| alert.warmup).count();
+    println!(
+        "{total} alerts (seed {seed}): {} in {}, {} held out (+{warmup} warm-up) in {}",
+        train.len(),
+        out.join("train.jsonl").display(),
+        holdout.len() - warmup,
+        out.join("holdout.jsonl").display()
+    );
     ExitCode::SUCCESS
 }
 

@@ -31,6 +31,8 @@ pub const BATCH_DURATION: &str = "threatflow_batch_duration_seconds";
 pub const BATCH_SIZE: &str = "threatflow_batch_size_events";
 /// Offset commits that failed, by cause (revoke, shutdown).
 pub const COMMIT_ERRORS: &str = "threatflow_commit_errors_total";
+/// Counter: alerts scored by the alert operator, by predicted disposition (4 values).
+pub const ALERT_DISPOSITIONS: &str = "threatflow_alert_dispositions_total";
 
 /// Histogram buckets for stage durations: 50 µs to 5 s.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -108,4 +110,8 @@ fn describe_metrics() {
     );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Events per batch, by operator");
     describe_counter!(COMMIT_ERRORS, "Offset commits that failed, by cause");
+    describe_counter!(
+        ALERT_DISPOSITIONS,
+        "Alerts scored by the alert operator, by predicted disposition"
+    );
 }

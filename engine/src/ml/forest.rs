@@ -9,7 +9,8 @@
 //! class with the same splits; a leaf of class `k` holds the weighted share of class `k` in
 //! that leaf divided by the number of trees, and the base score is 0, so
 //! `predict_raw(row)[k]` is the forest's averaged class probability and exact TreeSHAP on
-//! output `k` explains it with the shared evaluator. Importances are the mean decrease in
+//! output `k` explains it with the shared evaluator (shares are rounded to f32, the stored
+//! precision; probabilities then sum to 1 within ~1e-6). Importances are the mean decrease in
 //! Gini impurity (weighted by node size), summed over the forest and normalised to 1.
 //!
 //! Same parameters and seed, same forest.
@@ -58,7 +59,12 @@ impl Default for ForestParams {
 }
 
 /// A trained forest: the class-probability ensemble and impurity importances.
+///
+/// Serialised compactly as [`StoredForest`] (each tree once, leaf class shares as f32 —
+/// training rounds them the same way, so a loaded forest predicts exactly what the trained
+/// one did) and expanded to one tree copy per class on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StoredForest", try_from = "StoredForest")]
 pub struct RandomForest {
     /// One output per class; outputs sum to 1.
     pub ensemble: Ensemble,
@@ -75,6 +81,119 @@ impl RandomForest {
     /// Number of classes.
     pub fn classes(&self) -> usize {
         self.ensemble.outputs()
+    }
+}
+
+/// The on-disk form of a [`RandomForest`]: splits once per tree, class shares per leaf.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredForest {
+    /// Number of classes.
+    pub classes: usize,
+    /// Columns of the rows.
+    pub feature_count: usize,
+    /// Trees; a node's class shares are in `shares[node · classes ..]` (0 for internal nodes).
+    pub trees: Vec<StoredTree>,
+    /// Importances.
+    pub importances: Vec<f64>,
+}
+
+/// One stored tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredTree {
+    /// Split column per node (`u32::MAX` at leaves).
+    pub feature: Vec<u32>,
+    /// Split threshold per node.
+    pub threshold: Vec<f64>,
+    /// Left child per node.
+    pub left: Vec<u32>,
+    /// Right child per node.
+    pub right: Vec<u32>,
+    /// Missing values go left.
+    pub default_left: Vec<bool>,
+    /// Training weight per node.
+    pub cover: Vec<f64>,
+    /// Class shares of each leaf divided by the tree count, `classes` per node.
+    pub shares: Vec<f32>,
+}
+
+impl From<RandomForest> for StoredForest {
+    fn from(forest: RandomForest) -> Self {
+        let classes = forest.ensemble.outputs();
+        let tree_count = forest.ensemble.trees.first().map_or(0, Vec::len);
+        let trees = (0..tree_count)
+            .map(|index| {
+                let first = &forest.ensemble.trees[0][index];
+                let mut shares = Vec::with_capacity(first.len() * classes);
+                for node in 0..first.len() {
+                    for class_trees in &forest.ensemble.trees {
+                        shares.push(class_trees[index].value[node] as f32);
+                    }
+                }
+                StoredTree {
+                    feature: first.feature.clone(),
+                    threshold: first.threshold.clone(),
+                    left: first.left.clone(),
+                    right: first.right.clone(),
+                    default_left: first.default_left.clone(),
+                    cover: first.cover.clone(),
+                    shares,
+                }
+            })
+            .collect();
+        Self {
+            classes,
+            feature_count: forest.ensemble.feature_count,
+            trees,
+            importances: forest.importances,
+        }
+    }
+}
+
+impl TryFrom<StoredForest> for RandomForest {
+    type Error = String;
+
+    fn try_from(stored: StoredForest) -> Result<Self, Self::Error> {
+        let mut ensemble = Ensemble::new(stored.feature_count, vec![0.0; stored.classes]);
+        for (index, tree) in stored.trees.into_iter().enumerate() {
+            let nodes = tree.feature.len();
+            let consistent = [
+                tree.threshold.len(),
+                tree.left.len(),
+                tree.right.len(),
+                tree.default_left.len(),
+                tree.cover.len(),
+            ]
+            .iter()
+            .all(|&length| length == nodes)
+                && tree.shares.len() == nodes * stored.classes
+                && tree
+                    .left
+                    .iter()
+                    .chain(&tree.right)
+                    .all(|&child| child == LEAF || (child as usize) < nodes);
+            if !consistent {
+                return Err(format!("forest tree {index} has inconsistent arrays"));
+            }
+            for (class, class_trees) in ensemble.trees.iter_mut().enumerate() {
+                class_trees.push(Tree {
+                    feature: tree.feature.clone(),
+                    threshold: tree.threshold.clone(),
+                    left: tree.left.clone(),
+                    right: tree.right.clone(),
+                    default_left: tree.default_left.clone(),
+                    value: (0..nodes)
+                        .map(|node| f64::from(tree.shares[node * stored.classes + class]))
+                        .collect(),
+                    cover: tree.cover.clone(),
+                });
+            }
+        }
+        Ok(Self {
+            ensemble,
+            importances: stored.importances,
+        })
     }
 }
 
@@ -323,7 +442,8 @@ pub fn train_classifier(
             let mut class_tree = tree.clone();
             for (node, node_shares) in shares.iter().enumerate() {
                 if let Some(share) = node_shares.get(class) {
-                    class_tree.value[node] = share * scale;
+                    // Rounded as stored, so a saved and reloaded forest predicts the same.
+                    class_tree.value[node] = f64::from((share * scale) as f32);
                 }
             }
             class_trees.push(class_tree);
@@ -406,12 +526,12 @@ mod tests {
         let forest = train_classifier(&params(), &data, 4).expect("trains");
         for row in features.chunks_exact(4).take(50) {
             let proba = forest.predict_proba(row);
-            assert!((proba.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{proba:?}");
-            for class in 0..4 {
+            assert!((proba.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{proba:?}");
+            for (class, probability) in proba.iter().enumerate() {
                 let shap = forest.ensemble.shap_values(row, class);
                 let base = forest.ensemble.expected_value()[class];
                 let total = base + shap.iter().sum::<f64>();
-                assert!((total - proba[class]).abs() < 1e-9);
+                assert!((total - probability).abs() < 1e-9);
             }
         }
     }
@@ -432,7 +552,24 @@ mod tests {
         let second = train_classifier(&params(), &data, 4).expect("trains");
         assert_eq!(first, second);
         let proba = first.predict_proba(&[f64::NAN; 4]);
-        assert!((proba.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!((proba.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn stored_form_round_trips_exactly() {
+        let (features, labels) = quadrants(300, 6);
+        let data = Dataset {
+            features: &features,
+            columns: 4,
+            labels: &labels,
+            weights: None,
+        };
+        let forest = train_classifier(&params(), &data, 4).expect("trains");
+        let text = serde_json::to_string(&forest).expect("serialises");
+        let back: RandomForest = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, forest);
+        let broken = text.replacen("\"shares\":[", "\"shares\":[0.5,", 1);
+        assert!(serde_json::from_str::<RandomForest>(&broken).is_err());
     }
 
     #[test]

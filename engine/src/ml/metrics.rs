@@ -1,5 +1,6 @@
 //! Evaluation metrics shared by every operator: binary counts, ROC-AUC, ROC and PR curves,
-//! operating points chosen from a PR curve, and multi-class confusion matrices.
+//! operating points chosen from a PR curve, multi-class confusion matrices (per-class precision,
+//! recall, macro-F1), and regression errors (R², MAE).
 //!
 //! Convention everywhere: a score is "the event is positive" (an attack), and the decision
 //! at threshold `t` is `score >= t`. Curves list one point per distinct score, from the
@@ -253,6 +254,31 @@ impl ConfusionMatrix {
         ratio(row[index], row.iter().sum())
     }
 
+    /// Precision of class `index` (0 when it was never predicted).
+    pub fn precision(&self, index: usize) -> f64 {
+        let predicted: u64 = self.counts.iter().map(|row| row[index]).sum();
+        ratio(self.counts[index][index], predicted)
+    }
+
+    /// F1 of class `index` (0 when precision and recall are both 0).
+    pub fn f1(&self, index: usize) -> f64 {
+        let (precision, recall) = (self.precision(index), self.recall(index));
+        if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        }
+    }
+
+    /// Unweighted mean of the per-class F1 scores.
+    pub fn macro_f1(&self) -> f64 {
+        let classes = self.classes.len();
+        if classes == 0 {
+            return 0.0;
+        }
+        (0..classes).map(|index| self.f1(index)).sum::<f64>() / classes as f64
+    }
+
     /// Rows of class `index`.
     pub fn support(&self, index: usize) -> u64 {
         self.counts[index].iter().sum()
@@ -266,9 +292,67 @@ impl ConfusionMatrix {
     }
 }
 
+/// Coefficient of determination `1 − SSE/SST` of `predicted` against `truth` (0 when the
+/// truth is constant).
+pub fn r_squared(truth: &[f64], predicted: &[f64]) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    let mean = truth.iter().sum::<f64>() / truth.len() as f64;
+    let total: f64 = truth.iter().map(|value| (value - mean).powi(2)).sum();
+    let residual: f64 = truth
+        .iter()
+        .zip(predicted)
+        .map(|(value, guess)| (value - guess).powi(2))
+        .sum();
+    if total == 0.0 {
+        0.0
+    } else {
+        1.0 - residual / total
+    }
+}
+
+/// Mean absolute error of `predicted` against `truth`.
+pub fn mean_absolute_error(truth: &[f64], predicted: &[f64]) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    truth
+        .iter()
+        .zip(predicted)
+        .map(|(value, guess)| (value - guess).abs())
+        .sum::<f64>()
+        / truth.len() as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_class_precision_recall_and_macro_f1() {
+        let mut matrix = ConfusionMatrix::new(vec!["a".into(), "b".into()]);
+        // a: 3 right, 1 called b; b: 1 right, 1 called a.
+        for (truth, predicted) in [(0, 0), (0, 0), (0, 0), (0, 1), (1, 1), (1, 0)] {
+            matrix.add(truth, predicted);
+        }
+        assert_eq!(matrix.precision(0), 0.75);
+        assert_eq!(matrix.recall(0), 0.75);
+        assert_eq!(matrix.precision(1), 0.5);
+        assert_eq!(matrix.recall(1), 0.5);
+        assert!((matrix.macro_f1() - 0.625).abs() < 1e-12);
+    }
+
+    /// Coefficient of determination and mean absolute error against known values.
+    #[test]
+    fn r2_and_mae_known_values() {
+        let truth = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(r_squared(&truth, &truth), 1.0);
+        assert_eq!(r_squared(&truth, &[2.5; 4]), 0.0);
+        // SSE 1.0 over SST 5.0.
+        assert!((r_squared(&truth, &[1.5, 2.5, 2.5, 3.5]) - 0.8).abs() < 1e-12);
+        assert_eq!(mean_absolute_error(&truth, &[1.5, 2.5, 2.5, 3.5]), 0.5);
+    }
 
     #[test]
     fn auc_of_perfect_random_and_inverted_rankings() {

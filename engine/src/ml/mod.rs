@@ -4,8 +4,9 @@
 //! ([`gbdt`]) and random-forest trainer ([`forest`]) over shared quantile bins ([`binning`]),
 //! an isolation forest ([`isolation_forest`]), the XGBoost JSON importer ([`xgboost`]), evaluation metrics ([`metrics`]) and
 //! ROC / PR curve plots ([`plot`]). Operators own their features, models and thresholds; they
-//! share these.
+//! share these. Model files are written and verified (sha256) through [`artifact`].
 
+pub mod artifact;
 pub mod binning;
 pub mod fast_shap;
 pub mod forest;

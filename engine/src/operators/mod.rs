@@ -9,6 +9,7 @@
 //! in input order. An event it cannot score is an [`Outcome::Rejected`] (dead-lettered with
 //! reason `operator_rejected`), never a panic and never a silent drop.
 
+pub mod alert;
 pub mod flow;
 pub mod passthrough;
 
@@ -92,6 +93,9 @@ pub struct OperatorsConfig {
     /// The network-flow operator.
     #[serde(default)]
     pub flow: flow::FlowOperatorConfig,
+    /// The SIEM alert operator.
+    #[serde(default)]
+    pub alert: alert::AlertOperatorConfig,
 }
 
 /// One stream operator.
@@ -120,6 +124,11 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// What `/models` shows about the loaded models (manifest summary), if any.
+    fn model_info(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Replaces the models with the version in `version_dir` without a restart.
     fn swap_model(&mut self, _version_dir: &Path) -> Result<(), OperatorError> {
         Err(OperatorError::Unsupported("model swap"))
@@ -135,6 +144,8 @@ pub enum OperatorKind {
     Passthrough,
     /// Network flows: gradient-boosted severity with TreeSHAP explanations.
     Flow,
+    /// SIEM alerts: disposition, anomaly flag and 0–100 risk blended with rules.
+    Alert,
 }
 
 impl OperatorKind {
@@ -143,6 +154,7 @@ impl OperatorKind {
         match self {
             Self::Passthrough => "passthrough",
             Self::Flow => "flow",
+            Self::Alert => "alert",
         }
     }
 
@@ -151,6 +163,7 @@ impl OperatorKind {
         match self {
             Self::Passthrough => true,
             Self::Flow => schema == SchemaKind::Flow,
+            Self::Alert => schema == SchemaKind::Alert,
         }
     }
 
@@ -159,6 +172,7 @@ impl OperatorKind {
         match self {
             Self::Passthrough => Box::new(passthrough::PassthroughOperator),
             Self::Flow => Box::new(flow::FlowOperator::default()),
+            Self::Alert => Box::new(alert::AlertOperator::default()),
         }
     }
 }

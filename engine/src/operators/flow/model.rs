@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::ml::gbdt::{sigmoid, softmax, GbdtParams};
 use crate::ml::metrics::OperatingPoint;
@@ -156,13 +155,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
+pub use crate::ml::artifact::sha256_hex;
 
 /// Everything the model says about one flow.
 #[derive(Debug, Clone, PartialEq)]

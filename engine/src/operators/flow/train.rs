@@ -11,7 +11,7 @@
 //! decision and team thresholds. The test file (KDDTest+) is never read here.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -411,58 +411,11 @@ fn model_file(path: &str) -> ModelFile {
     }
 }
 
-/// The directory of the newest version under `flow_dir` (natural order of the names), for
-/// operators and `eval` when no version is named.
-pub fn newest_version(flow_dir: &Path) -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir(flow_dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.join("manifest.json").is_file())
-        .collect();
-    versions
-        .sort_by_key(|path| natural_key(&path.file_name().unwrap_or_default().to_string_lossy()));
-    versions.pop()
-}
-
-/// Sort key that orders `v2` before `v10`.
-fn natural_key(name: &str) -> Vec<(u64, String)> {
-    let mut key = Vec::new();
-    let mut digits = String::new();
-    let mut text = String::new();
-    for character in name.chars() {
-        if character.is_ascii_digit() {
-            if !text.is_empty() {
-                key.push((0, std::mem::take(&mut text)));
-            }
-            digits.push(character);
-        } else {
-            if !digits.is_empty() {
-                key.push((digits.parse().unwrap_or(u64::MAX), String::new()));
-                digits.clear();
-            }
-            text.push(character);
-        }
-    }
-    if !digits.is_empty() {
-        key.push((digits.parse().unwrap_or(u64::MAX), String::new()));
-    }
-    if !text.is_empty() {
-        key.push((0, text));
-    }
-    key
-}
+pub use crate::ml::artifact::newest_version;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn natural_order_puts_v10_after_v2() {
-        let mut names = vec!["v10", "v2", "v1"];
-        names.sort_by_key(|name| natural_key(name));
-        assert_eq!(names, ["v1", "v2", "v10"]);
-    }
 
     #[test]
     fn team_thresholds_meet_their_rules_on_the_data_they_were_chosen_on() {

@@ -1,0 +1,157 @@
+//! Model artifacts on disk: files named by a manifest together with their sha256, written
+//! and read back with the check, so a model whose bytes changed after training is refused;
+//! and the choice of the newest version directory of an operator.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Errors reading or writing an artifact.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The bytes do not pass a check.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
+    move |source| ArtifactError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Reads `directory/name` and checks its sha256 against `expected_sha256`.
+pub fn read_verified(
+    directory: &Path,
+    name: &str,
+    expected_sha256: &str,
+) -> Result<Vec<u8>, ArtifactError> {
+    let path = directory.join(name);
+    let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+    let actual = sha256_hex(&bytes);
+    if actual != expected_sha256 {
+        return Err(ArtifactError::Invalid(format!(
+            "{}: sha256 {actual} differs from the manifest's {expected_sha256}",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads and parses the JSON file `directory/name` after the sha256 check.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    directory: &Path,
+    name: &str,
+    expected_sha256: &str,
+) -> Result<T, ArtifactError> {
+    let bytes = read_verified(directory, name, expected_sha256)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| ArtifactError::Invalid(format!("{name}: {error}")))
+}
+
+/// Writes `value` as compact JSON to `directory/name` (directory created) and returns the
+/// file's sha256.
+pub fn write_json<T: serde::Serialize>(
+    directory: &Path,
+    name: &str,
+    value: &T,
+) -> Result<String, ArtifactError> {
+    std::fs::create_dir_all(directory).map_err(io_error(directory))?;
+    let bytes = serde_json::to_vec(value)
+        .map_err(|error| ArtifactError::Invalid(format!("{name}: {error}")))?;
+    let path = directory.join(name);
+    std::fs::write(&path, &bytes).map_err(io_error(&path))?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// Writes `value` as pretty JSON plus a newline (manifests: read by people and diffs).
+pub fn write_pretty_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ArtifactError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| ArtifactError::Invalid(format!("{}: {error}", path.display())))?;
+    std::fs::write(path, text + "\n").map_err(io_error(path))
+}
+
+/// The directory of the newest version under `operator_dir` (natural order of the names), for
+/// operators and `eval` when no version is named.
+pub fn newest_version(operator_dir: &Path) -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(operator_dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.join("manifest.json").is_file())
+        .collect();
+    versions
+        .sort_by_key(|path| natural_key(&path.file_name().unwrap_or_default().to_string_lossy()));
+    versions.pop()
+}
+
+/// Sort key that orders `v2` before `v10`.
+fn natural_key(name: &str) -> Vec<(u64, String)> {
+    let mut key = Vec::new();
+    let mut digits = String::new();
+    let mut text = String::new();
+    for character in name.chars() {
+        if character.is_ascii_digit() {
+            if !text.is_empty() {
+                key.push((0, std::mem::take(&mut text)));
+            }
+            digits.push(character);
+        } else {
+            if !digits.is_empty() {
+                key.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+                digits.clear();
+            }
+            text.push(character);
+        }
+    }
+    if !digits.is_empty() {
+        key.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+    }
+    if !text.is_empty() {
+        key.push((0, text));
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_puts_v10_after_v2() {
+        let mut names = vec!["v10", "v2", "v1"];
+        names.sort_by_key(|name| natural_key(name));
+        assert_eq!(names, ["v1", "v2", "v10"]);
+    }
+
+    #[test]
+    fn a_changed_file_is_refused() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let sha = write_json(directory.path(), "m.json", &vec![1.0, 2.0]).expect("writes");
+        let back: Vec<f64> = read_json(directory.path(), "m.json", &sha).expect("reads");
+        assert_eq!(back, vec![1.0, 2.0]);
+        std::fs::write(directory.path().join("m.json"), "[1.0,2.5]").expect("writes");
+        let error = read_json::<Vec<f64>>(directory.path(), "m.json", &sha).unwrap_err();
+        assert!(error.to_string().contains("differs from the manifest"));
+    }
+}

@@ -1,0 +1,425 @@
+//! The SIEM alert operator: triages every alert (disposition), ranks it (risk 0–100), flags
+//! anomalies, and blends the model with a documented rule layer.
+//!
+//! Per alert it emits (`schemas/scored.avsc` envelope):
+//! - `scores`: `risk` (final: `ml_weight · ml_risk + rule_weight · rule_score`, weights
+//!   normalised), `ml_risk`, `rule_score`, `disposition_confidence`, `p_true_positive`,
+//!   `p_false_positive`, `p_suspicious`, `p_benign`, `anomaly_score`, and `ml_shap_base_value`
+//!   (the base value plus the SHAP values of all features equals the unclamped ML risk);
+//! - `labels`: `disposition`, `risk_level` (info / low / medium / high / critical),
+//!   `anomaly` (`true`/`false`), `rule_hits` (comma-separated rule ids);
+//! - `explanation`: the `top_contributors` features by |TreeSHAP| on the ML risk (in risk
+//!   points), then one entry per fired rule (`rule:<id>`, its score);
+//! - `thresholds_crossed`: the fired rule ids, and `anomaly` when flagged.
+//!
+//! With `entity_topic` set, every user and host of an alert gets a behaviour record on that
+//! topic (key `user:<name>` / `host:<name>`: `behaviour_score` = highest final risk of the
+//! entity's alerts in the last 24 h / 100, `max_risk_24h`, `mean_risk_24h`, `alerts_24h`)
+//! when its behaviour score moved by at least `entity_min_change` since the last record —
+//! the per-user score the email operator fuses.
+//!
+//! Entity history is held in memory per operator instance (see [`history`]); it is rebuilt
+//! from the stream after a restart, not checkpointed.
+
+pub mod attack;
+pub mod eval;
+pub mod features;
+pub mod history;
+pub mod model;
+pub mod rules;
+pub mod scorer;
+pub mod synth;
+pub mod train;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::InputEvent;
+use crate::ml::artifact::newest_version;
+use crate::ml::fast_shap::FastTreeShap;
+use crate::operators::{
+    ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+};
+use crate::scored::{now_ms, Contribution, Scored};
+use model::AlertModel;
+use rules::{RuleSet, DEFAULT_RULES};
+use scorer::{risk_level, AlertScore, AlertScorer, BlendWeights};
+use synth::DISPOSITIONS;
+
+/// `[operators.alert]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertOperatorConfig {
+    /// Version directory under `<storage.model_dir>/alert/`; empty picks the newest.
+    #[serde(default)]
+    pub version: String,
+    /// Rule file (TOML, see `models/alert/rules.toml`); absent uses the shipped rules.
+    #[serde(default)]
+    pub rules_file: Option<PathBuf>,
+    /// Weight of the model's risk in the final risk.
+    #[serde(default = "default_ml_weight")]
+    pub ml_weight: f64,
+    /// Weight of the rule score in the final risk.
+    #[serde(default = "default_rule_weight")]
+    pub rule_weight: f64,
+    /// Features per alert in `explanation`, strongest |SHAP| first; 0 turns them off.
+    #[serde(default = "default_top_contributors")]
+    pub top_contributors: usize,
+    /// Topic of per-entity behaviour records; empty emits none.
+    #[serde(default)]
+    pub entity_topic: String,
+    /// Smallest change of an entity's behaviour score (0–1) that emits a new record.
+    #[serde(default = "default_entity_min_change")]
+    pub entity_min_change: f64,
+}
+
+fn default_ml_weight() -> f64 {
+    0.7
+}
+
+fn default_rule_weight() -> f64 {
+    0.3
+}
+
+fn default_top_contributors() -> usize {
+    5
+}
+
+fn default_entity_min_change() -> f64 {
+    0.05
+}
+
+impl Default for AlertOperatorConfig {
+    fn default() -> Self {
+        Self {
+            version: String::new(),
+            rules_file: None,
+            ml_weight: default_ml_weight(),
+            rule_weight: default_rule_weight(),
+            top_contributors: default_top_contributors(),
+            entity_topic: String::new(),
+            entity_min_change: default_entity_min_change(),
+        }
+    }
+}
+
+impl AlertOperatorConfig {
+    /// Checks the weights and the step.
+    pub fn validate(&self) -> Result<(), String> {
+        let weights_ok = self.ml_weight >= 0.0
+            && self.rule_weight >= 0.0
+            && (self.ml_weight + self.rule_weight) > 0.0
+            && self.ml_weight.is_finite()
+            && self.rule_weight.is_finite();
+        if !weights_ok {
+            return Err(format!(
+                "operators.alert: ml_weight ({}) and rule_weight ({}) must be non-negative, finite and not both 0",
+                self.ml_weight, self.rule_weight
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.entity_min_change) {
+            return Err(format!(
+                "operators.alert: entity_min_change {} outside 0–1",
+                self.entity_min_change
+            ));
+        }
+        Ok(())
+    }
+
+    fn weights(&self) -> BlendWeights {
+        BlendWeights {
+            ml: self.ml_weight,
+            rules: self.rule_weight,
+        }
+    }
+}
+
+/// The operator; see the module doc.
+#[derive(Debug, Default)]
+pub struct AlertOperator {
+    config: AlertOperatorConfig,
+    scorer: Option<AlertScorer>,
+    shap_tables: Option<FastTreeShap>,
+    shap_base_value: f64,
+}
+
+/// Loads the rule file of `config` (or the shipped one) against the model's features.
+fn load_rules(config: &AlertOperatorConfig, features: &[String]) -> Result<RuleSet, OperatorError> {
+    let text = match &config.rules_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", path.display())))?,
+        None => DEFAULT_RULES.to_owned(),
+    };
+    RuleSet::parse(&text, features).map_err(|error| OperatorError::Model(error.to_string()))
+}
+
+impl AlertOperator {
+    /// An operator over an already loaded model (tests, benchmarks).
+    pub fn with_model(
+        config: AlertOperatorConfig,
+        model: AlertModel,
+    ) -> Result<Self, OperatorError> {
+        let mut operator = Self {
+            config,
+            ..Self::default()
+        };
+        operator.install(model)?;
+        Ok(operator)
+    }
+
+    /// The version directory to load for `model_dir`.
+    pub fn version_dir(&self, model_dir: &Path) -> Result<PathBuf, OperatorError> {
+        let alert_dir = model_dir.join("alert");
+        if !self.config.version.is_empty() {
+            return Ok(alert_dir.join(&self.config.version));
+        }
+        newest_version(&alert_dir).ok_or_else(|| {
+            OperatorError::Model(format!(
+                "no alert model under {} (train one with `threatflow train alert`)",
+                alert_dir.display()
+            ))
+        })
+    }
+
+    fn install(&mut self, model: AlertModel) -> Result<(), OperatorError> {
+        self.config.validate().map_err(OperatorError::Model)?;
+        let rules = load_rules(&self.config, &model.manifest.features)?;
+        self.shap_base_value = model.risk.expected_value()[0];
+        self.shap_tables = Some(FastTreeShap::new(&model.risk, 0));
+        // A swapped model keeps the entity history: it describes the stream, not the model.
+        let history = self.scorer.take().map(|scorer| scorer.history);
+        let mut scorer = AlertScorer::new(model, rules, self.config.weights());
+        if let Some(history) = history {
+            scorer.history = history;
+        }
+        self.scorer = Some(scorer);
+        Ok(())
+    }
+
+    fn explain(&self, scorer: &AlertScorer, score: &AlertScore) -> Vec<Contribution> {
+        let mut explanation = Vec::new();
+        if let (Some(tables), true) = (&self.shap_tables, self.config.top_contributors > 0) {
+            let shap = tables.shap_values(&scorer.model.risk, &score.row);
+            let mut order: Vec<usize> = (0..shap.len()).filter(|&i| shap[i] != 0.0).collect();
+            order.sort_by(|&a, &b| shap[b].abs().total_cmp(&shap[a].abs()));
+            explanation.extend(
+                order
+                    .into_iter()
+                    .take(self.config.top_contributors)
+                    .map(|index| Contribution {
+                        name: scorer.model.manifest.features[index].clone(),
+                        value: score.row[index].is_finite().then_some(score.row[index]),
+                        contribution: shap[index],
+                        detail: Some(
+                            if shap[index] > 0.0 {
+                                "raises ML risk (points)"
+                            } else {
+                                "lowers ML risk (points)"
+                            }
+                            .to_owned(),
+                        ),
+                    }),
+            );
+        }
+        explanation.extend(score.rule_hits.iter().map(|hit| {
+            Contribution {
+                name: format!("rule:{}", hit.id),
+                value: None,
+                contribution: hit.score,
+                detail: scorer
+                    .rules
+                    .rules
+                    .iter()
+                    .find(|rule| rule.id == hit.id)
+                    .map(|rule| rule.description.clone()),
+            }
+        }));
+        explanation
+    }
+
+    fn entity_records(
+        &self,
+        scorer: &mut AlertScorer,
+        sourced: &SourcedEvent,
+        score: &AlertScore,
+        scored_at_ms: i64,
+    ) -> Vec<ExtraRecord> {
+        if self.config.entity_topic.is_empty() {
+            return Vec::new();
+        }
+        let mut records = Vec::new();
+        for entity in &score.entities {
+            let behaviour = entity.max_risk_24h / 100.0;
+            let previous = scorer.history.published(&entity.key);
+            if previous.is_some_and(|last| (behaviour - last).abs() < self.config.entity_min_change)
+            {
+                continue;
+            }
+            scorer.history.mark_published(&entity.key, behaviour);
+            let (kind, name) = entity
+                .key
+                .split_once(':')
+                .unwrap_or(("entity", &entity.key));
+            records.push(ExtraRecord {
+                topic: self.config.entity_topic.clone(),
+                key: entity.key.clone(),
+                scored: Scored {
+                    event_id: format!("{}:{}", sourced.event_id, entity.key),
+                    source: sourced.source.clone(),
+                    operator: self.name().to_owned(),
+                    model_version: scorer.model.manifest.version.clone(),
+                    scores: BTreeMap::from([
+                        ("behaviour_score".to_owned(), behaviour),
+                        ("max_risk_24h".to_owned(), entity.max_risk_24h),
+                        ("mean_risk_24h".to_owned(), entity.mean_risk_24h),
+                        ("alerts_24h".to_owned(), entity.alerts_24h as f64),
+                    ]),
+                    labels: BTreeMap::from([
+                        ("entity_type".to_owned(), kind.to_owned()),
+                        ("entity".to_owned(), name.to_owned()),
+                    ]),
+                    explanation: Vec::new(),
+                    thresholds_crossed: Vec::new(),
+                    event_time_ms: sourced.event.event_time_ms(),
+                    scored_at_ms,
+                },
+            });
+        }
+        records
+    }
+
+    fn score_one(&mut self, sourced: &SourcedEvent, scored_at_ms: i64) -> Outcome {
+        let InputEvent::Alert(alert) = &sourced.event else {
+            return Outcome::Rejected {
+                detail: format!("alert operator got a {:?} event", sourced.event.kind()),
+            };
+        };
+        let Some(mut scorer) = self.scorer.take() else {
+            return Outcome::Rejected {
+                detail: "alert model not loaded".to_owned(),
+            };
+        };
+        let score = scorer.score(alert);
+        let assessment = &score.assessment;
+        let disposition = DISPOSITIONS
+            .get(assessment.disposition)
+            .copied()
+            .unwrap_or("unknown");
+        let mut scores = BTreeMap::from([
+            ("risk".to_owned(), score.risk),
+            ("ml_risk".to_owned(), assessment.ml_risk),
+            ("rule_score".to_owned(), score.rule_score),
+            ("disposition_confidence".to_owned(), assessment.confidence),
+            ("anomaly_score".to_owned(), assessment.anomaly_score),
+            ("ml_shap_base_value".to_owned(), self.shap_base_value),
+        ]);
+        for (class, probability) in DISPOSITIONS.iter().zip(&assessment.class_probabilities) {
+            scores.insert(format!("p_{class}"), *probability);
+        }
+        let rule_ids: Vec<String> = score.rule_hits.iter().map(|hit| hit.id.clone()).collect();
+        let labels = BTreeMap::from([
+            ("disposition".to_owned(), disposition.to_owned()),
+            ("risk_level".to_owned(), risk_level(score.risk).to_owned()),
+            ("anomaly".to_owned(), assessment.anomalous.to_string()),
+            ("rule_hits".to_owned(), rule_ids.join(",")),
+        ]);
+        let mut thresholds_crossed = rule_ids;
+        if assessment.anomalous {
+            thresholds_crossed.push("anomaly".to_owned());
+        }
+        metrics::counter!(crate::telemetry::ALERT_DISPOSITIONS, "disposition" => disposition)
+            .increment(1);
+        let scored = Scored {
+            event_id: sourced.event_id.clone(),
+            source: sourced.source.clone(),
+            operator: self.name().to_owned(),
+            model_version: scorer.model.manifest.version.clone(),
+            scores,
+            labels,
+            explanation: self.explain(&scorer, &score),
+            thresholds_crossed,
+            event_time_ms: sourced.event.event_time_ms(),
+            scored_at_ms,
+        };
+        let extra = self.entity_records(&mut scorer, sourced, &score, scored_at_ms);
+        self.scorer = Some(scorer);
+        Outcome::Scored {
+            scored: Box::new(scored),
+            extra,
+        }
+    }
+}
+
+impl Operator for AlertOperator {
+    fn name(&self) -> &'static str {
+        "alert"
+    }
+
+    fn model_version(&self) -> String {
+        self.scorer.as_ref().map_or_else(
+            || "none".to_owned(),
+            |scorer| scorer.model.manifest.version.clone(),
+        )
+    }
+
+    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
+        self.config = context.operators.alert.clone();
+        let directory = self.version_dir(context.model_dir)?;
+        let model = AlertModel::load(&directory)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
+        tracing::info!(
+            version = %model.manifest.version,
+            directory = %directory.display(),
+            "alert model loaded"
+        );
+        self.install(model)
+    }
+
+    fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
+        let model = AlertModel::load(version_dir)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
+        self.install(model)
+    }
+
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+        let scored_at_ms = now_ms();
+        events
+            .iter()
+            .map(|sourced| self.score_one(sourced, scored_at_ms))
+            .collect()
+    }
+
+    fn tick(&mut self, _now: SystemTime) -> Vec<ExtraRecord> {
+        if let Some(scorer) = self.scorer.as_mut() {
+            scorer.history.expire();
+        }
+        Vec::new()
+    }
+
+    fn model_info(&self) -> Option<serde_json::Value> {
+        let scorer = self.scorer.as_ref()?;
+        let manifest = &scorer.model.manifest;
+        Some(serde_json::json!({
+            "kind": manifest.kind,
+            "version": manifest.version,
+            "created_at": manifest.created_at,
+            "attack_source": manifest.attack_source,
+            "classes": manifest.classes,
+            "feature_importances": manifest.feature_importances,
+            "anomaly_threshold": manifest.anomaly_threshold,
+            "metrics": manifest.metrics,
+            "rules_version": scorer.rules.version,
+            "rules": scorer.rules.rules.iter().map(|rule| serde_json::json!({
+                "id": rule.id, "score": rule.score, "description": rule.description,
+            })).collect::<Vec<_>>(),
+            "weights": {"ml": self.config.ml_weight, "rules": self.config.rule_weight},
+        }))
+    }
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod tests;

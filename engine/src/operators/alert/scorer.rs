@@ -1,0 +1,113 @@
+//! Scores one alert end to end — entity history → features → models → rules → blended risk —
+//! and records it in the history. The operator and `threatflow eval alert` both use this, so
+//! eval figures measure the code that runs in the pipeline.
+//!
+//! Final risk = `ml_weight · ML risk + rule_weight · rule score` with the weights normalised
+//! to sum 1, so it stays on the 0–100 scale.
+
+use crate::events::AlertEvent;
+use crate::operators::alert::history::{EntityHistory, EntitySummary};
+use crate::operators::alert::model::{AlertAssessment, AlertModel};
+use crate::operators::alert::rules::{combined_score, RuleHit, RuleSet};
+
+/// Blend weights of the final risk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlendWeights {
+    /// Weight of the model's risk.
+    pub ml: f64,
+    /// Weight of the rule score.
+    pub rules: f64,
+}
+
+impl Default for BlendWeights {
+    fn default() -> Self {
+        Self {
+            ml: 0.7,
+            rules: 0.3,
+        }
+    }
+}
+
+impl BlendWeights {
+    /// `ml·ml_risk + rules·rule_score`, weights normalised to sum 1.
+    pub fn blend(&self, ml_risk: f64, rule_score: f64) -> f64 {
+        let total = self.ml + self.rules;
+        if total <= 0.0 {
+            return ml_risk;
+        }
+        ((self.ml * ml_risk + self.rules * rule_score) / total).clamp(0.0, 100.0)
+    }
+}
+
+/// Everything known about one scored alert.
+#[derive(Debug, Clone)]
+pub struct AlertScore {
+    /// The feature row.
+    pub row: Vec<f64>,
+    /// Model outputs.
+    pub assessment: AlertAssessment,
+    /// Rules that fired.
+    pub rule_hits: Vec<RuleHit>,
+    /// Their noisy-OR score, 0–100.
+    pub rule_score: f64,
+    /// Blended risk, 0–100.
+    pub risk: f64,
+    /// Each entity's behaviour summary after this alert.
+    pub entities: Vec<EntitySummary>,
+}
+
+/// Risk band of a 0–100 risk.
+pub fn risk_level(risk: f64) -> &'static str {
+    match risk {
+        r if r >= 80.0 => "critical",
+        r if r >= 60.0 => "high",
+        r if r >= 40.0 => "medium",
+        r if r >= 20.0 => "low",
+        _ => "info",
+    }
+}
+
+/// Model, rules, blend and the entity history they read.
+#[derive(Debug)]
+pub struct AlertScorer {
+    /// The model set.
+    pub model: AlertModel,
+    /// The rule layer.
+    pub rules: RuleSet,
+    /// The blend.
+    pub weights: BlendWeights,
+    /// Keyed entity history.
+    pub history: EntityHistory,
+}
+
+impl AlertScorer {
+    /// A scorer with an empty history.
+    pub fn new(model: AlertModel, rules: RuleSet, weights: BlendWeights) -> Self {
+        Self {
+            model,
+            rules,
+            weights,
+            history: EntityHistory::default(),
+        }
+    }
+
+    /// Scores `alert` against the history so far, then records it.
+    pub fn score(&mut self, alert: &AlertEvent) -> AlertScore {
+        let facts = self.history.facts(alert);
+        let mut row = Vec::with_capacity(self.model.manifest.features.len());
+        self.model.encoder().encode_into(alert, &facts, &mut row);
+        let assessment = self.model.assess(&row);
+        let rule_hits = self.rules.evaluate(&row, &alert.ips);
+        let rule_score = combined_score(&rule_hits);
+        let risk = self.weights.blend(assessment.ml_risk, rule_score);
+        let entities = self.history.record(alert, risk);
+        AlertScore {
+            row,
+            assessment,
+            rule_hits,
+            rule_score,
+            risk,
+            entities,
+        }
+    }
+}
