@@ -1,5 +1,7 @@
 //! The HTTP endpoint: `/health` (the process is alive), `/ready` (partitions assigned or
-//! group joined, broker reachable, models loaded), `/metrics` (Prometheus text format).
+//! group joined, broker reachable, models loaded), `/metrics` (Prometheus text format),
+//! `/models` (per input topic: operator, model version and the model's manifest summary,
+//! e.g. the alert classifier's feature importances).
 //!
 //! `/ready` answers 503 with the failing facts in its JSON body, so a Kubernetes probe and
 //! a human both see why.
@@ -31,6 +33,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
+        .route("/models", get(models))
         .route("/metrics", get(move || async move { handle.render() }))
         .with_state(health);
     tokio::spawn(async move {
@@ -43,6 +46,15 @@ pub async fn serve(
     });
     tracing::info!(%address, "http endpoint listening");
     Ok(address)
+}
+
+async fn models(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let models = health
+        .models
+        .lock()
+        .map(|models| serde_json::json!(*models))
+        .unwrap_or_else(|_| serde_json::json!({}));
+    Json(models)
 }
 
 async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {

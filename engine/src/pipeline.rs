@@ -144,7 +144,7 @@ pub fn run(
         &producer_client_config(config),
         tracker.clone(),
     )?);
-    let (worker_channels, workers) = start_workers(config, &tracker, &emitter)?;
+    let (worker_channels, workers) = start_workers(config, &tracker, &emitter, &health)?;
     health.operators_started.store(true, Ordering::Relaxed);
 
     let dispatcher = Arc::new(Dispatcher::new(
@@ -318,6 +318,7 @@ fn start_workers(
     config: &EngineConfig,
     tracker: &Arc<OffsetTracker>,
     emitter: &Arc<Emitter>,
+    health: &Health,
 ) -> Result<(WorkerChannels, Vec<JoinHandle<()>>), PipelineError> {
     let schema_ids: HashMap<u32, SchemaKind> = config
         .schema_ids
@@ -339,6 +340,14 @@ fn start_workers(
                 operator: binding.operator.name().to_owned(),
                 message: error.to_string(),
             })?;
+        let loaded = serde_json::json!({
+            "operator": operator.name(),
+            "model_version": operator.model_version(),
+            "model": operator.model_info(),
+        });
+        if let Ok(mut models) = health.models.lock() {
+            models.insert(binding.topic.clone(), loaded);
+        }
         let worker = Worker {
             binding: binding.clone(),
             operator,

@@ -60,6 +60,8 @@ pub struct Health {
     pub broker_up: AtomicBool,
     /// The engine is shutting down.
     pub stopping: AtomicBool,
+    /// What each binding's operator loaded, by input topic (served on `/models`).
+    pub models: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 impl Health {

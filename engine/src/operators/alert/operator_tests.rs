@@ -1,1 +1,277 @@
+use std::path::PathBuf;
 
+use super::*;
+use crate::events::{AlertEvent, PromptEvent};
+use crate::operators::alert::synth::{generate, GeneratorConfig, LabeledAlert};
+use crate::scored::SourceCoordinates;
+
+fn repository_models() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
+}
+
+fn shipped_model() -> AlertModel {
+    let directory = newest_version(&repository_models().join("alert")).unwrap();
+    AlertModel::load(&directory).unwrap()
+}
+
+fn sourced(index: usize, event: InputEvent) -> SourcedEvent {
+    SourcedEvent {
+        source: SourceCoordinates {
+            topic: "alerts".into(),
+            partition: 0,
+            offset: index as i64,
+            timestamp_ms: None,
+        },
+        event_id: format!("alerts-0-{index}"),
+        event,
+    }
+}
+
+/// Generated alerts from a seed the shipped model was not trained on.
+fn fresh_alerts(count: usize) -> Vec<LabeledAlert> {
+    generate(&GeneratorConfig {
+        seed: 99,
+        count,
+        ..GeneratorConfig::default()
+    })
+}
+
+fn events(alerts: &[LabeledAlert]) -> Vec<SourcedEvent> {
+    alerts
+        .iter()
+        .enumerate()
+        .map(|(index, labeled)| sourced(index, InputEvent::Alert(Box::new(labeled.alert.clone()))))
+        .collect()
+}
+
+fn scored(outcome: &Outcome) -> (&Scored, &Vec<ExtraRecord>) {
+    match outcome {
+        Outcome::Scored { scored, extra } => (scored, extra),
+        Outcome::Rejected { detail } => panic!("alert rejected: {detail}"),
+    }
+}
+
+#[test]
+fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
+    let model = shipped_model();
+    let mut operator =
+        AlertOperator::with_model(AlertOperatorConfig::default(), model.clone()).unwrap();
+    let alerts = fresh_alerts(600);
+    let outcomes = operator.score_batch(&events(&alerts));
+    assert_eq!(outcomes.len(), alerts.len());
+    let shap_tables = FastTreeShap::new(&model.risk, 0);
+    let mut encoder_history = crate::operators::alert::history::EntityHistory::default();
+    let mut dispositions = std::collections::BTreeSet::new();
+    for (labeled, outcome) in alerts.iter().zip(&outcomes) {
+        let (scored, extra) = scored(outcome);
+        assert!(extra.is_empty(), "no entity topic configured");
+        let scores = &scored.scores;
+        let probabilities: f64 = DISPOSITIONS.iter().map(|d| scores[&format!("p_{d}")]).sum();
+        assert!((probabilities - 1.0).abs() < 1e-5);
+        let expected_risk = 0.7 * scores["ml_risk"] + 0.3 * scores["rule_score"];
+        assert!((scores["risk"] - expected_risk).abs() < 1e-9);
+        assert!((0.0..=100.0).contains(&scores["risk"]));
+        dispositions.insert(scored.labels["disposition"].clone());
+        // Recompute the row as the operator saw it: SHAP values sum to the raw ML risk.
+        let facts = encoder_history.facts(&labeled.alert);
+        let mut row = Vec::new();
+        model
+            .encoder()
+            .encode_into(&labeled.alert, &facts, &mut row);
+        encoder_history.record(&labeled.alert, scores["risk"]);
+        let shap = shap_tables.shap_values(&model.risk, &row);
+        let raw = model.risk.predict_raw(&row)[0];
+        assert!((scores["ml_shap_base_value"] + shap.iter().sum::<f64>() - raw).abs() < 1e-6);
+        assert!((raw.clamp(0.0, 100.0) - scores["ml_risk"]).abs() < 1e-9);
+        let features: Vec<&Contribution> = scored
+            .explanation
+            .iter()
+            .filter(|c| !c.name.starts_with("rule:"))
+            .collect();
+        assert!(features.len() <= 5);
+        for contribution in &features {
+            let index = model
+                .manifest
+                .features
+                .iter()
+                .position(|name| *name == contribution.name)
+                .unwrap();
+            assert!((contribution.contribution - shap[index]).abs() < 1e-9);
+        }
+        let rule_hits = &scored.labels["rule_hits"];
+        let explained_rules = scored.explanation.len() - features.len();
+        assert_eq!(
+            rule_hits.split(',').filter(|r| !r.is_empty()).count(),
+            explained_rules
+        );
+    }
+    assert_eq!(dispositions.len(), 4, "{dispositions:?}");
+}
+
+#[test]
+fn a_known_bad_ip_fires_its_rule_and_raises_the_final_risk() {
+    let mut operator =
+        AlertOperator::with_model(AlertOperatorConfig::default(), shipped_model()).unwrap();
+    let alert = fresh_alerts(50)[10].alert.clone();
+    let mut with_bad_ip = alert.clone();
+    with_bad_ip.ips = vec!["203.0.113.66".to_owned()];
+    with_bad_ip.users = vec!["someone-else".to_owned()];
+    with_bad_ip.hosts = vec!["other-host".to_owned()];
+    let mut clean = alert;
+    clean.ips = vec!["10.1.2.3".to_owned()];
+    let outcomes = operator.score_batch(&[
+        sourced(0, InputEvent::Alert(Box::new(clean))),
+        sourced(1, InputEvent::Alert(Box::new(with_bad_ip))),
+    ]);
+    let (clean_scored, _) = scored(&outcomes[0]);
+    let (bad_scored, _) = scored(&outcomes[1]);
+    assert!(bad_scored.labels["rule_hits"]
+        .split(',')
+        .any(|rule| rule == "known-bad-ioc"));
+    assert!(bad_scored
+        .thresholds_crossed
+        .contains(&"known-bad-ioc".to_owned()));
+    assert!(bad_scored.scores["rule_score"] >= 70.0);
+    assert!(bad_scored.scores["risk"] > clean_scored.scores["risk"]);
+}
+
+#[test]
+fn an_intrusion_raises_the_victims_behaviour_score_on_the_entity_topic() {
+    let config = AlertOperatorConfig {
+        entity_topic: "scored.entities".to_owned(),
+        ..AlertOperatorConfig::default()
+    };
+    let mut operator = AlertOperator::with_model(config, shipped_model()).unwrap();
+    let alerts = fresh_alerts(3000);
+    let outcomes = operator.score_batch(&events(&alerts));
+    let mut behaviour: std::collections::HashMap<String, f64> = Default::default();
+    let mut records = 0;
+    for outcome in &outcomes {
+        let (_, extra) = scored(outcome);
+        for record in extra {
+            records += 1;
+            assert_eq!(record.topic, "scored.entities");
+            assert_eq!(
+                record.scored.labels["entity_type"],
+                record.key.split(':').next().unwrap()
+            );
+            behaviour.insert(record.key.clone(), record.scored.scores["behaviour_score"]);
+        }
+    }
+    assert!(
+        records > 0 && records < 2 * outcomes.len(),
+        "{records} records"
+    );
+    // Victims of intrusions end with a higher behaviour score than users seen only in
+    // benign alerts.
+    let users_of = |scenario: &str| -> Vec<String> {
+        alerts
+            .iter()
+            .filter(|a| a.scenario == scenario)
+            .flat_map(|a| a.alert.users.iter().map(|u| format!("user:{u}")))
+            .collect()
+    };
+    let victims = users_of("intrusion");
+    let benign: Vec<String> = users_of("benign")
+        .into_iter()
+        .filter(|user| !victims.contains(user) && !users_of("suspicious").contains(user))
+        .collect();
+    let peak = |users: &[String]| {
+        let values: Vec<f64> = users
+            .iter()
+            .filter_map(|u| behaviour.get(u).copied())
+            .collect();
+        values.iter().sum::<f64>() / values.len().max(1) as f64
+    };
+    assert!(
+        peak(&victims) > peak(&benign) + 0.1,
+        "{} vs {}",
+        peak(&victims),
+        peak(&benign)
+    );
+}
+
+#[test]
+fn other_schemas_are_rejected_and_odd_alerts_still_scored() {
+    let mut operator =
+        AlertOperator::with_model(AlertOperatorConfig::default(), shipped_model()).unwrap();
+    let odd = AlertEvent {
+        event_id: None,
+        alert_id: "x".into(),
+        severity: "URGENT".into(),
+        siem_source: "homegrown".into(),
+        rule_id: "never-seen".into(),
+        rule_name: String::new(),
+        tactics: vec!["TA9999".into()],
+        techniques: vec!["T0000".into()],
+        users: Vec::new(),
+        hosts: Vec::new(),
+        ips: vec!["::1".into(), "garbage".into()],
+        ioc_count: 0,
+        asset_count: 0,
+        asset_criticality: 0.0,
+        event_count: 0,
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+    };
+    let prompt = PromptEvent {
+        event_id: None,
+        text: "hello".into(),
+        user: None,
+        app: None,
+        session_id: None,
+        timestamp_ms: None,
+    };
+    let outcomes = operator.score_batch(&[
+        sourced(0, InputEvent::Alert(Box::new(odd))),
+        sourced(1, InputEvent::Prompt(prompt)),
+    ]);
+    let (odd_scored, _) = scored(&outcomes[0]);
+    assert!(odd_scored.scores["risk"].is_finite());
+    assert!(matches!(outcomes[1], Outcome::Rejected { .. }));
+    let unloaded = AlertOperator::default().score_batch(&events(&fresh_alerts(1)));
+    assert!(!unloaded.is_empty());
+    assert!(unloaded
+        .iter()
+        .all(|outcome| matches!(outcome, Outcome::Rejected { .. })));
+}
+
+#[test]
+fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
+    let models = repository_models();
+    let state = tempfile::tempdir().unwrap();
+    let operators = crate::operators::OperatorsConfig::default();
+    let context = OperatorContext {
+        model_dir: &models,
+        state_dir: state.path(),
+        operators: &operators,
+    };
+    let mut operator = AlertOperator::default();
+    operator.start(&context).unwrap();
+    assert_ne!(operator.model_version(), "none");
+    let info = operator.model_info().unwrap();
+    assert!(info["feature_importances"].as_array().unwrap().len() > 20);
+
+    let mut negative = crate::operators::OperatorsConfig::default();
+    negative.alert.ml_weight = -1.0;
+    let context_negative = OperatorContext {
+        operators: &negative,
+        ..context.clone()
+    };
+    assert!(AlertOperator::default().start(&context_negative).is_err());
+
+    let rules_file = state.path().join("rules.toml");
+    std::fs::write(
+        &rules_file,
+        "version = \"x\"\n[[rule]]\nid = \"r\"\ndescription = \"d\"\nscore = 10\nwhen = [\"no_such_fact >= 1\"]\n",
+    )
+    .unwrap();
+    let mut bad_rules = crate::operators::OperatorsConfig::default();
+    bad_rules.alert.rules_file = Some(rules_file);
+    let context_rules = OperatorContext {
+        operators: &bad_rules,
+        ..context
+    };
+    let error = AlertOperator::default().start(&context_rules).unwrap_err();
+    assert!(error.to_string().contains("no_such_fact"), "{error}");
+}

@@ -270,6 +270,19 @@ impl Operator for FlowOperator {
         self.install(model)
     }
 
+    fn model_info(&self) -> Option<serde_json::Value> {
+        let manifest = &self.model.as_ref()?.manifest;
+        Some(serde_json::json!({
+            "kind": manifest.kind,
+            "version": manifest.version,
+            "created_at": manifest.created_at,
+            "classes": manifest.classes,
+            "decision_threshold": manifest.decision_threshold,
+            "teams": manifest.teams,
+            "metrics": manifest.metrics,
+        }))
+    }
+
     fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
         let model = FlowModel::load(version_dir)
             .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
