@@ -31,6 +31,7 @@ use crate::config::{
 use crate::dead_letter::DeadLetter;
 use crate::events::SchemaKind;
 use crate::generate::{encode_json, BadInput, EventGenerator};
+use crate::ml::artifact::newest_version;
 use crate::operators::OperatorKind;
 use crate::scored::Scored;
 use crate::source::Health;
@@ -128,6 +129,8 @@ struct Stream {
 pub struct DemoTopics {
     streams: Vec<Stream>,
     dead_letter: String,
+    /// Per-entity behaviour records of the alert operator.
+    entities: String,
 }
 
 impl DemoTopics {
@@ -148,6 +151,7 @@ impl DemoTopics {
         Self {
             streams,
             dead_letter: format!("threatflow.dlq{suffix}"),
+            entities: format!("scored.entities{suffix}"),
         }
     }
 
@@ -155,7 +159,7 @@ impl DemoTopics {
         self.streams
             .iter()
             .flat_map(|stream| [stream.input.as_str(), stream.output.as_str()])
-            .chain([self.dead_letter.as_str()])
+            .chain([self.dead_letter.as_str(), self.entities.as_str()])
     }
 
     fn outputs(&self) -> impl Iterator<Item = &str> {
@@ -169,10 +173,18 @@ impl DemoTopics {
 /// The engine config the demo runs: every stream bound to its operator.
 pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> EngineConfig {
     let model_dir = demo_model_dir();
-    let operator_for = |kind: SchemaKind| match (kind, &model_dir) {
-        (SchemaKind::Flow, Some(_)) => OperatorKind::Flow,
+    let has_model = |operator: &str| {
+        model_dir
+            .as_ref()
+            .is_some_and(|root| newest_version(&root.join(operator)).is_some())
+    };
+    let operator_for = |kind: SchemaKind| match kind {
+        SchemaKind::Flow if has_model("flow") => OperatorKind::Flow,
+        SchemaKind::Alert if has_model("alert") => OperatorKind::Alert,
         _ => OperatorKind::Passthrough,
     };
+    let mut operators = crate::operators::OperatorsConfig::default();
+    operators.alert.entity_topic = topics.entities.clone();
     EngineConfig {
         kafka: KafkaConfig {
             brokers: brokers.to_owned(),
@@ -204,7 +216,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             model_dir: model_dir.unwrap_or_else(|| StorageConfig::default().model_dir),
             ..StorageConfig::default()
         },
-        operators: Default::default(),
+        operators,
         http: HttpConfig {
             bind: String::new(),
         },
@@ -213,14 +225,18 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
     }
 }
 
-/// The model root the demo uses: `./models` when it holds a flow model (the README runs the
-/// demo from the repository root), else the repository's `models/` this binary was built
-/// from. `None` when neither has one; streams without a model run `passthrough`.
+/// The model root the demo uses: `./models` when it holds a flow or alert model (the README
+/// runs the demo from the repository root), else the repository's `models/` this binary was
+/// built from. `None` when neither has one; streams without a model run `passthrough`.
 pub fn demo_model_dir() -> Option<PathBuf> {
     let built_from = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"));
     [PathBuf::from("models"), built_from]
         .into_iter()
-        .find(|root| crate::operators::flow::train::newest_version(&root.join("flow")).is_some())
+        .find(|root| {
+            ["flow", "alert"]
+                .iter()
+                .any(|operator| newest_version(&root.join(operator)).is_some())
+        })
 }
 
 /// Creates the topics on an external cluster with the admin API.

@@ -73,9 +73,22 @@ pub struct RandomForest {
 }
 
 impl RandomForest {
-    /// Class probabilities of `row`.
+    /// Class probabilities of `row` (the same sums as `ensemble.predict_raw`, walking each
+    /// tree once: every class copy shares the first copy's splits).
     pub fn predict_proba(&self, row: &[f64]) -> Vec<f64> {
-        self.ensemble.predict_raw(row)
+        let mut probabilities = self.ensemble.base_score.clone();
+        let Some(first_copies) = self.ensemble.trees.first() else {
+            return probabilities;
+        };
+        for (index, tree) in first_copies.iter().enumerate() {
+            let Some(leaf) = tree.leaf_index(row) else {
+                continue;
+            };
+            for (probability, class_trees) in probabilities.iter_mut().zip(&self.ensemble.trees) {
+                *probability += class_trees[index].value[leaf];
+            }
+        }
+        probabilities
     }
 
     /// Number of classes.
@@ -526,6 +539,7 @@ mod tests {
         let forest = train_classifier(&params(), &data, 4).expect("trains");
         for row in features.chunks_exact(4).take(50) {
             let proba = forest.predict_proba(row);
+            assert_eq!(proba, forest.ensemble.predict_raw(row));
             assert!((proba.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{proba:?}");
             for (class, probability) in proba.iter().enumerate() {
                 let shap = forest.ensemble.shap_values(row, class);

@@ -117,14 +117,20 @@ impl Tree {
 
     /// Leaf value reached by `row`. Features beyond the row's length count as missing.
     pub fn predict(&self, row: &[f64]) -> f64 {
+        self.leaf_index(row).map_or(0.0, |node| self.value[node])
+    }
+
+    /// Index of the leaf `row` reaches (`None` for an empty tree); trees that share their
+    /// splits (a random forest's per-class copies) are walked once with it.
+    pub fn leaf_index(&self, row: &[f64]) -> Option<usize> {
         if self.is_empty() {
-            return 0.0;
+            return None;
         }
         let mut node = 0;
         while !self.is_leaf(node) {
             node = self.next(node, row);
         }
-        self.value[node]
+        Some(node)
     }
 
     /// Cover-weighted mean leaf value: the prediction when no feature is known.
