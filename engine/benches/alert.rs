@@ -34,6 +34,12 @@ use threatflow::scored::SourceCoordinates;
 
 const BATCH: usize = 500;
 const TREES: usize = 60;
+
+/// `cargo test --all-targets` runs each benchmark once in a debug build, where linfa's fit
+/// alone takes minutes; the full sizes run only under `cargo bench` (which passes `--bench`).
+fn full_size() -> bool {
+    std::env::args().any(|argument| argument == "--bench")
+}
 const DEPTH: usize = 10;
 const LEAF_WEIGHT: f64 = 20.0;
 
@@ -123,8 +129,13 @@ fn macro_f1(predicted: impl Iterator<Item = usize>, truth: &[usize]) -> f64 {
 }
 
 fn forests(criterion: &mut Criterion) {
-    let train_alerts = alerts(5, 12_000);
-    let test_alerts = alerts(6, 4_000);
+    let (train_count, test_count) = if full_size() {
+        (12_000, 4_000)
+    } else {
+        (600, 200)
+    };
+    let train_alerts = alerts(5, train_count);
+    let test_alerts = alerts(6, test_count);
     let encoder = FeatureEncoder::new(
         Prevalence::learn(train_alerts.iter().map(|a| &a.alert)),
         BusinessHours::default(),
