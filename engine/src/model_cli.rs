@@ -2,7 +2,7 @@
 //! training and evaluation code, with the output conventions every operator shares
 //! (human-readable report on stdout; with `--json`, one JSON object on the last line).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::ml::artifact::newest_version;
@@ -41,17 +41,9 @@ pub fn train_flow(options: &TrainOptions) -> ExitCode {
 
 /// `threatflow eval flow`.
 pub fn eval_flow(data: &Path, model: Option<&Path>, json: bool, report: Option<&Path>) -> ExitCode {
-    let directory = match model {
-        Some(directory) => directory.to_path_buf(),
-        None => {
-            match newest_version(Path::new("models/flow")) {
-                Some(directory) => directory,
-                None => {
-                    eprintln!("no model under models/flow: pass --model DIR or run `threatflow train flow`");
-                    return ExitCode::from(2);
-                }
-            }
-        }
+    let directory = match model_directory("flow", model) {
+        Ok(directory) => directory,
+        Err(code) => return code,
     };
     let model = match FlowModel::load(&directory) {
         Ok(model) => model,
@@ -83,15 +75,39 @@ pub fn eval_flow(data: &Path, model: Option<&Path>, json: bool, report: Option<&
         }
     }
     if json {
-        match serde_json::to_string(&evaluation) {
-            Ok(line) => println!("{line}"),
-            Err(error) => {
-                eprintln!("cannot render json: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
+        return print_json_line(&evaluation);
     }
     ExitCode::SUCCESS
+}
+
+/// The version directory `eval <operator>` reads: `--model` when given, else the newest
+/// under `models/<operator>`; the exit code to return when there is none.
+fn model_directory(operator: &str, model: Option<&Path>) -> Result<PathBuf, ExitCode> {
+    if let Some(directory) = model {
+        return Ok(directory.to_path_buf());
+    }
+    let root = Path::new("models").join(operator);
+    newest_version(&root).ok_or_else(|| {
+        eprintln!(
+            "no model under {}: pass --model DIR or run `threatflow train {operator}`",
+            root.display()
+        );
+        ExitCode::from(2)
+    })
+}
+
+/// Prints `value` as the one-line JSON object `--json` promises on the last line of stdout.
+fn print_json_line<T: serde::Serialize>(value: &T) -> ExitCode {
+    match serde_json::to_string(value) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot render json: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `threatflow train alert`.
@@ -131,17 +147,9 @@ pub fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> Ex
 /// `threatflow eval alert`.
 pub fn eval_alert(data: &Path, model: Option<&Path>, rules: Option<&Path>, json: bool) -> ExitCode {
     use crate::operators::alert::{model::AlertModel, rules::RuleSet, scorer::BlendWeights};
-    let directory = match model {
-        Some(directory) => directory.to_path_buf(),
-        None => {
-            match newest_version(Path::new("models/alert")) {
-                Some(directory) => directory,
-                None => {
-                    eprintln!("no model under models/alert: pass --model DIR or run `threatflow train alert`");
-                    return ExitCode::from(2);
-                }
-            }
-        }
+    let directory = match model_directory("alert", model) {
+        Ok(directory) => directory,
+        Err(code) => return code,
     };
     let model = match AlertModel::load(&directory) {
         Ok(model) => model,
@@ -150,17 +158,7 @@ pub fn eval_alert(data: &Path, model: Option<&Path>, rules: Option<&Path>, json:
             return ExitCode::FAILURE;
         }
     };
-    let rules_text = match rules {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) => {
-                eprintln!("{}: {error}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        None => crate::operators::alert::rules::DEFAULT_RULES.to_owned(),
-    };
-    let rules = match RuleSet::parse(&rules_text, &model.manifest.features) {
+    let rules = match RuleSet::load(rules, &model.manifest.features) {
         Ok(rules) => rules,
         Err(error) => {
             eprintln!("{error}");
@@ -181,13 +179,7 @@ pub fn eval_alert(data: &Path, model: Option<&Path>, rules: Option<&Path>, json:
         crate::operators::alert::eval::evaluate(model, rules, BlendWeights::default(), &alerts);
     print!("{}", evaluation.render());
     if json {
-        match serde_json::to_string(&evaluation) {
-            Ok(line) => println!("{line}"),
-            Err(error) => {
-                eprintln!("cannot render json: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
+        return print_json_line(&evaluation);
     }
     ExitCode::SUCCESS
 }

@@ -45,7 +45,7 @@ use crate::operators::{
 };
 use crate::scored::{now_ms, Contribution, Scored};
 use model::AlertModel;
-use rules::{RuleSet, DEFAULT_RULES};
+use rules::RuleSet;
 use scorer::{risk_level, AlertScore, AlertScorer, BlendWeights};
 use synth::DISPOSITIONS;
 
@@ -146,16 +146,6 @@ pub struct AlertOperator {
     shap_base_value: f64,
 }
 
-/// Loads the rule file of `config` (or the shipped one) against the model's features.
-fn load_rules(config: &AlertOperatorConfig, features: &[String]) -> Result<RuleSet, OperatorError> {
-    let text = match &config.rules_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", path.display())))?,
-        None => DEFAULT_RULES.to_owned(),
-    };
-    RuleSet::parse(&text, features).map_err(|error| OperatorError::Model(error.to_string()))
-}
-
 impl AlertOperator {
     /// An operator over an already loaded model (tests, benchmarks).
     pub fn with_model(
@@ -186,7 +176,8 @@ impl AlertOperator {
 
     fn install(&mut self, model: AlertModel) -> Result<(), OperatorError> {
         self.config.validate().map_err(OperatorError::Model)?;
-        let rules = load_rules(&self.config, &model.manifest.features)?;
+        let rules = RuleSet::load(self.config.rules_file.as_deref(), &model.manifest.features)
+            .map_err(|error| OperatorError::Model(error.to_string()))?;
         self.shap_base_value = model.risk.expected_value()[0];
         self.shap_tables = Some(FastTreeShap::new(&model.risk, 0));
         // A swapped model keeps the entity history: it describes the stream, not the model.

@@ -9,6 +9,7 @@
 //! the file with the rule's id, never a silent no-op rule.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -200,6 +201,18 @@ impl RuleSet {
             known_bad,
             facts,
         })
+    }
+
+    /// Reads and checks the rule file at `path`, or the shipped rules when `None`.
+    pub fn load(path: Option<&Path>, features: &[String]) -> Result<Self, RuleError> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| RuleError(format!("{}: {error}", path.display())))?;
+                Self::parse(&text, features)
+            }
+            None => Self::parse(DEFAULT_RULES, features),
+        }
     }
 
     /// How many of `ips` fall in the threat feed's networks.
