@@ -30,7 +30,6 @@ use threatflow::operators::alert::synth::{generate, GeneratorConfig, LabeledAler
 use threatflow::operators::alert::train::feature_rows;
 use threatflow::operators::alert::{AlertOperator, AlertOperatorConfig};
 use threatflow::operators::{Operator, SourcedEvent};
-use threatflow::scored::SourceCoordinates;
 
 const BATCH: usize = 500;
 const TREES: usize = 60;
@@ -59,15 +58,12 @@ fn events(alerts: &[LabeledAlert]) -> Vec<SourcedEvent> {
     alerts
         .iter()
         .enumerate()
-        .map(|(index, labeled)| SourcedEvent {
-            source: SourceCoordinates {
-                topic: "alerts".into(),
-                partition: 0,
-                offset: index as i64,
-                timestamp_ms: None,
-            },
-            event_id: format!("alerts-0-{index}"),
-            event: InputEvent::Alert(Box::new(labeled.alert.clone())),
+        .map(|(index, labeled)| {
+            SourcedEvent::at_offset(
+                "alerts",
+                index as i64,
+                InputEvent::Alert(Box::new(labeled.alert.clone())),
+            )
         })
         .collect()
 }

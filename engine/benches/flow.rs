@@ -18,7 +18,6 @@ use threatflow::operators::flow::model::FlowModel;
 use threatflow::operators::flow::train::newest_version;
 use threatflow::operators::flow::{FlowOperator, FlowOperatorConfig};
 use threatflow::operators::{Operator, SourcedEvent};
-use threatflow::scored::SourceCoordinates;
 
 const BATCH: usize = 500;
 
@@ -70,15 +69,12 @@ fn shipped_model(criterion: &mut Criterion) {
     let events: Vec<SourcedEvent> = rows
         .iter()
         .enumerate()
-        .map(|(index, row)| SourcedEvent {
-            source: SourceCoordinates {
-                topic: "flows".into(),
-                partition: 0,
-                offset: index as i64,
-                timestamp_ms: None,
-            },
-            event_id: format!("flows-0-{index}"),
-            event: InputEvent::Flow(Box::new(row.event.clone())),
+        .map(|(index, row)| {
+            SourcedEvent::at_offset(
+                "flows",
+                index as i64,
+                InputEvent::Flow(Box::new(row.event.clone())),
+            )
         })
         .collect();
     for (name, top) in [("operator_explained", 5), ("operator_unexplained", 0)] {

@@ -32,6 +32,24 @@ pub struct SourcedEvent {
     pub event: InputEvent,
 }
 
+impl SourcedEvent {
+    /// `event` as read at `offset` of partition 0 of `topic`, with the derived id (for
+    /// tests, benchmarks and offline scoring, where there is no broker record).
+    pub fn at_offset(topic: &str, offset: i64, event: InputEvent) -> Self {
+        let source = SourceCoordinates {
+            topic: topic.to_owned(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+        };
+        Self {
+            event_id: source.derived_event_id(),
+            source,
+            event,
+        }
+    }
+}
+
 /// An output record besides the scored event, to a topic of the operator's choice (for
 /// example a per-user risk update).
 #[derive(Debug, Clone)]

@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use super::*;
 use crate::events::{AlertEvent, PromptEvent};
 use crate::operators::alert::synth::{generate, GeneratorConfig, LabeledAlert};
-use crate::scored::SourceCoordinates;
 
 fn repository_models() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
@@ -15,16 +14,7 @@ fn shipped_model() -> AlertModel {
 }
 
 fn sourced(index: usize, event: InputEvent) -> SourcedEvent {
-    SourcedEvent {
-        source: SourceCoordinates {
-            topic: "alerts".into(),
-            partition: 0,
-            offset: index as i64,
-            timestamp_ms: None,
-        },
-        event_id: format!("alerts-0-{index}"),
-        event,
-    }
+    SourcedEvent::at_offset("alerts", index as i64, event)
 }
 
 /// Generated alerts from a seed the shipped model was not trained on.

@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use super::*;
 use crate::events::{FlowEvent, PromptEvent};
 use crate::operators::flow::dataset::read_nsl_kdd;
-use crate::scored::SourceCoordinates;
 
 fn repository_models() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
@@ -15,16 +14,7 @@ fn shipped_model() -> FlowModel {
 }
 
 fn sourced(index: usize, event: InputEvent) -> SourcedEvent {
-    SourcedEvent {
-        source: SourceCoordinates {
-            topic: "flows".into(),
-            partition: 0,
-            offset: index as i64,
-            timestamp_ms: None,
-        },
-        event_id: format!("flows-0-{index}"),
-        event,
-    }
+    SourcedEvent::at_offset("flows", index as i64, event)
 }
 
 /// Rows of the test file, attacks and normal traffic alike.
