@@ -29,7 +29,7 @@ use crate::operators::alert::synth::DISPOSITIONS;
 pub const MANIFEST_KIND: &str = "threatflow.alert.ensemble";
 
 /// A model file named by the manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactRef {
     /// File name inside the version directory.

@@ -601,19 +601,14 @@ pub fn generate(config: &GeneratorConfig) -> Vec<LabeledAlert> {
         .collect()
 }
 
-/// Splits a time-ordered stream: the first `1 − holdout_fraction` is the training part; the
-/// rest is the held-out part, prefixed by the training alerts of its last 24 h marked
-/// `warmup` (so entity history starts as it would in production).
-pub fn split(
-    alerts: Vec<LabeledAlert>,
-    holdout_fraction: f64,
-) -> (Vec<LabeledAlert>, Vec<LabeledAlert>) {
-    let train_rows = ((alerts.len() as f64) * (1.0 - holdout_fraction)).round() as usize;
-    let train_rows = train_rows.min(alerts.len());
+/// `alerts[start..]` prefixed by the alerts before `start` from the 24 h before
+/// `alerts[start]`, marked `warmup` (so entity history starts as it would in production).
+pub fn with_warmup(alerts: &[LabeledAlert], start: usize) -> Vec<LabeledAlert> {
+    let start = start.min(alerts.len());
     let cut_ms = alerts
-        .get(train_rows)
+        .get(start)
         .map_or(i64::MAX, |alert| alert.alert.last_seen_ms);
-    let mut holdout: Vec<LabeledAlert> = alerts[..train_rows]
+    let mut prefixed: Vec<LabeledAlert> = alerts[..start]
         .iter()
         .filter(|alert| alert.alert.last_seen_ms > cut_ms - DAY_MS)
         .cloned()
@@ -622,7 +617,19 @@ pub fn split(
             alert
         })
         .collect();
-    holdout.extend_from_slice(&alerts[train_rows..]);
+    prefixed.extend_from_slice(&alerts[start..]);
+    prefixed
+}
+
+/// Splits a time-ordered stream: the first `1 − holdout_fraction` is the training part; the
+/// rest is the held-out part, after a day of warm-up rows ([`with_warmup`]).
+pub fn split(
+    alerts: Vec<LabeledAlert>,
+    holdout_fraction: f64,
+) -> (Vec<LabeledAlert>, Vec<LabeledAlert>) {
+    let train_rows = ((alerts.len() as f64) * (1.0 - holdout_fraction)).round() as usize;
+    let train_rows = train_rows.min(alerts.len());
+    let holdout = with_warmup(&alerts, train_rows);
     let mut train = alerts;
     train.truncate(train_rows);
     (train, holdout)

@@ -28,7 +28,7 @@ use crate::operators::alert::model::{
 };
 use crate::operators::alert::rules::{RuleSet, DEFAULT_RULES};
 use crate::operators::alert::scorer::BlendWeights;
-use crate::operators::alert::synth::{read_jsonl, LabeledAlert, DISPOSITIONS};
+use crate::operators::alert::synth::{read_jsonl, with_warmup, LabeledAlert, DISPOSITIONS};
 
 /// What to train.
 #[derive(Debug, Clone)]
@@ -242,18 +242,10 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         classes: DISPOSITIONS.iter().map(|c| (*c).to_owned()).collect(),
         prevalence,
         business_hours: hours,
-        forest: ArtifactRef {
-            path: "forest.json".to_owned(),
-            sha256: String::new(),
-        },
-        isolation: ArtifactRef {
-            path: "isolation.json".to_owned(),
-            sha256: String::new(),
-        },
-        risk: ArtifactRef {
-            path: "risk.json".to_owned(),
-            sha256: String::new(),
-        },
+        // `save` names the files and fills in their sha256.
+        forest: ArtifactRef::default(),
+        isolation: ArtifactRef::default(),
+        risk: ArtifactRef::default(),
         feature_importances,
         anomaly_contamination: options.contamination,
         anomaly_threshold,
@@ -275,22 +267,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .map_err(|error| TrainError::Data(error.to_string()))?;
     // Validation streams the held-out rows after a day of fitting rows (history warm-up),
     // through the operator's scorer.
-    let warmup_from = alerts[..fit_rows].partition_point(|alert| {
-        alert.alert.last_seen_ms
-            <= alerts
-                .get(fit_rows)
-                .map_or(i64::MAX, |a| a.alert.last_seen_ms)
-                - crate::operators::alert::history::WINDOW_MS
-    });
-    let mut validation_alerts: Vec<LabeledAlert> = alerts[warmup_from..fit_rows]
-        .iter()
-        .cloned()
-        .map(|mut alert| {
-            alert.warmup = true;
-            alert
-        })
-        .collect();
-    validation_alerts.extend_from_slice(&alerts[fit_rows..]);
+    let validation_alerts = with_warmup(&alerts, fit_rows);
     let validation = evaluate(
         model.clone(),
         rules,
