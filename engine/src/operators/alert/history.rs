@@ -145,8 +145,8 @@ impl EntityHistory {
         facts
     }
 
-    /// Records `alert` with its final risk and returns each entity's summary after it.
-    pub fn record(&mut self, alert: &AlertEvent, risk: f64) -> Vec<EntitySummary> {
+    /// Records `alert` with its final risk.
+    pub fn record(&mut self, alert: &AlertEvent, risk: f64) {
         let sighting = Sighting {
             time_ms: alert.last_seen_ms,
             rule: rule_hash(&alert.rule_id),
@@ -155,22 +155,32 @@ impl EntityHistory {
             risk,
         };
         self.watermark_ms = self.watermark_ms.max(alert.last_seen_ms);
+        for key in entity_keys(alert) {
+            let sightings = self.entities.entry(key).or_default();
+            let position = sightings.partition_point(|s| s.time_ms <= sighting.time_ms);
+            sightings.insert(position, sighting);
+            let newest = sightings.back().map_or(sighting.time_ms, |s| s.time_ms);
+            while sightings
+                .front()
+                .is_some_and(|s| s.time_ms < newest - WINDOW_MS)
+                || sightings.len() > MAX_SIGHTINGS
+            {
+                sightings.pop_front();
+            }
+        }
+    }
+
+    /// Each of `alert`'s entities' behaviour over the window ending at the alert (computed
+    /// only when asked: the per-entity output needs it, scoring does not).
+    pub fn summaries(&self, alert: &AlertEvent) -> Vec<EntitySummary> {
         entity_keys(alert)
             .into_iter()
             .map(|key| {
-                let sightings = self.entities.entry(key.clone()).or_default();
-                let position = sightings.partition_point(|s| s.time_ms <= sighting.time_ms);
-                sightings.insert(position, sighting);
-                let newest = sightings.back().map_or(sighting.time_ms, |s| s.time_ms);
-                while sightings
-                    .front()
-                    .is_some_and(|s| s.time_ms < newest - WINDOW_MS)
-                    || sightings.len() > MAX_SIGHTINGS
-                {
-                    sightings.pop_front();
-                }
-                let risks: Vec<f64> = sightings
-                    .iter()
+                let risks: Vec<f64> = self
+                    .entities
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
                     .filter(|s| s.time_ms > alert.last_seen_ms - WINDOW_MS)
                     .map(|s| s.risk)
                     .collect();
@@ -289,7 +299,9 @@ mod tests {
             &alert("ana", "h", "R1", "TA0007", start + 30 * MINUTE),
             10.0,
         );
-        let summaries = history.record(&alert("ana", "h", "R1", "TA0007", start), 80.0);
+        let earlier = alert("ana", "h", "R1", "TA0007", start);
+        history.record(&earlier, 80.0);
+        let summaries = history.summaries(&earlier);
         assert_eq!(summaries.len(), 2);
         assert_eq!(summaries[1].key, "user:ana");
         assert_eq!(summaries[1].alerts_24h, 2);

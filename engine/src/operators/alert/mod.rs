@@ -37,7 +37,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::InputEvent;
+use crate::events::{AlertEvent, InputEvent};
 use crate::ml::artifact::newest_version;
 use crate::ml::fast_shap::FastTreeShap;
 use crate::operators::{
@@ -235,14 +235,14 @@ impl AlertOperator {
         &self,
         scorer: &mut AlertScorer,
         sourced: &SourcedEvent,
-        score: &AlertScore,
+        alert: &AlertEvent,
         scored_at_ms: i64,
     ) -> Vec<ExtraRecord> {
         if self.config.entity_topic.is_empty() {
             return Vec::new();
         }
         let mut records = Vec::new();
-        for entity in &score.entities {
+        for entity in scorer.history.summaries(alert) {
             let behaviour = entity.max_risk_24h / 100.0;
             let previous = scorer.history.published(&entity.key);
             if previous.is_some_and(|last| (behaviour - last).abs() < self.config.entity_min_change)
@@ -335,7 +335,7 @@ impl AlertOperator {
             event_time_ms: sourced.event.event_time_ms(),
             scored_at_ms,
         };
-        let extra = self.entity_records(&mut scorer, sourced, &score, scored_at_ms);
+        let extra = self.entity_records(&mut scorer, sourced, alert, scored_at_ms);
         self.scorer = Some(scorer);
         Outcome::Scored {
             scored: Box::new(scored),

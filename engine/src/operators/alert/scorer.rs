@@ -6,7 +6,7 @@
 //! to sum 1, so it stays on the 0–100 scale.
 
 use crate::events::AlertEvent;
-use crate::operators::alert::history::{EntityHistory, EntitySummary};
+use crate::operators::alert::history::EntityHistory;
 use crate::operators::alert::model::{AlertAssessment, AlertModel};
 use crate::operators::alert::rules::{combined_score, RuleHit, RuleSet};
 
@@ -52,8 +52,6 @@ pub struct AlertScore {
     pub rule_score: f64,
     /// Blended risk, 0–100.
     pub risk: f64,
-    /// Each entity's behaviour summary after this alert.
-    pub entities: Vec<EntitySummary>,
 }
 
 /// Risk band of a 0–100 risk.
@@ -100,14 +98,13 @@ impl AlertScorer {
         let rule_hits = self.rules.evaluate(&row, &alert.ips);
         let rule_score = combined_score(&rule_hits);
         let risk = self.weights.blend(assessment.ml_risk, rule_score);
-        let entities = self.history.record(alert, risk);
+        self.history.record(alert, risk);
         AlertScore {
             row,
             assessment,
             rule_hits,
             rule_score,
             risk,
-            entities,
         }
     }
 }
