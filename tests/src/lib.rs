@@ -497,3 +497,19 @@ pub fn committed_total(
         })
         .sum())
 }
+
+/// The repository root (models, schemas, configs), for tests that run the CLI on its files.
+pub fn repository() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Stdout of a command that must have succeeded; otherwise fails the test with both streams.
+pub fn succeed(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

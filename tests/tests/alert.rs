@@ -3,8 +3,8 @@
 //! alerts from a real broker with per-entity behaviour records and `/models`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,24 +13,10 @@ use threatflow::events::InputEvent;
 use threatflow::generate::encode_json;
 use threatflow::operators::alert::synth::{generate, GeneratorConfig};
 use threatflow::scored::Scored;
-use threatflow_e2e::{unique_name, Broker, EngineProcess, TestTopics};
+use threatflow_e2e::{repository, succeed, unique_name, Broker, EngineProcess, TestTopics};
 
 fn threatflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_threatflow-under-test"))
-}
-
-fn repository() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn succeed(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn train(data: &Path, models: &Path) -> String {

@@ -1,25 +1,13 @@
 //! `threatflow train flow` and `eval flow` as a user runs them: the shipped model's figures
 //! on KDDTest+ with the JSON last line and the report files, and reproducible training.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
+
+use threatflow_e2e::{repository, succeed};
 
 fn threatflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_threatflow-under-test"))
-}
-
-fn repository() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn succeed(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn last_json_line(stdout: &str) -> serde_json::Value {
