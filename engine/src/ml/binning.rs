@@ -64,3 +64,21 @@ impl Binning {
             .collect()
     }
 }
+
+/// Splits `rows` by their bins in `column_bins`: bins below `cut_index` go left, missing
+/// values go left when `missing_left` (the split rule both tree trainers grow with).
+pub(crate) fn partition_rows(
+    rows: &[u32],
+    column_bins: &[u8],
+    cut_index: usize,
+    missing_left: bool,
+) -> (Vec<u32>, Vec<u32>) {
+    rows.iter().partition(|&&row| {
+        let bin = column_bins[row as usize];
+        if bin == MISSING_BIN {
+            missing_left
+        } else {
+            usize::from(bin) < cut_index
+        }
+    })
+}

@@ -20,7 +20,7 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::ml::binning::{Binning, MISSING_BIN};
+use crate::ml::binning::{partition_rows, Binning, MISSING_BIN};
 use crate::ml::gbdt::{Dataset, GbdtError};
 use crate::ml::trees::{Ensemble, Tree, LEAF};
 
@@ -348,15 +348,12 @@ impl TreeGrower<'_> {
             return self.push_leaf(&counts);
         };
         self.importances[split.column] += split.decrease;
-        let column_bins = &self.bins[split.column];
-        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&row| {
-            let bin = column_bins[row as usize];
-            if bin == MISSING_BIN {
-                split.missing_left
-            } else {
-                usize::from(bin) < split.cut_index
-            }
-        });
+        let (left_rows, right_rows) = partition_rows(
+            &rows,
+            &self.bins[split.column],
+            split.cut_index,
+            split.missing_left,
+        );
         drop(rows);
         let threshold = self.binning.cuts[split.column][split.cut_index - 1];
         let feature = u32::try_from(split.column).unwrap_or(u32::MAX);

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ml::binning::{Binning, MISSING_BIN};
+use crate::ml::binning::{partition_rows, Binning, MISSING_BIN};
 use crate::ml::trees::{Ensemble, Tree, LEAF};
 
 /// Smallest hessian used, so leaves of confident rows stay finite.
@@ -257,15 +257,12 @@ impl TreeGrower<'_> {
                 .tree
                 .push_leaf(self.leaf_weight(gradient, hessian), hessian);
         };
-        let column_bins = &self.bins[split.column];
-        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&row| {
-            let bin = column_bins[row as usize];
-            if bin == MISSING_BIN {
-                split.missing_left
-            } else {
-                usize::from(bin) < split.cut_index
-            }
-        });
+        let (left_rows, right_rows) = partition_rows(
+            &rows,
+            &self.bins[split.column],
+            split.cut_index,
+            split.missing_left,
+        );
         // Build the smaller child's histogram; the larger one is the parent minus it.
         let (left_histogram, right_histogram) = if left_rows.len() <= right_rows.len() {
             let small = Histogram::build(self.bins, &left_rows, self.gradients, self.slots);
