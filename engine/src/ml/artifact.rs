@@ -6,6 +6,26 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+/// A file named by a manifest.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactRef {
+    /// File name inside the version directory.
+    pub path: String,
+    /// Hex sha256 of the file.
+    pub sha256: String,
+}
+
+impl ArtifactRef {
+    /// A reference to `path` whose sha256 is filled in when the file is written.
+    pub fn named(path: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            sha256: String::new(),
+        }
+    }
+}
+
 /// Errors reading or writing an artifact.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -73,12 +93,17 @@ pub fn write_json<T: serde::Serialize>(
     name: &str,
     value: &T,
 ) -> Result<String, ArtifactError> {
-    std::fs::create_dir_all(directory).map_err(io_error(directory))?;
     let bytes = serde_json::to_vec(value)
         .map_err(|error| ArtifactError::Invalid(format!("{name}: {error}")))?;
+    write_bytes(directory, name, &bytes)
+}
+
+/// Writes `bytes` to `directory/name` (directory created) and returns their sha256.
+pub fn write_bytes(directory: &Path, name: &str, bytes: &[u8]) -> Result<String, ArtifactError> {
+    std::fs::create_dir_all(directory).map_err(io_error(directory))?;
     let path = directory.join(name);
-    std::fs::write(&path, &bytes).map_err(io_error(&path))?;
-    Ok(sha256_hex(&bytes))
+    std::fs::write(&path, bytes).map_err(io_error(&path))?;
+    Ok(sha256_hex(bytes))
 }
 
 /// Writes `value` as pretty JSON plus a newline (manifests: read by people and diffs).

@@ -2,7 +2,7 @@
 //! tree ensembles with exact TreeSHAP ([`trees`], tabulated for speed in [`fast_shap`]; packed
 //! for batch inference in [`packed`]), a histogram gradient-boosting trainer
 //! ([`gbdt`]) and random-forest trainer ([`forest`]) over shared quantile bins ([`binning`]),
-//! an isolation forest ([`isolation_forest`]), the XGBoost JSON importer ([`xgboost`]), evaluation metrics ([`metrics`]) and
+//! an isolation forest ([`isolation_forest`]), standardised logistic regression ([`logistic`]), the XGBoost JSON importer ([`xgboost`]), evaluation metrics ([`metrics`]) and
 //! ROC / PR curve plots ([`plot`]). Operators own their features, models and thresholds; they
 //! share these. Model files are written and verified (sha256) through [`artifact`].
 
@@ -12,6 +12,7 @@ pub mod fast_shap;
 pub mod forest;
 pub mod gbdt;
 pub mod isolation_forest;
+pub mod logistic;
 pub mod metrics;
 pub mod packed;
 pub mod plot;

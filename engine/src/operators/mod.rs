@@ -9,6 +9,7 @@
 //! in input order. An event it cannot score is an [`Outcome::Rejected`] (dead-lettered with
 //! reason `operator_rejected`), never a panic and never a silent drop.
 
+pub mod address;
 pub mod alert;
 pub mod flow;
 pub mod passthrough;

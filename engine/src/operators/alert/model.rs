@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::ml::artifact::ArtifactRef;
 use crate::ml::artifact::{read_json, write_json, write_pretty_json, ArtifactError};
 use crate::ml::forest::{ForestParams, RandomForest};
 use crate::ml::gbdt::GbdtParams;
@@ -27,25 +28,6 @@ use crate::operators::alert::synth::DISPOSITIONS;
 
 /// `kind` of an alert manifest.
 pub const MANIFEST_KIND: &str = "threatflow.alert.ensemble";
-
-/// A model file named by the manifest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArtifactRef {
-    /// File name inside the version directory.
-    pub path: String,
-    /// Hex sha256 of the file.
-    pub sha256: String,
-}
-
-impl ArtifactRef {
-    fn named(path: &str) -> Self {
-        Self {
-            path: path.to_owned(),
-            sha256: String::new(),
-        }
-    }
-}
 
 /// One feature's importance in the disposition classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
