@@ -126,6 +126,35 @@ enum TrainCommand {
         #[arg(long, default_value_t = 0.05)]
         contamination: f64,
     },
+    /// Sender-address fraud model set (character 2/3-gram models, Markov-risk parameters,
+    /// boost-only calibration, domain lists) from labelled addresses (CSV `address,label` or
+    /// JSON lines; `threatflow generate addresses` writes them).
+    Address {
+        /// Labelled addresses.
+        #[arg(long, default_value = "models/address/data/train.jsonl")]
+        data: PathBuf,
+        /// Directory of the domain lists and SOURCES.json.
+        #[arg(long, default_value = "models/address/sources")]
+        sources: PathBuf,
+        /// Version name; the model goes to `<models>/address/<version>/`.
+        #[arg(long, default_value = "v1")]
+        version: String,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Seed of the fold assignment.
+        #[arg(long, default_value_t = 20_261_123)]
+        seed: u64,
+        /// Folds of the out-of-fold Markov features.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// α of the n-gram back-off smoothing.
+        #[arg(long, default_value_t = 1.0)]
+        concentration: f64,
+        /// L2 penalty of the calibration.
+        #[arg(long, default_value_t = 1.0)]
+        l2_penalty: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +173,28 @@ enum GenerateCommand {
         #[arg(long, default_value_t = 20_261_123)]
         seed: u64,
         /// Latest share held out.
+        #[arg(long, default_value_t = 0.2)]
+        holdout_fraction: f64,
+    },
+    /// Labelled sender addresses (recipe: models/address/README.md): writes `train.jsonl`
+    /// and `holdout.jsonl` (a random `--holdout-fraction`) into `--out`.
+    Addresses {
+        /// Directory of the source lists (ham addresses, first names, domain lists).
+        #[arg(long, default_value = "models/address/sources")]
+        sources: PathBuf,
+        /// Output directory.
+        #[arg(long, default_value = "models/address/data")]
+        out: PathBuf,
+        /// Addresses to generate.
+        #[arg(long, default_value_t = 24_000)]
+        count: usize,
+        /// Share of fraudulent addresses.
+        #[arg(long, default_value_t = 0.4)]
+        fraud_share: f64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 20_261_123)]
+        seed: u64,
+        /// Share held out.
         #[arg(long, default_value_t = 0.2)]
         holdout_fraction: f64,
     },
@@ -178,6 +229,25 @@ enum EvalCommand {
         /// Rule file (default: the shipped models/alert/rules.toml).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Print the figures as one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sender-address fraud model on labelled addresses: CSV `address,label` (1 =
+    /// fraudulent) or JSON lines `{"address": ..., "label": 0|1}`.
+    Address {
+        /// Labelled addresses.
+        #[arg(long)]
+        data: PathBuf,
+        /// Model version directory (default: the newest under models/address).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Risk from which an address counts as flagged (review or block).
+        #[arg(long, default_value_t = 0.5)]
+        review_at: f64,
+        /// Risk from which it is blocked.
+        #[arg(long, default_value_t = 0.85)]
+        block_at: f64,
         /// Print the figures as one JSON object on the last line of stdout.
         #[arg(long)]
         json: bool,
@@ -283,6 +353,65 @@ pub fn main() -> ExitCode {
                     holdout_fraction,
                 },
         } => crate::model_cli::generate_alerts(&out, count, seed, holdout_fraction),
+        Command::Train {
+            command:
+                TrainCommand::Address {
+                    data,
+                    sources,
+                    version,
+                    models,
+                    seed,
+                    folds,
+                    concentration,
+                    l2_penalty,
+                },
+        } => crate::model_cli::train_address(&crate::operators::address::train::TrainOptions {
+            out: models.join("address").join(&version),
+            data,
+            sources,
+            version,
+            seed,
+            folds,
+            concentration,
+            l2_penalty,
+        }),
+        Command::Eval {
+            command:
+                EvalCommand::Address {
+                    data,
+                    model,
+                    review_at,
+                    block_at,
+                    json,
+                },
+        } => crate::model_cli::eval_address(
+            &data,
+            model.as_deref(),
+            &crate::operators::address::AddressOperatorConfig {
+                review_at,
+                block_at,
+                ..Default::default()
+            },
+            json,
+        ),
+        Command::Generate {
+            command:
+                GenerateCommand::Addresses {
+                    sources,
+                    out,
+                    count,
+                    fraud_share,
+                    seed,
+                    holdout_fraction,
+                },
+        } => crate::model_cli::generate_addresses(
+            &sources,
+            &out,
+            count,
+            fraud_share,
+            seed,
+            holdout_fraction,
+        ),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),

@@ -18,7 +18,9 @@ use serde::de::DeserializeOwned;
 
 use crate::config::InputFormat;
 use crate::dead_letter::DeadLetterReason;
-use crate::events::{AlertEvent, EmailEvent, FlowEvent, InputEvent, PromptEvent, SchemaKind};
+use crate::events::{
+    AddressEvent, AlertEvent, EmailEvent, FlowEvent, InputEvent, PromptEvent, SchemaKind,
+};
 
 /// First byte of the Confluent wire format.
 pub const CONFLUENT_MAGIC: u8 = 0;
@@ -170,6 +172,7 @@ impl Decoder {
             SchemaKind::Alert => {
                 json_as::<AlertEvent>(payload).map(|event| InputEvent::Alert(Box::new(event)))
             }
+            SchemaKind::Address => json_as::<AddressEvent>(payload).map(InputEvent::Address),
         }
     }
 }
@@ -238,6 +241,9 @@ fn decode_avro(kind: SchemaKind, datum: &[u8]) -> Result<InputEvent, DecodeFailu
         SchemaKind::Alert => InputEvent::Alert(Box::new(
             reader.read_deser(&mut cursor).map_err(undecodable)?,
         )),
+        SchemaKind::Address => {
+            InputEvent::Address(reader.read_deser(&mut cursor).map_err(undecodable)?)
+        }
     };
     if !cursor.is_empty() {
         // A datum of another schema can decode as a prefix of this one; leftover bytes
@@ -264,6 +270,7 @@ pub fn encode_input_avro(event: &InputEvent) -> Result<Vec<u8>, apache_avro::Err
         InputEvent::Flow(flow) => writer.write_ser_to_vec(flow.as_ref()),
         InputEvent::Email(email) => writer.write_ser_to_vec(email.as_ref()),
         InputEvent::Alert(alert) => writer.write_ser_to_vec(alert.as_ref()),
+        InputEvent::Address(address) => writer.write_ser_to_vec(address),
     }
 }
 

@@ -23,11 +23,19 @@ pub enum SchemaKind {
     Email,
     /// SIEM alerts (`schemas/alert.avsc`).
     Alert,
+    /// Email addresses to score for fraud (`schemas/address.avsc`).
+    Address,
 }
 
 impl SchemaKind {
     /// Every input schema.
-    pub const ALL: [SchemaKind; 4] = [Self::Prompt, Self::Flow, Self::Email, Self::Alert];
+    pub const ALL: [SchemaKind; 5] = [
+        Self::Prompt,
+        Self::Flow,
+        Self::Email,
+        Self::Alert,
+        Self::Address,
+    ];
 
     /// The schema's short name, as used in config.
     pub fn name(self) -> &'static str {
@@ -36,6 +44,7 @@ impl SchemaKind {
             Self::Flow => "flow",
             Self::Email => "email",
             Self::Alert => "alert",
+            Self::Address => "address",
         }
     }
 
@@ -47,6 +56,7 @@ impl SchemaKind {
             Self::Flow => &schemas.flow,
             Self::Email => &schemas.email,
             Self::Alert => &schemas.alert,
+            Self::Address => &schemas.address,
         }
     }
 }
@@ -61,6 +71,8 @@ pub struct BundledSchemas {
     pub email: Schema,
     /// `schemas/alert.avsc`.
     pub alert: Schema,
+    /// `schemas/address.avsc`.
+    pub address: Schema,
     /// `schemas/scored.avsc`.
     pub scored: Schema,
     /// `schemas/dead_letter.avsc`.
@@ -91,6 +103,7 @@ pub fn bundled_schemas() -> &'static BundledSchemas {
             flow: parse("flow", schema_text!("flow.avsc")),
             email: parse("email", schema_text!("email.avsc")),
             alert: parse("alert", schema_text!("alert.avsc")),
+            address: parse("address", schema_text!("address.avsc")),
             scored: parse("scored", schema_text!("scored.avsc")),
             dead_letter: parse("dead_letter", schema_text!("dead_letter.avsc")),
             feedback: parse("feedback", schema_text!("feedback.avsc")),
@@ -262,6 +275,30 @@ pub struct EmailEvent {
     pub raw_rfc822: Option<String>,
 }
 
+/// An email address to score for fraud (`schemas/address.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "Address")] // the Avro record name; schema-aware serde checks it
+pub struct AddressEvent {
+    /// Producer-assigned id.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// The address, optionally with a display name.
+    pub address: String,
+    /// Where it was seen (signup, account_change, sender, ...).
+    #[serde(default = "default_address_context")]
+    pub context: String,
+    /// Account it belongs to.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// When it was seen, epoch ms.
+    #[serde(default)]
+    pub observed_ms: Option<i64>,
+}
+
+fn default_address_context() -> String {
+    "signup".to_owned()
+}
+
 /// A SIEM alert (`schemas/alert.avsc`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "Alert")] // the Avro record name; schema-aware serde checks it
@@ -331,6 +368,8 @@ pub enum InputEvent {
     Email(Box<EmailEvent>),
     /// A SIEM alert.
     Alert(Box<AlertEvent>),
+    /// An address to score.
+    Address(AddressEvent),
 }
 
 impl InputEvent {
@@ -341,6 +380,7 @@ impl InputEvent {
             Self::Flow(_) => SchemaKind::Flow,
             Self::Email(_) => SchemaKind::Email,
             Self::Alert(_) => SchemaKind::Alert,
+            Self::Address(_) => SchemaKind::Address,
         }
     }
 
@@ -351,6 +391,7 @@ impl InputEvent {
             Self::Flow(event) => event.event_id.as_deref(),
             Self::Email(event) => event.event_id.as_deref(),
             Self::Alert(event) => event.event_id.as_deref(),
+            Self::Address(event) => event.event_id.as_deref(),
         };
         id.filter(|id| !id.is_empty())
     }
@@ -362,6 +403,7 @@ impl InputEvent {
             Self::Flow(event) => event.timestamp_ms,
             Self::Email(event) => event.date_ms,
             Self::Alert(event) => Some(event.last_seen_ms),
+            Self::Address(event) => event.observed_ms,
         }
     }
 
@@ -372,6 +414,7 @@ impl InputEvent {
             Self::Flow(event) => validate_flow(event),
             Self::Email(event) => validate_email(event),
             Self::Alert(event) => validate_alert(event),
+            Self::Address(event) => validate_address(event),
         }
     }
 }
@@ -428,6 +471,13 @@ fn validate_email(event: &EmailEvent) -> Result<(), InvalidValue> {
             field: "attachments.size_bytes",
             reason: "negative",
         });
+    }
+    Ok(())
+}
+
+fn validate_address(event: &AddressEvent) -> Result<(), InvalidValue> {
+    if event.address.trim().is_empty() {
+        return Err(InvalidValue::Empty { field: "address" });
     }
     Ok(())
 }

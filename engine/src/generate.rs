@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 use crate::dead_letter::DeadLetterReason;
 use crate::decode::{confluent_frame, encode_input_avro};
 use crate::events::{
-    AlertEvent, Attachment, EmailEvent, FlowEvent, InputEvent, PromptEvent, SchemaKind,
+    AddressEvent, AlertEvent, Attachment, EmailEvent, FlowEvent, InputEvent, PromptEvent,
+    SchemaKind,
 };
 use crate::scored::now_ms;
 
@@ -159,6 +160,7 @@ impl EventGenerator {
             SchemaKind::Flow => InputEvent::Flow(Box::new(self.flow())),
             SchemaKind::Email => InputEvent::Email(Box::new(self.email())),
             SchemaKind::Alert => InputEvent::Alert(Box::new(self.alert())),
+            SchemaKind::Address => InputEvent::Address(self.address()),
         }
     }
 
@@ -246,6 +248,46 @@ impl EventGenerator {
             }
         }
         flow
+    }
+
+    /// A sign-up address: mostly people's (name patterns at free-mail and company domains),
+    /// about one in four machine-made (random strings, keyboard walks, name + digit bursts)
+    /// or at a disposable domain.
+    pub fn address(&mut self) -> AddressEvent {
+        const FREE: [&str; 4] = ["gmail.com", "outlook.com", "yahoo.com", "corp.example.com"];
+        const DISPOSABLE: [&str; 3] = ["mailinator.com", "guerrillamail.com", "10minutemail.com"];
+        const ALPHANUMERIC: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let address = match self.rng.gen_range(0..100) {
+            0..=74 => format!("{}@{}", self.pick(&USERS), self.pick(&FREE)),
+            75..=84 => {
+                let length = self.rng.gen_range(9..16);
+                let local: String = (0..length)
+                    .map(|_| char::from(*ALPHANUMERIC.choose(&mut self.rng).unwrap_or(&b'x')))
+                    .collect();
+                format!("{local}@{}", self.pick(&FREE))
+            }
+            85..=89 => format!(
+                "{}{}@gmail.com",
+                self.pick(&["qwerty", "asdfgh", "zxcvbn"]),
+                self.rng.gen_range(100..9_999)
+            ),
+            90..=94 => {
+                let name = self.pick(&USERS).split('.').next().unwrap_or("user");
+                format!(
+                    "{name}{}@{}",
+                    self.rng.gen_range(100_000..99_999_999),
+                    self.pick(&FREE)
+                )
+            }
+            _ => format!("{}@{}", self.pick(&USERS), self.pick(&DISPOSABLE)),
+        };
+        AddressEvent {
+            event_id: None,
+            address,
+            context: self.pick(&["signup", "account_change"]).to_owned(),
+            account: Some(format!("acct-{}", self.rng.gen_range(1..100_000))),
+            observed_ms: Some(now_ms()),
+        }
     }
 
     /// An email: internal chatter, some outbound, occasionally bcc-heavy with attachments.
@@ -340,6 +382,7 @@ impl EventGenerator {
                     SchemaKind::Flow => "src_bytes",
                     SchemaKind::Email => "from",
                     SchemaKind::Alert => "rule_id",
+                    SchemaKind::Address => "address",
                 };
                 if let Some(map) = object.as_object_mut() {
                     map.remove(required);
@@ -354,6 +397,7 @@ impl EventGenerator {
                     SchemaKind::Flow => "duration",
                     SchemaKind::Email => "to",
                     SchemaKind::Alert => "first_seen_ms",
+                    SchemaKind::Address => "observed_ms",
                 };
                 object[field] = serde_json::json!({"unexpected": true});
                 serde_json::to_vec(&object).unwrap_or_default()
@@ -405,6 +449,10 @@ impl EventGenerator {
                 alert.asset_criticality = 7.0;
                 InputEvent::Alert(alert)
             }
+            InputEvent::Address(mut address) => {
+                address.address = " ".into();
+                InputEvent::Address(address)
+            }
         };
         encode_json(&event)
     }
@@ -427,6 +475,7 @@ pub fn encode_json(event: &InputEvent) -> Vec<u8> {
         InputEvent::Flow(flow) => serde_json::to_vec(flow),
         InputEvent::Email(email) => serde_json::to_vec(email),
         InputEvent::Alert(alert) => serde_json::to_vec(alert),
+        InputEvent::Address(address) => serde_json::to_vec(address),
     };
     encoded.unwrap_or_default()
 }

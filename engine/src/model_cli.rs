@@ -215,6 +215,123 @@ pub fn generate_alerts(out: &Path, count: usize, seed: u64, holdout_fraction: f6
     ExitCode::SUCCESS
 }
 
+/// `threatflow train address`.
+pub fn train_address(options: &crate::operators::address::train::TrainOptions) -> ExitCode {
+    let started = std::time::Instant::now();
+    match crate::operators::address::train::train(
+        options,
+        rfc3339_utc(std::time::SystemTime::now()),
+    ) {
+        Ok(summary) => {
+            let manifest = &summary.manifest;
+            let training = &manifest.training;
+            println!(
+                "trained address model {} (calibration {}) in {:.1} s on {} legitimate and {} fraudulent addresses ({} unparseable left out); written to {}",
+                manifest.version,
+                manifest.calibration_version,
+                started.elapsed().as_secs_f64(),
+                training.legitimate_rows,
+                training.fraudulent_rows,
+                summary.unparseable,
+                options.out.display()
+            );
+            println!("domain lists: {}\n", manifest.domain_lists_version);
+            println!(
+                "out-of-fold ({} folds) on {}:\n",
+                training.folds,
+                options.data.display()
+            );
+            print!("{}", summary.evaluation.report());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("train address failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `threatflow eval address`.
+pub fn eval_address(
+    data: &Path,
+    model: Option<&Path>,
+    config: &crate::operators::address::AddressOperatorConfig,
+    json: bool,
+) -> ExitCode {
+    use crate::operators::address::{model::AddressModel, synth::read_labeled};
+    let directory = match model_directory("address", model) {
+        Ok(directory) => directory,
+        Err(code) => return code,
+    };
+    let scorer = match AddressModel::load(&directory)
+        .map_err(|error| format!("cannot load {}: {error}", directory.display()))
+        .and_then(|model| config.scorer(model))
+    {
+        Ok(scorer) => scorer,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows = match std::fs::read_to_string(data)
+        .map_err(|error| error.to_string())
+        .and_then(|text| read_labeled(&text))
+    {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("{}: {error}", data.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let evaluation = crate::operators::address::eval::evaluate(&scorer, &rows);
+    print!("{}", evaluation.report());
+    if json {
+        return print_json_line(&evaluation);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `threatflow generate addresses`.
+pub fn generate_addresses(
+    sources: &Path,
+    out: &Path,
+    count: usize,
+    fraud_share: f64,
+    seed: u64,
+    holdout_fraction: f64,
+) -> ExitCode {
+    use crate::operators::address::synth::{generate, split, write_jsonl, AddressSources};
+    if !(0.0..1.0).contains(&holdout_fraction) || !(0.0..1.0).contains(&fraud_share) {
+        eprintln!("--holdout-fraction and --fraud-share must be in [0, 1)");
+        return ExitCode::from(2);
+    }
+    let sources = match AddressSources::load(sources) {
+        Ok(sources) => sources,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows = generate(&sources, count, fraud_share, seed);
+    let (train, holdout) = split(&rows, holdout_fraction);
+    for (name, part) in [("train.jsonl", &train), ("holdout.jsonl", &holdout)] {
+        if let Err(error) = write_jsonl(&out.join(name), part) {
+            eprintln!("{}: {error}", out.join(name).display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "{} addresses (seed {seed}, {} fraudulent): {} in {}, {} held out in {}",
+        rows.len(),
+        rows.iter().filter(|row| row.label == 1).count(),
+        train.len(),
+        out.join("train.jsonl").display(),
+        holdout.len(),
+        out.join("holdout.jsonl").display()
+    );
+    ExitCode::SUCCESS
+}
+
 /// `time` as RFC 3339 UTC with seconds (`2026-11-23T17:04:05Z`).
 pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
     let seconds = time

@@ -33,6 +33,8 @@ pub const BATCH_SIZE: &str = "threatflow_batch_size_events";
 pub const COMMIT_ERRORS: &str = "threatflow_commit_errors_total";
 /// Counter: alerts scored by the alert operator, by predicted disposition (4 values).
 pub const ALERT_DISPOSITIONS: &str = "threatflow_alert_dispositions_total";
+/// Counter: addresses scored by the address operator, by decision (allow, review, block).
+pub const ADDRESS_DECISIONS: &str = "threatflow_address_decisions_total";
 
 /// Histogram buckets for stage durations: 50 µs to 5 s.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -113,5 +115,9 @@ fn describe_metrics() {
     describe_counter!(
         ALERT_DISPOSITIONS,
         "Alerts scored by the alert operator, by predicted disposition"
+    );
+    describe_counter!(
+        ADDRESS_DECISIONS,
+        "Addresses scored by the address operator, by decision"
     );
 }

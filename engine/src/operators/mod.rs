@@ -115,6 +115,9 @@ pub struct OperatorsConfig {
     /// The SIEM alert operator.
     #[serde(default)]
     pub alert: alert::AlertOperatorConfig,
+    /// The sender-address fraud operator.
+    #[serde(default)]
+    pub address: address::AddressOperatorConfig,
 }
 
 /// One stream operator.
@@ -165,6 +168,8 @@ pub enum OperatorKind {
     Flow,
     /// SIEM alerts: disposition, anomaly flag and 0–100 risk blended with rules.
     Alert,
+    /// Email addresses (address records, or the sender of emails): fraud risk and decision.
+    Address,
 }
 
 impl OperatorKind {
@@ -174,6 +179,7 @@ impl OperatorKind {
             Self::Passthrough => "passthrough",
             Self::Flow => "flow",
             Self::Alert => "alert",
+            Self::Address => "address",
         }
     }
 
@@ -183,6 +189,7 @@ impl OperatorKind {
             Self::Passthrough => true,
             Self::Flow => schema == SchemaKind::Flow,
             Self::Alert => schema == SchemaKind::Alert,
+            Self::Address => matches!(schema, SchemaKind::Address | SchemaKind::Email),
         }
     }
 
@@ -192,6 +199,7 @@ impl OperatorKind {
             Self::Passthrough => Box::new(passthrough::PassthroughOperator),
             Self::Flow => Box::new(flow::FlowOperator::default()),
             Self::Alert => Box::new(alert::AlertOperator::default()),
+            Self::Address => Box::new(address::AddressOperator::default()),
         }
     }
 }

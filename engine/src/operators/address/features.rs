@@ -84,6 +84,34 @@ pub const LEGIT_3: usize = 1;
 /// Column of `length`.
 pub const LENGTH: usize = 5;
 
+/// The total log-likelihood ratio (legitimate over fraudulent 3-gram model) of the local
+/// part in `row`: the per-character ratio times the symbols predicted (characters + end).
+/// This is the evidence the n-gram models give, and it grows with length — three characters
+/// say little either way, which the per-character mean hides.
+pub fn total_log_ratio(row: &[f64; FEATURE_COUNT]) -> f64 {
+    row[LOG_RATIO] * (row[LENGTH] + 1.0)
+}
+
+/// Columns that measure how unusual the local part's characters are (the Markov scores).
+pub const MARKOV_COLUMNS: std::ops::Range<usize> = 0..5;
+
+/// The row the calibration sees: the Markov columns pulled toward `anchor` (their training
+/// means) by `1 − guardrail`. With the guardrail at 0 (a short local part) the calibration
+/// reads them as average and decides on the other features; otherwise an unusual 2-letter
+/// name would come back through the calibration after the guardrail took it out of the
+/// Markov risk.
+pub fn guarded_row(
+    row: &[f64; FEATURE_COUNT],
+    anchor: &[f64],
+    guardrail: f64,
+) -> [f64; FEATURE_COUNT] {
+    let mut guarded = *row;
+    for (column, mean) in MARKOV_COLUMNS.zip(anchor) {
+        guarded[column] = mean + guardrail * (row[column] - mean);
+    }
+    guarded
+}
+
 /// Feature names in row order.
 pub fn feature_names() -> Vec<String> {
     FEATURES

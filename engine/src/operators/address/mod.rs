@@ -1,5 +1,397 @@
-//! Sender-address fraud scoring (placeholder while the module is built).
+//! The sender-address fraud operator: how likely an address is machine-generated or
+//! throwaway. Scores `addresses` records (sign-ups, account changes) and, bound to an
+//! `emails` topic, the sender (`from`) of every message; the email operator embeds the same
+//! [`scorer::AddressScorer`].
+//!
+//! Per address it emits (`schemas/scored.avsc` envelope):
+//! - `scores`: `risk` (final, 0–1: `max(markov_risk, calibrated_probability)` — boost-only),
+//!   `markov_risk`, `ratio_risk`, `abnormality`, `guardrail` (the short-local factor on the
+//!   abnormality), `calibrated_probability`, `calibration_boost`
+//!   (`max(0, calibrated − markov)`);
+//! - `labels`: `decision` (allow / review / block), `boosted` (`true`/`false`),
+//!   `calibration_version`, `domain` and `domain_class` (disposable / free / other),
+//!   `address_source` (`address` or `email_from`), and for address records their `context`
+//!   and `account`; the full address is not copied (the input record has it);
+//! - `explanation`: the Markov risk with its parts, then the `top_contributors` features by
+//!   |term| in the calibration's log-odds (value = the feature, contribution = log-odds);
+//! - `thresholds_crossed`: `review` or `block`, `disposable_domain`, `calibration_boost`.
+//!
+//! An address that does not parse (no `@`, white space, a domain that is no host name) is
+//! rejected → dead-lettered with the reason, never the address. An email with only a raw
+//! RFC822 body and no `from` field is rejected too: parsing raw mail is the email operator's.
+//!
+//! Stateless; model swaps replace the model set and keep the settings.
+
 pub mod domains;
+pub mod eval;
 pub mod features;
 pub mod local_part;
 pub mod markov;
+pub mod model;
+pub mod scorer;
+pub mod synth;
+pub mod train;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::InputEvent;
+use crate::ml::artifact::newest_version;
+use crate::operators::{Operator, OperatorContext, OperatorError, Outcome, SourcedEvent};
+use crate::scored::{now_ms, Contribution, Scored};
+use features::FEATURES;
+use model::AddressModel;
+use scorer::{AddressAssessment, AddressScorer, Decision, DecisionThresholds, Guardrail};
+
+/// `[operators.address]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressOperatorConfig {
+    /// Version directory under `<storage.model_dir>/address/`; empty picks the newest.
+    #[serde(default)]
+    pub version: String,
+    /// Risk from which an address is reviewed (and counted as flagged by `eval`).
+    #[serde(default = "default_review_at")]
+    pub review_at: f64,
+    /// Risk from which it is blocked.
+    #[serde(default = "default_block_at")]
+    pub block_at: f64,
+    /// Local parts of at most this many characters get no abnormality risk.
+    #[serde(default = "default_guardrail_min_length")]
+    pub guardrail_min_length: usize,
+    /// From this many characters the abnormality risk counts fully.
+    #[serde(default = "default_guardrail_max_length")]
+    pub guardrail_max_length: usize,
+    /// Domains added to the model's disposable list (list syntax, `*.example.com` allowed).
+    #[serde(default)]
+    pub extra_disposable_domains: Vec<String>,
+    /// Domains added to the model's free-mail list.
+    #[serde(default)]
+    pub extra_free_domains: Vec<String>,
+    /// Calibration features per address in `explanation`; 0 turns them off.
+    #[serde(default = "default_top_contributors")]
+    pub top_contributors: usize,
+}
+
+fn default_review_at() -> f64 {
+    0.5
+}
+
+fn default_block_at() -> f64 {
+    0.85
+}
+
+fn default_guardrail_min_length() -> usize {
+    4
+}
+
+fn default_guardrail_max_length() -> usize {
+    12
+}
+
+fn default_top_contributors() -> usize {
+    5
+}
+
+impl Default for AddressOperatorConfig {
+    fn default() -> Self {
+        Self {
+            version: String::new(),
+            review_at: default_review_at(),
+            block_at: default_block_at(),
+            guardrail_min_length: default_guardrail_min_length(),
+            guardrail_max_length: default_guardrail_max_length(),
+            extra_disposable_domains: Vec::new(),
+            extra_free_domains: Vec::new(),
+            top_contributors: default_top_contributors(),
+        }
+    }
+}
+
+impl AddressOperatorConfig {
+    /// Checks thresholds and guardrail bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0 < self.review_at && self.review_at <= self.block_at && self.block_at <= 1.0) {
+            return Err(format!(
+                "operators.address: need 0 < review_at ({}) <= block_at ({}) <= 1",
+                self.review_at, self.block_at
+            ));
+        }
+        if self.guardrail_min_length >= self.guardrail_max_length {
+            return Err(format!(
+                "operators.address: guardrail_min_length ({}) must be below guardrail_max_length ({})",
+                self.guardrail_min_length, self.guardrail_max_length
+            ));
+        }
+        Ok(())
+    }
+
+    /// The guardrail bounds.
+    pub fn guardrail(&self) -> Guardrail {
+        Guardrail {
+            min_length: self.guardrail_min_length,
+            max_length: self.guardrail_max_length,
+        }
+    }
+
+    /// The decision thresholds.
+    pub fn thresholds(&self) -> DecisionThresholds {
+        DecisionThresholds {
+            review_at: self.review_at,
+            block_at: self.block_at,
+        }
+    }
+
+    /// A scorer over `model` with these settings (extra domains added to its lists).
+    pub fn scorer(&self, mut model: AddressModel) -> Result<AddressScorer, String> {
+        self.validate()?;
+        model
+            .lists
+            .disposable
+            .extend(self.extra_disposable_domains.iter().map(String::as_str));
+        model
+            .lists
+            .free
+            .extend(self.extra_free_domains.iter().map(String::as_str));
+        Ok(AddressScorer {
+            model,
+            guardrail: self.guardrail(),
+            thresholds: self.thresholds(),
+        })
+    }
+
+    /// The version directory to load under `model_dir`.
+    pub fn version_dir(&self, model_dir: &Path) -> Result<PathBuf, OperatorError> {
+        let address_dir = model_dir.join("address");
+        if !self.version.is_empty() {
+            return Ok(address_dir.join(&self.version));
+        }
+        newest_version(&address_dir).ok_or_else(|| {
+            OperatorError::Model(format!(
+                "no address model under {} (train one with `threatflow train address`)",
+                address_dir.display()
+            ))
+        })
+    }
+}
+
+/// The operator; see the module doc.
+#[derive(Debug, Default)]
+pub struct AddressOperator {
+    config: AddressOperatorConfig,
+    scorer: Option<AddressScorer>,
+}
+
+impl AddressOperator {
+    /// An operator over an already loaded model (tests, benchmarks).
+    pub fn with_model(
+        config: AddressOperatorConfig,
+        model: AddressModel,
+    ) -> Result<Self, OperatorError> {
+        let scorer = config.scorer(model).map_err(OperatorError::Model)?;
+        Ok(Self {
+            config,
+            scorer: Some(scorer),
+        })
+    }
+
+    fn explain(&self, assessment: &AddressAssessment) -> Vec<Contribution> {
+        let mut explanation = vec![Contribution {
+            name: "markov_risk".to_owned(),
+            value: Some(assessment.markov_risk),
+            contribution: assessment.markov_risk,
+            detail: Some(format!(
+                "max(ratio_risk {:.3}, abnormality {:.3} × guardrail {:.2})",
+                assessment.ratio_risk, assessment.abnormality, assessment.guardrail
+            )),
+        }];
+        let terms = &assessment.contributions;
+        let mut order: Vec<usize> = (0..terms.len()).filter(|&i| terms[i] != 0.0).collect();
+        order.sort_by(|&a, &b| terms[b].abs().total_cmp(&terms[a].abs()));
+        explanation.extend(
+            order
+                .into_iter()
+                .take(self.config.top_contributors)
+                .map(|index| Contribution {
+                    name: FEATURES[index].0.to_owned(),
+                    value: Some(assessment.features.row[index]),
+                    contribution: terms[index],
+                    detail: Some(
+                        if terms[index] > 0.0 {
+                            "raises calibrated fraud log-odds"
+                        } else {
+                            "lowers calibrated fraud log-odds"
+                        }
+                        .to_owned(),
+                    ),
+                }),
+        );
+        explanation
+    }
+
+    fn score_one(&self, sourced: &SourcedEvent, scored_at_ms: i64) -> Outcome {
+        let (text, mut labels) = match &sourced.event {
+            InputEvent::Address(event) => {
+                let mut labels = BTreeMap::from([
+                    ("address_source".to_owned(), "address".to_owned()),
+                    ("context".to_owned(), event.context.clone()),
+                ]);
+                if let Some(account) = &event.account {
+                    labels.insert("account".to_owned(), account.clone());
+                }
+                (event.address.as_str(), labels)
+            }
+            InputEvent::Email(email) if !email.from.trim().is_empty() => (
+                email.from.as_str(),
+                BTreeMap::from([("address_source".to_owned(), "email_from".to_owned())]),
+            ),
+            InputEvent::Email(_) => {
+                return Outcome::Rejected {
+                    detail: "email has no from field (raw RFC822 is parsed by the email operator)"
+                        .to_owned(),
+                }
+            }
+            other => {
+                return Outcome::Rejected {
+                    detail: format!("address operator got a {:?} event", other.kind()),
+                }
+            }
+        };
+        let Some(scorer) = &self.scorer else {
+            return Outcome::Rejected {
+                detail: "address model not loaded".to_owned(),
+            };
+        };
+        let assessment = match scorer.score(text) {
+            Ok(assessment) => assessment,
+            Err(error) => {
+                return Outcome::Rejected {
+                    detail: error.to_string(),
+                }
+            }
+        };
+        let decision = assessment.decision;
+        let manifest = &scorer.model.manifest;
+        labels.extend([
+            ("decision".to_owned(), decision.name().to_owned()),
+            ("boosted".to_owned(), assessment.boosted().to_string()),
+            (
+                "calibration_version".to_owned(),
+                manifest.calibration_version.clone(),
+            ),
+            (
+                "domain_class".to_owned(),
+                assessment.domain_class().name().to_owned(),
+            ),
+            ("domain".to_owned(), assessment.domain.clone()),
+        ]);
+        let mut thresholds_crossed = Vec::new();
+        if decision != Decision::Allow {
+            thresholds_crossed.push(decision.name().to_owned());
+        }
+        if assessment.domain_class() == domains::DomainClass::Disposable {
+            thresholds_crossed.push("disposable_domain".to_owned());
+        }
+        if assessment.boosted() {
+            thresholds_crossed.push("calibration_boost".to_owned());
+        }
+        metrics::counter!(crate::telemetry::ADDRESS_DECISIONS, "decision" => decision.name())
+            .increment(1);
+        let scores = BTreeMap::from([
+            ("risk".to_owned(), assessment.risk),
+            ("markov_risk".to_owned(), assessment.markov_risk),
+            ("ratio_risk".to_owned(), assessment.ratio_risk),
+            ("abnormality".to_owned(), assessment.abnormality),
+            ("guardrail".to_owned(), assessment.guardrail),
+            ("calibrated_probability".to_owned(), assessment.calibrated),
+            ("calibration_boost".to_owned(), assessment.boost),
+        ]);
+        Outcome::Scored {
+            scored: Box::new(Scored {
+                event_id: sourced.event_id.clone(),
+                source: sourced.source.clone(),
+                operator: self.name().to_owned(),
+                model_version: manifest.version.clone(),
+                scores,
+                labels,
+                explanation: self.explain(&assessment),
+                thresholds_crossed,
+                event_time_ms: sourced.event.event_time_ms(),
+                scored_at_ms,
+            }),
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl Operator for AddressOperator {
+    fn name(&self) -> &'static str {
+        "address"
+    }
+
+    fn model_version(&self) -> String {
+        self.scorer.as_ref().map_or_else(
+            || "none".to_owned(),
+            |scorer| scorer.model.manifest.version.clone(),
+        )
+    }
+
+    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
+        self.config = context.operators.address.clone();
+        let directory = self.config.version_dir(context.model_dir)?;
+        let model = AddressModel::load(&directory)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
+        tracing::info!(
+            version = %model.manifest.version,
+            calibration = %model.manifest.calibration_version,
+            lists = %model.manifest.domain_lists_version,
+            directory = %directory.display(),
+            "address model loaded"
+        );
+        self.scorer = Some(self.config.scorer(model).map_err(OperatorError::Model)?);
+        Ok(())
+    }
+
+    fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
+        let model = AddressModel::load(version_dir)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
+        self.scorer = Some(self.config.scorer(model).map_err(OperatorError::Model)?);
+        Ok(())
+    }
+
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+        let scored_at_ms = now_ms();
+        events
+            .iter()
+            .map(|sourced| self.score_one(sourced, scored_at_ms))
+            .collect()
+    }
+
+    fn model_info(&self) -> Option<serde_json::Value> {
+        let scorer = self.scorer.as_ref()?;
+        let manifest = &scorer.model.manifest;
+        let calibration = &scorer.model.calibration;
+        Some(serde_json::json!({
+            "kind": manifest.kind,
+            "version": manifest.version,
+            "created_at": manifest.created_at,
+            "calibration_version": manifest.calibration_version,
+            "domain_lists_version": manifest.domain_lists_version,
+            "disposable_domains": scorer.model.lists.disposable.len(),
+            "free_domains": scorer.model.lists.free.len(),
+            "calibration_weights": FEATURES.iter().zip(&calibration.weights)
+                .map(|((name, _), weight)| (name.to_string(), *weight))
+                .collect::<BTreeMap<_, _>>(),
+            "markov_risk": manifest.markov_risk,
+            "metrics": manifest.metrics,
+            "thresholds": {"review_at": self.config.review_at, "block_at": self.config.block_at},
+            "guardrail": {"min_length": self.config.guardrail_min_length, "max_length": self.config.guardrail_max_length},
+        }))
+    }
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod tests;
