@@ -479,7 +479,7 @@ fn demo(options: &crate::demo::DemoOptions, json: bool) -> ExitCode {
     }
     crate::telemetry::init_tracing(LogFormat::Text);
     eprintln!(
-        "threatflow demo: {}, 4 streams, {} events{}",
+        "threatflow demo: {}, 5 streams, {} events{}",
         options
             .brokers
             .as_deref()

@@ -133,7 +133,7 @@ pub enum OutputFormat {
 pub struct TopicBinding {
     /// Input topic name.
     pub topic: String,
-    /// Schema of the topic's records: prompt, flow, email or alert.
+    /// Schema of the topic's records: prompt, flow, email, alert or address.
     pub schema: SchemaKind,
     /// Operator that scores the records.
     pub operator: OperatorKind,
@@ -417,8 +417,13 @@ impl EngineConfig {
                 }
             }
         }
-        if let Err(problem) = self.operators.alert.validate() {
-            problems.push(problem);
+        for check in [
+            self.operators.alert.validate(),
+            self.operators.address.validate(),
+        ] {
+            if let Err(problem) = check {
+                problems.push(problem);
+            }
         }
         let alert_entity_topic = self.operators.alert.entity_topic.as_str();
         if !alert_entity_topic.is_empty()

@@ -16,6 +16,7 @@ fn decoder(kind: SchemaKind, format: InputFormat) -> Decoder {
         (2, SchemaKind::Flow),
         (3, SchemaKind::Email),
         (4, SchemaKind::Alert),
+        (5, SchemaKind::Address),
     ]);
     Decoder::new(kind, format, LIMIT, ids)
 }
@@ -26,6 +27,7 @@ fn schema_id(kind: SchemaKind) -> u32 {
         SchemaKind::Flow => 2,
         SchemaKind::Email => 3,
         SchemaKind::Alert => 4,
+        SchemaKind::Address => 5,
     }
 }
 

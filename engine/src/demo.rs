@@ -140,6 +140,7 @@ impl DemoTopics {
             (SchemaKind::Flow, "flows"),
             (SchemaKind::Email, "emails"),
             (SchemaKind::Alert, "alerts"),
+            (SchemaKind::Address, "addresses"),
         ]
         .into_iter()
         .map(|(kind, name)| Stream {
@@ -181,6 +182,8 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
     let operator_for = |kind: SchemaKind| match kind {
         SchemaKind::Flow if has_model("flow") => OperatorKind::Flow,
         SchemaKind::Alert if has_model("alert") => OperatorKind::Alert,
+        // Emails get their senders scored until the email operator lands.
+        SchemaKind::Address | SchemaKind::Email if has_model("address") => OperatorKind::Address,
         _ => OperatorKind::Passthrough,
     };
     let mut operators = crate::operators::OperatorsConfig::default();
@@ -225,7 +228,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
     }
 }
 
-/// The model root the demo uses: `./models` when it holds a flow or alert model (the README
+/// The model root the demo uses: `./models` when it holds a flow, alert or address model (the README
 /// runs the demo from the repository root), else the repository's `models/` this binary was
 /// built from. `None` when neither has one; streams without a model run `passthrough`.
 pub fn demo_model_dir() -> Option<PathBuf> {
@@ -233,7 +236,7 @@ pub fn demo_model_dir() -> Option<PathBuf> {
     [PathBuf::from("models"), built_from]
         .into_iter()
         .find(|root| {
-            ["flow", "alert"]
+            ["flow", "alert", "address"]
                 .iter()
                 .any(|operator| newest_version(&root.join(operator)).is_some())
         })

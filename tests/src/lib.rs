@@ -172,6 +172,29 @@ impl TestTopics {
         [&self.input, &self.output, &self.dead_letter]
     }
 
+    /// [`Self::engine_config`] with the input bound to `(schema, operator)` and models from
+    /// `model_dir`.
+    pub fn operator_config(
+        &self,
+        bootstrap: &str,
+        state_dir: &Path,
+        http_bind: &str,
+        (schema, operator): (&str, &str),
+        model_dir: &Path,
+        extra: &str,
+    ) -> String {
+        self.engine_config(bootstrap, state_dir, http_bind, extra)
+            .replace("schema = \"flow\"", &format!("schema = \"{schema}\""))
+            .replace(
+                "operator = \"passthrough\"",
+                &format!("operator = \"{operator}\""),
+            )
+            .replace(
+                "[storage]\n",
+                &format!("[storage]\nmodel_dir = \"{}\"\n", model_dir.display()),
+            )
+    }
+
     /// An engine config for these topics, with the passthrough operator and short group
     /// timeouts so a killed member is noticed quickly. `extra` is appended verbatim.
     pub fn engine_config(
@@ -496,6 +519,44 @@ pub fn committed_total(
             _ => 0,
         })
         .sum())
+}
+
+/// Reads scored records (JSON) of `topics` from the beginning until `enough` says stop or `timeout` passes.
+pub fn consume_scored(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: u32,
+    timeout: Duration,
+    enough: impl Fn(&HashMap<String, Vec<Scored>>) -> bool,
+) -> HashMap<String, Vec<Scored>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition as i32, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records: HashMap<String, Vec<Scored>> = HashMap::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && !enough(&records) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let scored: Scored = serde_json::from_slice(message.payload().unwrap_or_default())
+                .expect("scored record");
+            records
+                .entry(message.topic().to_owned())
+                .or_default()
+                .push(scored);
+        }
+    }
+    records
 }
 
 /// The repository root (models, schemas, configs), for tests that run the CLI on its files.

@@ -5,15 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use threatflow::events::InputEvent;
 use threatflow::generate::encode_json;
 use threatflow::operators::alert::synth::{generate, GeneratorConfig};
-use threatflow::scored::Scored;
-use threatflow_e2e::{repository, succeed, unique_name, Broker, EngineProcess, TestTopics};
+use threatflow_e2e::{
+    consume_scored, repository, succeed, unique_name, Broker, EngineProcess, TestTopics,
+};
 
 fn threatflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_threatflow-under-test"))
@@ -92,44 +91,6 @@ fn generate_train_and_eval_beat_the_rules_only_baseline_reproducibly() {
     assert!(stdout.contains("rules only"), "{stdout}");
 }
 
-/// Reads `topics` from the beginning until `enough` says stop or `timeout` passes.
-fn consume(
-    bootstrap: &str,
-    topics: &[&str],
-    partitions: u32,
-    timeout: Duration,
-    enough: impl Fn(&HashMap<String, Vec<Scored>>) -> bool,
-) -> HashMap<String, Vec<Scored>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for topic in topics {
-        for partition in 0..partitions {
-            assignment
-                .add_partition_offset(topic, partition as i32, Offset::Beginning)
-                .unwrap();
-        }
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut records: HashMap<String, Vec<Scored>> = HashMap::new();
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline && !enough(&records) {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            let scored: Scored = serde_json::from_slice(message.payload().unwrap_or_default())
-                .expect("scored record");
-            records
-                .entry(message.topic().to_owned())
-                .or_default()
-                .push(scored);
-        }
-    }
-    records
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_scores_alerts_and_publishes_entity_behaviour() -> anyhow::Result<()> {
     let broker = Broker::start()?;
@@ -139,15 +100,14 @@ async fn the_engine_scores_alerts_and_publishes_entity_behaviour() -> anyhow::Re
     let dir = tempfile::tempdir()?;
     let address = threatflow_e2e::free_loopback_address()?;
     let models = repository().join("models");
-    let config = topics
-        .engine_config(&broker.bootstrap, &dir.path().join("state"), &address, "")
-        .replace("schema = \"flow\"", "schema = \"alert\"")
-        .replace("operator = \"passthrough\"", "operator = \"alert\"")
-        .replace(
-            "[storage]\n",
-            &format!("[storage]\nmodel_dir = \"{}\"\n", models.display()),
-        )
-        + &format!("\n[operators.alert]\nentity_topic = \"{entities}\"\n");
+    let config = topics.operator_config(
+        &broker.bootstrap,
+        &dir.path().join("state"),
+        &address,
+        ("alert", "alert"),
+        &models,
+        &format!("\n[operators.alert]\nentity_topic = \"{entities}\"\n"),
+    );
     let config_path = dir.path().join("engine.toml");
     std::fs::write(&config_path, config)?;
     let engine = EngineProcess::start(
@@ -168,7 +128,7 @@ async fn the_engine_scores_alerts_and_publishes_entity_behaviour() -> anyhow::Re
         .collect();
     threatflow_e2e::produce(&broker.bootstrap, &topics.input, &payloads).await?;
     let expected = alerts.len();
-    let records = consume(
+    let records = consume_scored(
         &broker.bootstrap,
         &[&topics.output, &entities],
         2,
