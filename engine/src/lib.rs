@@ -1,5 +1,5 @@
 //! threatflow: a streaming threat-detection engine. It consumes Kafka topics of LLM prompts,
-//! network flows, emails and SIEM alerts, scores every event with the operator bound to its
+//! network flows, emails, SIEM alerts and sign-up addresses, scores every event with the operator bound to its
 //! topic, and emits scored, explained events — at least once, with bad input dead-lettered.
 //!
 //! Map of the modules:
@@ -12,11 +12,12 @@
 //! - [`pipeline`]: the one loop that runs every operator.
 //! - [`operators`]: the operator trait and the operators.
 //! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting, XGBoost
-//!   import, metrics, curve plots).
+//!   import, random and isolation forests, logistic regression, metrics, curve plots).
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
 //! - [`generate`]: realistic synthetic events (demo, tests, load generator); [`demo`]: the
 //!   engine on an embedded broker.
-//! - [`cli`]: the `threatflow` command line; [`model_cli`]: its `train` and `eval` commands.
+//! - [`cli`]: the `threatflow` command line; [`model_cli`]: its `train`, `eval` and
+//!   `generate` commands.
 
 pub mod cli;
 pub mod config;
