@@ -14,7 +14,7 @@ pub mod alert;
 pub mod flow;
 pub mod passthrough;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,25 @@ impl SourcedEvent {
             event,
         }
     }
+}
+
+/// The model version directory an operator loads at start: `<model_dir>/<operator>/<version>`,
+/// or the newest version there when `version` is empty.
+pub fn model_version_dir(
+    model_dir: &Path,
+    operator: &str,
+    version: &str,
+) -> Result<PathBuf, OperatorError> {
+    let operator_dir = model_dir.join(operator);
+    if !version.is_empty() {
+        return Ok(operator_dir.join(version));
+    }
+    crate::ml::artifact::newest_version(&operator_dir).ok_or_else(|| {
+        OperatorError::Model(format!(
+            "no {operator} model under {} (train one with `threatflow train {operator}`)",
+            operator_dir.display()
+        ))
+    })
 }
 
 /// An output record besides the scored event, to a topic of the operator's choice (for

@@ -33,13 +33,14 @@ pub mod synth;
 pub mod train;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::events::InputEvent;
-use crate::ml::artifact::newest_version;
-use crate::operators::{Operator, OperatorContext, OperatorError, Outcome, SourcedEvent};
+use crate::operators::{
+    model_version_dir, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+};
 use crate::scored::{now_ms, Contribution, Scored};
 use features::FEATURES;
 use model::AddressModel;
@@ -159,20 +160,6 @@ impl AddressOperatorConfig {
             model,
             guardrail: self.guardrail(),
             thresholds: self.thresholds(),
-        })
-    }
-
-    /// The version directory to load under `model_dir`.
-    pub fn version_dir(&self, model_dir: &Path) -> Result<PathBuf, OperatorError> {
-        let address_dir = model_dir.join("address");
-        if !self.version.is_empty() {
-            return Ok(address_dir.join(&self.version));
-        }
-        newest_version(&address_dir).ok_or_else(|| {
-            OperatorError::Model(format!(
-                "no address model under {} (train one with `threatflow train address`)",
-                address_dir.display()
-            ))
         })
     }
 }
@@ -340,7 +327,7 @@ impl Operator for AddressOperator {
 
     fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
         self.config = context.operators.address.clone();
-        let directory = self.config.version_dir(context.model_dir)?;
+        let directory = model_version_dir(context.model_dir, "address", &self.config.version)?;
         let model = AddressModel::load(&directory)
             .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
         tracing::info!(

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::ml::artifact::newest_version;
 use crate::events::{AddressEvent, EmailEvent, PromptEvent};
 use crate::ml::logistic::StandardizedLogistic;
 

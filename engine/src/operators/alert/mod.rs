@@ -38,10 +38,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{AlertEvent, InputEvent};
-use crate::ml::artifact::newest_version;
 use crate::ml::fast_shap::FastTreeShap;
 use crate::operators::{
-    ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+    model_version_dir, ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
 };
 use crate::scored::{now_ms, Contribution, Scored};
 use model::AlertModel;
@@ -158,20 +157,6 @@ impl AlertOperator {
         };
         operator.install(model)?;
         Ok(operator)
-    }
-
-    /// The version directory to load for `model_dir`.
-    pub fn version_dir(&self, model_dir: &Path) -> Result<PathBuf, OperatorError> {
-        let alert_dir = model_dir.join("alert");
-        if !self.config.version.is_empty() {
-            return Ok(alert_dir.join(&self.config.version));
-        }
-        newest_version(&alert_dir).ok_or_else(|| {
-            OperatorError::Model(format!(
-                "no alert model under {} (train one with `threatflow train alert`)",
-                alert_dir.display()
-            ))
-        })
     }
 
     fn install(&mut self, model: AlertModel) -> Result<(), OperatorError> {
@@ -358,7 +343,7 @@ impl Operator for AlertOperator {
 
     fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
         self.config = context.operators.alert.clone();
-        let directory = self.version_dir(context.model_dir)?;
+        let directory = model_version_dir(context.model_dir, "alert", &self.config.version)?;
         let model = AlertModel::load(&directory)
             .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
         tracing::info!(

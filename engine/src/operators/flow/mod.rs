@@ -25,14 +25,14 @@ pub mod novel;
 pub mod train;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::events::InputEvent;
 use crate::ml::fast_shap::FastTreeShap;
 use crate::operators::{
-    ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+    model_version_dir, ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
 };
 use crate::scored::{now_ms, Contribution, Scored};
 use dataset::CLASSES;
@@ -98,20 +98,6 @@ impl FlowOperator {
         let mut operator = Self::new(config);
         operator.install(model)?;
         Ok(operator)
-    }
-
-    /// The version directory to load for `model_dir`.
-    pub fn version_dir(&self, model_dir: &Path) -> Result<PathBuf, OperatorError> {
-        let flow_dir = model_dir.join("flow");
-        if !self.config.version.is_empty() {
-            return Ok(flow_dir.join(&self.config.version));
-        }
-        train::newest_version(&flow_dir).ok_or_else(|| {
-            OperatorError::Model(format!(
-                "no flow model under {} (train one with `threatflow train flow`)",
-                flow_dir.display()
-            ))
-        })
     }
 
     fn install(&mut self, model: FlowModel) -> Result<(), OperatorError> {
@@ -259,7 +245,7 @@ impl Operator for FlowOperator {
 
     fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
         self.config = context.operators.flow.clone();
-        let directory = self.version_dir(context.model_dir)?;
+        let directory = model_version_dir(context.model_dir, "flow", &self.config.version)?;
         let model = FlowModel::load(&directory)
             .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
         tracing::info!(
