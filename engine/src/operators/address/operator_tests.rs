@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::ml::artifact::newest_version;
 use crate::events::{AddressEvent, EmailEvent, PromptEvent};
+use crate::ml::artifact::newest_version;
 use crate::ml::logistic::StandardizedLogistic;
 
 fn shipped_model() -> AddressModel {

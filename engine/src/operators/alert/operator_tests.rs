@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::ml::artifact::newest_version;
 use crate::events::{AlertEvent, PromptEvent};
+use crate::ml::artifact::newest_version;
 use crate::operators::alert::synth::{generate, GeneratorConfig, LabeledAlert};
 
 fn repository_models() -> PathBuf {
