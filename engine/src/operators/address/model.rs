@@ -156,8 +156,6 @@ pub struct AddressModel {
     pub calibration: StandardizedLogistic,
     /// The domain lists as shipped with the model.
     pub lists: DomainLists,
-    /// The domain list texts (kept to save the model again).
-    list_texts: [String; 2],
 }
 
 fn restore(stored: &StoredNgrams, name: &str) -> Result<CharNgramModel, ModelError> {
@@ -172,27 +170,6 @@ fn read_text(directory: &Path, artifact: &ArtifactRef) -> Result<String, ModelEr
 }
 
 impl AddressModel {
-    /// Assembles a model set from its parts (training).
-    pub fn new(
-        manifest: AddressManifest,
-        markov: MarkovModels,
-        calibration: StandardizedLogistic,
-        disposable_text: String,
-        free_text: String,
-    ) -> Self {
-        let lists = DomainLists {
-            disposable: DomainList::parse(&disposable_text),
-            free: DomainList::parse(&free_text),
-        };
-        Self {
-            manifest,
-            markov,
-            calibration,
-            lists,
-            list_texts: [disposable_text, free_text],
-        }
-    }
-
     /// Loads and checks the version in `directory`.
     pub fn load(directory: &Path) -> Result<Self, ModelError> {
         let manifest: AddressManifest = serde_json::from_slice(
@@ -247,14 +224,27 @@ impl AddressModel {
                 MARKOV_COLUMNS.len()
             )));
         }
-        let disposable = read_text(directory, &manifest.disposable_domains)?;
-        let free = read_text(directory, &manifest.free_domains)?;
-        Ok(Self::new(manifest, markov, calibration, disposable, free))
+        let lists = DomainLists {
+            disposable: DomainList::parse(&read_text(directory, &manifest.disposable_domains)?),
+            free: DomainList::parse(&read_text(directory, &manifest.free_domains)?),
+        };
+        Ok(Self {
+            manifest,
+            markov,
+            calibration,
+            lists,
+        })
     }
 
-    /// Writes the version into `directory`, filling in the file references and the
-    /// calibration version.
-    pub fn save(&mut self, directory: &Path) -> Result<(), ModelError> {
+    /// Writes the version into `directory`, with the texts of the domain lists it was built
+    /// from (a loaded model keeps only the parsed lists), filling in the file references and
+    /// the calibration version.
+    pub fn save(
+        &mut self,
+        directory: &Path,
+        disposable_text: &str,
+        free_text: &str,
+    ) -> Result<(), ModelError> {
         let stored = StoredMarkov {
             legit_2: self.markov.legit_2.to_stored(),
             legit_3: self.markov.legit_3.to_stored(),
@@ -273,11 +263,11 @@ impl AddressModel {
         manifest.disposable_domains.sha256 = write_bytes(
             directory,
             "disposable_domains.txt",
-            self.list_texts[0].as_bytes(),
+            disposable_text.as_bytes(),
         )?;
         manifest.free_domains = ArtifactRef::named("free_domains.txt");
         manifest.free_domains.sha256 =
-            write_bytes(directory, "free_domains.txt", self.list_texts[1].as_bytes())?;
+            write_bytes(directory, "free_domains.txt", free_text.as_bytes())?;
         write_pretty_json(&directory.join("manifest.json"), manifest)?;
         Ok(())
     }

@@ -169,18 +169,23 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
     for (position, &index) in order.iter().enumerate() {
         fold_of[index] = position % options.folds;
     }
-    let mut oof = vec![[0.0; FEATURE_COUNT]; rows.len()];
-    for fold in 0..options.folds {
-        let others = rows
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| fold_of[*i] != fold)
-            .map(|(_, r)| r);
-        let markov = fit_markov(others, options.concentration);
-        for (index, row) in rows.iter().enumerate().filter(|(i, _)| fold_of[*i] == fold) {
-            oof[index] = AddressFeatures::compute(&row.address, &markov, &lists).row;
-        }
-    }
+    // Each fold's n-gram models, fitted on the other folds; they also score the fold in the
+    // out-of-fold evaluation below.
+    let fold_models: Vec<MarkovModels> = (0..options.folds)
+        .map(|fold| {
+            let others = rows
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| fold_of[*i] != fold)
+                .map(|(_, r)| r);
+            fit_markov(others, options.concentration)
+        })
+        .collect();
+    let oof: Vec<[f64; FEATURE_COUNT]> = rows
+        .iter()
+        .zip(&fold_of)
+        .map(|(row, &fold)| AddressFeatures::compute(&row.address, &fold_models[fold], &lists).row)
+        .collect();
 
     // Markov-risk parameters.
     let (ratio_rows, ratio_labels): (Vec<Vec<f64>>, Vec<bool>) = rows
@@ -261,21 +266,14 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
     let config = AddressOperatorConfig::default();
     let mut fold_rows_all = Vec::new();
     let mut fold_scorers = Vec::new();
-    for fold in 0..options.folds {
-        let others = rows
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| fold_of[*i] != fold)
-            .map(|(_, r)| r);
-        let model = AddressModel::new(
-            manifest.clone(),
-            fit_markov(others, options.concentration),
-            calibration.clone(),
-            disposable_text.clone(),
-            free_text.clone(),
-        );
+    for (fold, markov) in fold_models.into_iter().enumerate() {
         let scorer = AddressScorer {
-            model,
+            model: AddressModel {
+                manifest: manifest.clone(),
+                markov,
+                calibration: calibration.clone(),
+                lists: lists.clone(),
+            },
             guardrail: config.guardrail(),
             thresholds: config.thresholds(),
         };
@@ -295,13 +293,12 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             .map(|(s, r)| (s, r.as_slice())),
     );
 
-    let mut model = AddressModel::new(
+    let mut model = AddressModel {
         manifest,
-        fit_markov(rows.iter(), options.concentration),
+        markov: fit_markov(rows.iter(), options.concentration),
         calibration,
-        disposable_text,
-        free_text,
-    );
+        lists,
+    };
     model.manifest.metrics = BTreeMap::from([
         ("oof_precision".to_owned(), evaluation.precision),
         ("oof_recall".to_owned(), evaluation.recall),
@@ -309,7 +306,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         ("oof_auc".to_owned(), evaluation.auc),
         ("oof_markov_only_f1".to_owned(), evaluation.markov_only.f1),
     ]);
-    model.save(&options.out)?;
+    model.save(&options.out, &disposable_text, &free_text)?;
     Ok(TrainSummary {
         manifest: model.manifest,
         evaluation,
