@@ -10,6 +10,12 @@ fn shipped_model() -> AddressModel {
     AddressModel::load(&newest_version(&models).unwrap()).unwrap()
 }
 
+fn default_scorer() -> AddressScorer {
+    AddressOperatorConfig::default()
+        .scorer(shipped_model())
+        .unwrap()
+}
+
 fn address_event(address: &str) -> InputEvent {
     InputEvent::Address(AddressEvent {
         event_id: None,
@@ -18,6 +24,22 @@ fn address_event(address: &str) -> InputEvent {
         account: Some("acct-1".to_owned()),
         observed_ms: Some(1_790_000_000_000),
     })
+}
+
+/// An email from `from` to one colleague, optionally only as raw RFC822.
+fn email_event(from: &str, raw_rfc822: Option<&str>) -> InputEvent {
+    InputEvent::Email(Box::new(EmailEvent {
+        event_id: None,
+        from: from.to_owned(),
+        to: vec!["a@corp.example.com".to_owned()],
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        date_ms: None,
+        subject: String::new(),
+        body: String::new(),
+        attachments: Vec::new(),
+        raw_rfc822: raw_rfc822.map(str::to_owned),
+    }))
 }
 
 fn score_all(operator: &mut AddressOperator, events: Vec<InputEvent>) -> Vec<Outcome> {
@@ -38,9 +60,7 @@ fn scored(outcome: &Outcome) -> &Scored {
 
 #[test]
 fn short_real_names_are_not_flagged() {
-    let scorer = AddressOperatorConfig::default()
-        .scorer(shipped_model())
-        .unwrap();
+    let scorer = default_scorer();
     for address in [
         "tim@company.com",
         "ann@gmail.com",
@@ -68,9 +88,7 @@ fn short_real_names_are_not_flagged() {
 
 #[test]
 fn machine_made_and_throwaway_addresses_are_flagged() {
-    let scorer = AddressOperatorConfig::default()
-        .scorer(shipped_model())
-        .unwrap();
+    let scorer = default_scorer();
     for address in [
         "xk7qz9v2lmw8@gmail.com",
         "qwertyuiop123@yahoo.com",
@@ -130,18 +148,7 @@ fn scored_events_carry_decision_explanation_and_calibration_version() {
     let version = model.manifest.calibration_version.clone();
     let mut operator =
         AddressOperator::with_model(AddressOperatorConfig::default(), model).unwrap();
-    let email = InputEvent::Email(Box::new(EmailEvent {
-        event_id: None,
-        from: "\"Jane\" <jane.doe@corp.example.com>".to_owned(),
-        to: vec!["a@corp.example.com".to_owned()],
-        cc: Vec::new(),
-        bcc: Vec::new(),
-        date_ms: None,
-        subject: String::new(),
-        body: String::new(),
-        attachments: Vec::new(),
-        raw_rfc822: None,
-    }));
+    let email = email_event("\"Jane\" <jane.doe@corp.example.com>", None);
     let outcomes = score_all(
         &mut operator,
         vec![
@@ -195,18 +202,7 @@ fn scored_events_carry_decision_explanation_and_calibration_version() {
 fn bad_addresses_and_other_events_are_rejected_without_quoting_them() {
     let mut operator =
         AddressOperator::with_model(AddressOperatorConfig::default(), shipped_model()).unwrap();
-    let raw_only = InputEvent::Email(Box::new(EmailEvent {
-        event_id: None,
-        from: String::new(),
-        to: Vec::new(),
-        cc: Vec::new(),
-        bcc: Vec::new(),
-        date_ms: None,
-        subject: String::new(),
-        body: String::new(),
-        attachments: Vec::new(),
-        raw_rfc822: Some("From: a@b.com\r\n\r\nhi".to_owned()),
-    }));
+    let raw_only = email_event("", Some("From: a@b.com\r\n\r\nhi"));
     let prompt = InputEvent::Prompt(PromptEvent {
         event_id: None,
         text: "hello".to_owned(),

@@ -42,7 +42,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::operators::address::domains::DomainList;
+use crate::operators::address::domains::{DomainClass, DomainLists};
 use crate::operators::address::local_part::parse_address;
 
 /// One labelled address.
@@ -127,8 +127,11 @@ impl AddressSources {
         let first_names = read_lines(&dir.join("first_names.txt"))?;
         let disposable_lines = read_lines(&dir.join("disposable_domains.txt"))?;
         let free = read_lines(&dir.join("free_domains.txt"))?;
-        let disposable_list = DomainList::parse(&disposable_lines.join("\n"));
-        let free_list = DomainList::parse(&free.join("\n"));
+        let mut lists = DomainLists::default();
+        lists
+            .disposable
+            .extend(disposable_lines.iter().map(String::as_str));
+        lists.free.extend(free.iter().map(String::as_str));
         let names: BTreeSet<&str> = first_names.iter().map(String::as_str).collect();
         let mut surnames: BTreeSet<String> = first_names.iter().cloned().collect();
         let mut organisation_domains = BTreeSet::new();
@@ -136,7 +139,7 @@ impl AddressSources {
             let Ok(parsed) = parse_address(address) else {
                 continue;
             };
-            if !disposable_list.covers(&parsed.domain) && !free_list.covers(&parsed.domain) {
+            if lists.classify(&parsed.domain) == DomainClass::Other {
                 organisation_domains.insert(parsed.domain.clone());
             }
             let words: Vec<&str> = parsed.local.split(['.', '_']).collect();
@@ -153,7 +156,7 @@ impl AddressSources {
         // parent or wildcard (`x.33mail.com`); legitimate addresses never draw those.
         let free: Vec<String> = free
             .into_iter()
-            .filter(|domain| !disposable_list.covers(domain))
+            .filter(|domain| !lists.disposable.covers(domain))
             .collect();
         if ham.is_empty()
             || first_names.is_empty()
