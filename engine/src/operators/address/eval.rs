@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::ml::metrics::{roc_auc, BinaryCounts};
 use crate::operators::address::features::LENGTH;
-use crate::operators::address::scorer::{AddressScorer, DecisionThresholds};
+use crate::operators::address::scorer::AddressScorer;
 use crate::operators::address::synth::LabeledAddress;
+use crate::operators::address::AddressOperatorConfig;
 
 /// Precision, recall and F1 at one threshold, and ROC-AUC of the scores.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -112,11 +113,9 @@ pub fn evaluate_pooled<'a>(
             }
         }
     }
-    let thresholds = settings.map_or(
-        DecisionThresholds {
-            review_at: 0.5,
-            block_at: 0.85,
-        },
+    // No parts at all: report against the default thresholds.
+    let thresholds = settings.map_or_else(
+        || AddressOperatorConfig::default().thresholds(),
         |(thresholds, _)| thresholds,
     );
     let flag = DetectionFigures::of(&risks, &labels, thresholds.review_at);
