@@ -11,6 +11,7 @@
 
 pub mod address;
 pub mod alert;
+pub mod email;
 pub mod flow;
 pub mod passthrough;
 
