@@ -155,6 +155,35 @@ enum TrainCommand {
         #[arg(long, default_value_t = 1.0)]
         l2_penalty: f64,
     },
+    /// Insider-threat email ensemble (autoencoder, one-class SVM, isolation forest) from a
+    /// folder of normal mail (`*.jsonl` email events, `*.eml`, `*.mbox`).
+    Email {
+        /// Folder of normal mail.
+        #[arg(long, default_value = "models/email/data/train")]
+        data: PathBuf,
+        /// Version name; the model goes to `<models>/email/<version>/`.
+        #[arg(long, default_value = "v1")]
+        version: String,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Engine config whose `[operators.email.features]` (organisation domains, work
+        /// hours, time zone, keywords, TF-IDF buckets) the features use; defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed of the held-out split, the one-class sample and the detectors.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Share of the mail held out for the detectors' score scales.
+        #[arg(long, default_value_t = 0.2)]
+        calibration_fraction: f64,
+        /// Most rows the one-class SVM is fitted on (quadratic cost).
+        #[arg(long, default_value_t = 2000)]
+        one_class_rows: usize,
+        /// ν of the one-class SVM.
+        #[arg(long, default_value_t = 0.05)]
+        nu: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +226,32 @@ enum GenerateCommand {
         /// Share held out.
         #[arg(long, default_value_t = 0.2)]
         holdout_fraction: f64,
+    },
+    /// An organisation's mail from SpamAssassin ham text with injected insider scenarios
+    /// (recipe: models/email/README.md): writes `train/emails.jsonl` (normal mail) and
+    /// `holdout/emails.jsonl` + `holdout/labels.csv` into `--out`.
+    Emails {
+        /// The ham corpus.
+        #[arg(long, default_value = "models/email/sources/ham.jsonl.gz")]
+        sources: PathBuf,
+        /// Output directory.
+        #[arg(long, default_value = "models/email/data")]
+        out: PathBuf,
+        /// People in the organisation.
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Insiders among them (holdout period).
+        #[arg(long, default_value_t = 8)]
+        insiders: usize,
+        /// Weeks of training mail and, after them, of holdout mail.
+        #[arg(long, default_value_t = 4)]
+        weeks: u32,
+        /// Share of ham texts reserved for the holdout period.
+        #[arg(long, default_value_t = 0.3)]
+        holdout_fraction: f64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -248,6 +303,23 @@ enum EvalCommand {
         /// Risk from which it is blocked.
         #[arg(long, default_value_t = 0.85)]
         block_at: f64,
+        /// Print the figures as one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Insider-threat email ensemble on a labelled mail folder (`labels.csv` beside the
+    /// mail, as `generate emails` writes): message ROC/PR-AUC, user recall in the top 5 %.
+    Email {
+        /// Labelled mail folder.
+        #[arg(long)]
+        data: PathBuf,
+        /// Model version directory (default: the newest under models/email).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Engine config whose `[operators.email]` settings (weights, vote percentile,
+        /// window, features) apply; defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Print the figures as one JSON object on the last line of stdout.
         #[arg(long)]
         json: bool,
@@ -412,6 +484,60 @@ pub fn main() -> ExitCode {
             seed,
             holdout_fraction,
         ),
+        Command::Train {
+            command:
+                TrainCommand::Email {
+                    data,
+                    version,
+                    models,
+                    config,
+                    seed,
+                    calibration_fraction,
+                    one_class_rows,
+                    nu,
+                },
+        } => crate::model_cli::train_email(
+            config.as_deref(),
+            crate::operators::email::train::TrainOptions {
+                data,
+                models,
+                version,
+                seed,
+                calibration_fraction,
+                one_class_rows,
+                nu,
+                ..Default::default()
+            },
+        ),
+        Command::Eval {
+            command:
+                EvalCommand::Email {
+                    data,
+                    model,
+                    config,
+                    json,
+                },
+        } => crate::model_cli::eval_email(&data, model.as_deref(), config.as_deref(), json),
+        Command::Generate {
+            command:
+                GenerateCommand::Emails {
+                    sources,
+                    out,
+                    users,
+                    insiders,
+                    weeks,
+                    holdout_fraction,
+                    seed,
+                },
+        } => crate::model_cli::generate_emails(&crate::operators::email::synth::GenerateOptions {
+            sources,
+            out,
+            users,
+            insiders,
+            weeks,
+            holdout_fraction,
+            seed,
+        }),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),

@@ -420,6 +420,7 @@ impl EngineConfig {
         for check in [
             self.operators.alert.validate(),
             self.operators.address.validate(),
+            self.operators.email.validate(),
         ] {
             if let Err(problem) = check {
                 problems.push(problem);

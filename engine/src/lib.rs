@@ -11,6 +11,7 @@
 //! - [`source`]: consumer, rebalance handling, batching; [`emit`]: producer and acks.
 //! - [`pipeline`]: the one loop that runs every operator.
 //! - [`operators`]: the operator trait and the operators.
+//! - [`state`]: partition-scoped keyed-state snapshots in sled (per-user email windows).
 //! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting, XGBoost
 //!   import, random and isolation forests, logistic regression, metrics, curve plots).
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
@@ -37,4 +38,5 @@ pub mod pipeline;
 pub mod scored;
 pub mod shutdown;
 pub mod source;
+pub mod state;
 pub mod telemetry;

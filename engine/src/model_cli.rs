@@ -375,3 +375,166 @@ mod tests {
         assert_eq!(rfc3339_utc(late), "2026-11-23T00:00:00Z");
     }
 }
+
+/// The `[operators.email]` section of `config` (a full engine config file), or defaults.
+fn email_config(
+    config: Option<&Path>,
+) -> Result<crate::operators::email::EmailOperatorConfig, ExitCode> {
+    let Some(path) = config else {
+        return Ok(Default::default());
+    };
+    crate::config::EngineConfig::load(path)
+        .map(|config| config.operators.email)
+        .map_err(|error| {
+            eprintln!("{}: {error}", path.display());
+            ExitCode::from(2)
+        })
+}
+
+/// `threatflow train email`.
+pub fn train_email(
+    config: Option<&Path>,
+    mut options: crate::operators::email::train::TrainOptions,
+) -> ExitCode {
+    let email = match email_config(config) {
+        Ok(email) => email,
+        Err(code) => return code,
+    };
+    if let Some(features) = email.features {
+        options.settings = features;
+    }
+    let started = std::time::Instant::now();
+    match crate::operators::email::train::train(
+        &options,
+        rfc3339_utc(std::time::SystemTime::now()),
+    ) {
+        Ok(summary) => {
+            let training = &summary.manifest.training;
+            let metrics = &summary.manifest.metrics;
+            println!(
+                "trained email model {} in {:.1} s on {} messages ({} refused): {} fitted, {} held out for the score scales; one-class SVM on {} rows kept {} support vectors; written to {}",
+                summary.manifest.version,
+                started.elapsed().as_secs_f64(),
+                training.messages,
+                training.refused,
+                training.fit_rows,
+                training.calibration_rows,
+                training.one_class_rows,
+                training.one_class_support_vectors,
+                summary.directory.display()
+            );
+            println!(
+                "held-out normal mail: voted anomalies (2 of 3 at p95) {:.4}; per detector {:?}; vote overlap (ae-ocsvm, ae-if, ocsvm-if) {:?}",
+                metrics.voted_share_at_p95,
+                metrics.detector_vote_share_at_p95,
+                metrics.vote_overlap
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("train email failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `threatflow eval email`.
+pub fn eval_email(data: &Path, model: Option<&Path>, config: Option<&Path>, json: bool) -> ExitCode {
+    use crate::operators::email::features::FeatureExtractor;
+    use crate::operators::email::model::EmailModel;
+    let email = match email_config(config) {
+        Ok(email) => email,
+        Err(code) => return code,
+    };
+    let directory = match model_directory("email", model) {
+        Ok(directory) => directory,
+        Err(code) => return code,
+    };
+    let loaded = EmailModel::load(&directory)
+        .map_err(|error| format!("cannot load {}: {error}", directory.display()))
+        .and_then(|model| {
+            let settings = email
+                .features
+                .clone()
+                .unwrap_or_else(|| model.manifest.feature_settings.clone());
+            FeatureExtractor::new(&settings).map(|extractor| (model, extractor))
+        });
+    let (model, extractor) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let window = email.window_settings(&model);
+    let evaluation = match crate::operators::email::eval::evaluate(
+        &model,
+        &extractor,
+        data,
+        &email.ensemble_settings(),
+        &window,
+    ) {
+        Ok(evaluation) => evaluation,
+        Err(error) => {
+            eprintln!("eval email failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{} messages ({} injected, {} refused) from {} users ({} insiders), model {}",
+        evaluation.messages,
+        evaluation.injected,
+        evaluation.refused,
+        evaluation.users,
+        evaluation.insiders,
+        model.manifest.version
+    );
+    println!(
+        "message level: ROC-AUC {:.4}, PR-AUC {:.4}; 2-of-3 vote precision {:.3}, recall {:.3}, false-positive rate {:.4}",
+        evaluation.message_auc,
+        evaluation.message_pr_auc,
+        evaluation.vote_precision,
+        evaluation.vote_recall,
+        evaluation.vote_false_positive_rate
+    );
+    println!(
+        "user level: recall of insiders in the top 5 % ({} users): {:.3}; user ROC-AUC {:.4}; by scenario {:?}",
+        evaluation.top_users,
+        evaluation.user_recall_at_5pct,
+        evaluation.user_auc,
+        evaluation.user_recall_by_scenario
+    );
+    for (user, rank, risk) in &evaluation.missed_insiders {
+        println!("missed insider {user}: rank {rank}, peak risk {risk:.4}");
+    }
+    println!(
+        "window: {} late events dropped; snapshot {:.0} bytes per active user",
+        evaluation.late_dropped, evaluation.snapshot_bytes_per_user
+    );
+    if json {
+        return print_json_line(&evaluation);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `threatflow generate emails`.
+pub fn generate_emails(options: &crate::operators::email::synth::GenerateOptions) -> ExitCode {
+    match crate::operators::email::synth::generate(options) {
+        Ok(summary) => {
+            println!(
+                "{} training and {} holdout messages ({} injected from {} insiders: {}) in {}",
+                summary.train_messages,
+                summary.holdout_messages,
+                summary.injected_messages,
+                summary.insiders.len(),
+                summary.insiders.join(", "),
+                options.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("generate emails failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

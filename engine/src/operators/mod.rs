@@ -138,6 +138,9 @@ pub struct OperatorsConfig {
     /// The sender-address fraud operator.
     #[serde(default)]
     pub address: address::AddressOperatorConfig,
+    /// The insider-threat email operator.
+    #[serde(default)]
+    pub email: email::EmailOperatorConfig,
 }
 
 /// One stream operator.

@@ -19,7 +19,10 @@
 //! then `tfidf_00…`: the subject and body's words (lower-cased letters and digits, 2–30
 //! characters, not all digits) hashed (FNV-1a, stable across builds and platforms) into
 //! `tfidf_buckets` buckets, each weighted `(1 + ln tf) · idf` with the IDF learned at training
-//! time, the vector L2-normalised.
+//! time, the vector L2-normalised. Default 8 buckets: on the generated holdout, 64 / 16 / 8
+//! buckets gave message ROC-AUC 0.859 / 0.952 / 0.982 and user recall in the top 5 %
+//! 0.50 / 0.875 / 0.875 — more text columns drown the behavioural ones (the isolation forest
+//! picks columns uniformly; the autoencoder and SVM weigh every column alike).
 //!
 //! "Internal" is a recipient at one of `organization_domains` (or a subdomain), or at the
 //! sender's own domain when that list is empty.
@@ -92,7 +95,7 @@ fn default_work_days() -> Vec<String> {
 }
 
 fn default_tfidf_buckets() -> usize {
-    64
+    8
 }
 
 /// How features are computed; stored in the model (training used it) and overridable in
