@@ -305,7 +305,7 @@ mod tests {
         let settings = WindowSettings::default();
         let mut windows = PartitionWindows::default();
         windows.fold(0, "old", sighting(0, 0.5, false), &settings);
-        windows.fold(1, "busy", sighting(DAY, 0.5, false), &settings);
+        windows.fold(1, "busy", sighting(DAY / 2, 0.5, false), &settings);
         windows.fold(2, "busy", sighting(8 * DAY, 0.5, false), &settings);
         // Stream time 8 days: "old" has nothing in the window but is idle only 8 days,
         // within window + lateness? No: 8 d > 7 d + 1 h.
@@ -332,18 +332,22 @@ mod tests {
         assert!((stats.max_score - 0.9).abs() < 1e-6);
         assert!((stats.top3_mean - 0.7).abs() < 1e-6);
         assert_eq!(stats.voted_anomalies, 2);
-        // P(X < 2) for Binomial(4, 0.05) = 0.95⁴ + 4·0.05·0.95³.
-        let expected = 0.95f64.powi(4) + 4.0 * 0.05 * 0.95f64.powi(3);
-        assert!((stats.vote_surprise - expected).abs() < 1e-9);
         assert!((stats.recent_mean - 0.85).abs() < 1e-6);
-        // Baseline: starts at 0.2, moves by 1 − e^(−Δt/τ) toward each later score.
+        // Baselines: the score from 0.2 and the vote rate from 0.05, each moved by
+        // 1 − e^(−Δt/τ) toward each later message.
         let tau = settings.baseline_tau_ms as f64;
-        let mut baseline = 0.2f64;
-        for (gap, score) in [(DAY, 0.4f32), (4 * DAY, 0.9), (HOUR, 0.8)] {
-            baseline += (1.0 - (-(gap as f64) / tau).exp()) * (f64::from(score) - baseline);
+        let (mut baseline, mut rate) = (0.2f64, 0.05f64);
+        for (gap, score, voted) in [(DAY, 0.4f32, 0.0), (4 * DAY, 0.9, 1.0), (HOUR, 0.8, 1.0)] {
+            let alpha = 1.0 - (-(gap as f64) / tau).exp();
+            baseline += alpha * (f64::from(score) - baseline);
+            rate += alpha * (voted - rate);
         }
+        assert!(rate > 0.05);
+        // P(X < 2) for Binomial(4, p) = (1 − p)⁴ + 4p(1 − p)³, p the user's own rate.
+        let expected = (1.0 - rate).powi(4) + 4.0 * rate * (1.0 - rate).powi(3);
+        assert!((stats.vote_surprise - expected).abs() < 1e-9);
         assert!((stats.baseline - baseline).abs() < 1e-6);
-        assert!((stats.trend - (stats.recent_mean - baseline)).abs() < 1e-9);
+        assert!((stats.trend - (stats.recent_mean - stats.baseline)).abs() < 1e-9);
         assert!((stats.message_risk - (0.6 * expected + 0.4 * stats.top3_mean)).abs() < 1e-9);
         assert!(windows.stats("nobody", &settings).is_none());
     }
