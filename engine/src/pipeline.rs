@@ -333,6 +333,8 @@ fn start_workers(
             model_dir: &config.storage.model_dir,
             state_dir: &config.storage.state_dir,
             operators: &config.operators,
+            input_topic: &binding.topic,
+            kafka: Some(&config.kafka),
         };
         operator
             .start(&context)

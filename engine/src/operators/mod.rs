@@ -123,6 +123,11 @@ pub struct OperatorContext<'a> {
     pub state_dir: &'a Path,
     /// The `[operators]` config section.
     pub operators: &'a OperatorsConfig,
+    /// The input topic the operator is bound to (keyed state is stored per topic).
+    pub input_topic: &'a str,
+    /// The engine's Kafka settings, for operators that read another topic (behaviour feeds);
+    /// `None` offline (tests, eval).
+    pub kafka: Option<&'a crate::config::KafkaConfig>,
 }
 
 /// `[operators.*]`: per-operator settings, each with defaults.
@@ -193,6 +198,8 @@ pub enum OperatorKind {
     Alert,
     /// Email addresses (address records, or the sender of emails): fraud risk and decision.
     Address,
+    /// Emails: insider-threat anomaly ensemble per message and windowed risk per user.
+    Email,
 }
 
 impl OperatorKind {
@@ -203,6 +210,7 @@ impl OperatorKind {
             Self::Flow => "flow",
             Self::Alert => "alert",
             Self::Address => "address",
+            Self::Email => "email",
         }
     }
 
@@ -213,6 +221,7 @@ impl OperatorKind {
             Self::Flow => schema == SchemaKind::Flow,
             Self::Alert => schema == SchemaKind::Alert,
             Self::Address => matches!(schema, SchemaKind::Address | SchemaKind::Email),
+            Self::Email => schema == SchemaKind::Email,
         }
     }
 
@@ -223,6 +232,7 @@ impl OperatorKind {
             Self::Flow => Box::new(flow::FlowOperator::default()),
             Self::Alert => Box::new(alert::AlertOperator::default()),
             Self::Address => Box::new(address::AddressOperator::default()),
+            Self::Email => Box::new(email::EmailOperator::default()),
         }
     }
 }

@@ -236,6 +236,8 @@ fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
         model_dir: &models,
         state_dir: state.path(),
         operators: &operators,
+        input_topic: "test",
+        kafka: None,
     };
     let mut operator = AlertOperator::default();
     operator.start(&context).unwrap();

@@ -195,6 +195,8 @@ fn start_loads_the_newest_version_and_refuses_a_missing_one() {
         model_dir: &models,
         state_dir: state.path(),
         operators: &operators,
+        input_topic: "test",
+        kafka: None,
     };
     let mut operator = FlowOperator::default();
     operator.start(&context).unwrap();
