@@ -426,16 +426,19 @@ impl EngineConfig {
                 problems.push(problem);
             }
         }
-        let alert_entity_topic = self.operators.alert.entity_topic.as_str();
-        if !alert_entity_topic.is_empty()
-            && self
-                .bindings
-                .iter()
-                .any(|binding| binding.topic == alert_entity_topic)
-        {
-            problems.push(format!(
-                "operators.alert.entity_topic {alert_entity_topic:?} is also an input (would loop)"
-            ));
+        for (name, topic) in [
+            (
+                "operators.alert.entity_topic",
+                &self.operators.alert.entity_topic,
+            ),
+            (
+                "operators.email.user_topic",
+                &self.operators.email.user_topic,
+            ),
+        ] {
+            if !topic.is_empty() && self.bindings.iter().any(|binding| &binding.topic == topic) {
+                problems.push(format!("{name} {topic:?} is also an input (would loop)"));
+            }
         }
         for id in self.schema_ids.keys() {
             if id.parse::<u32>().is_err() {

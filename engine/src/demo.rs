@@ -129,8 +129,10 @@ struct Stream {
 pub struct DemoTopics {
     streams: Vec<Stream>,
     dead_letter: String,
-    /// Per-entity behaviour records of the alert operator.
+    /// Per-entity behaviour records of the alert operator (fused into email user risk).
     entities: String,
+    /// Per-user risk records of the email operator.
+    email_users: String,
 }
 
 impl DemoTopics {
@@ -153,6 +155,7 @@ impl DemoTopics {
             streams,
             dead_letter: format!("threatflow.dlq{suffix}"),
             entities: format!("scored.entities{suffix}"),
+            email_users: format!("scored.email-users{suffix}"),
         }
     }
 
@@ -160,7 +163,11 @@ impl DemoTopics {
         self.streams
             .iter()
             .flat_map(|stream| [stream.input.as_str(), stream.output.as_str()])
-            .chain([self.dead_letter.as_str(), self.entities.as_str()])
+            .chain([
+                self.dead_letter.as_str(),
+                self.entities.as_str(),
+                self.email_users.as_str(),
+            ])
     }
 
     fn outputs(&self) -> impl Iterator<Item = &str> {
@@ -182,12 +189,14 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
     let operator_for = |kind: SchemaKind| match kind {
         SchemaKind::Flow if has_model("flow") => OperatorKind::Flow,
         SchemaKind::Alert if has_model("alert") => OperatorKind::Alert,
-        // Emails get their senders scored until the email operator lands.
-        SchemaKind::Address | SchemaKind::Email if has_model("address") => OperatorKind::Address,
+        SchemaKind::Email if has_model("email") => OperatorKind::Email,
+        SchemaKind::Address if has_model("address") => OperatorKind::Address,
         _ => OperatorKind::Passthrough,
     };
     let mut operators = crate::operators::OperatorsConfig::default();
     operators.alert.entity_topic = topics.entities.clone();
+    operators.email.behaviour_topic = topics.entities.clone();
+    operators.email.user_topic = topics.email_users.clone();
     EngineConfig {
         kafka: KafkaConfig {
             brokers: brokers.to_owned(),
@@ -228,7 +237,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
     }
 }
 
-/// The model root the demo uses: `./models` when it holds a flow, alert or address model (the README
+/// The model root the demo uses: `./models` when it holds a flow, alert, address or email model (the README
 /// runs the demo from the repository root), else the repository's `models/` this binary was
 /// built from. `None` when neither has one; streams without a model run `passthrough`.
 pub fn demo_model_dir() -> Option<PathBuf> {
@@ -236,7 +245,7 @@ pub fn demo_model_dir() -> Option<PathBuf> {
     [PathBuf::from("models"), built_from]
         .into_iter()
         .find(|root| {
-            ["flow", "alert", "address"]
+            ["flow", "alert", "address", "email"]
                 .iter()
                 .any(|operator| newest_version(&root.join(operator)).is_some())
         })

@@ -404,10 +404,8 @@ pub fn train_email(
         options.settings = features;
     }
     let started = std::time::Instant::now();
-    match crate::operators::email::train::train(
-        &options,
-        rfc3339_utc(std::time::SystemTime::now()),
-    ) {
+    match crate::operators::email::train::train(&options, rfc3339_utc(std::time::SystemTime::now()))
+    {
         Ok(summary) => {
             let training = &summary.manifest.training;
             let metrics = &summary.manifest.metrics;
@@ -439,7 +437,12 @@ pub fn train_email(
 }
 
 /// `threatflow eval email`.
-pub fn eval_email(data: &Path, model: Option<&Path>, config: Option<&Path>, json: bool) -> ExitCode {
+pub fn eval_email(
+    data: &Path,
+    model: Option<&Path>,
+    config: Option<&Path>,
+    json: bool,
+) -> ExitCode {
     use crate::operators::email::features::FeatureExtractor;
     use crate::operators::email::model::EmailModel;
     let email = match email_config(config) {

@@ -115,9 +115,8 @@ impl Autoencoder {
     /// Glorot-uniform initial weights, zero biases.
     fn initial(inputs: usize, hidden: usize, rng: &mut StdRng) -> Self {
         let limit = (6.0 / (inputs + hidden) as f64).sqrt();
-        let mut uniform = |n: usize| -> Vec<f64> {
-            (0..n).map(|_| rng.gen_range(-limit..limit)).collect()
-        };
+        let mut uniform =
+            |n: usize| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-limit..limit)).collect() };
         Self {
             inputs,
             hidden,
@@ -322,7 +321,9 @@ mod tests {
         let off = [0.0, 0.0, 0.0, 0.0, 0.0, 2.0];
         assert!(model.score(&off) > 20.0 * mean(&model));
         let errors = model.column_errors(&off);
-        let worst = (0..6).max_by(|&a, &b| errors[a].total_cmp(&errors[b])).unwrap();
+        let worst = (0..6)
+            .max_by(|&a, &b| errors[a].total_cmp(&errors[b]))
+            .unwrap();
         assert_eq!(worst, 5, "{errors:?}");
         assert_eq!(Autoencoder::fit(&rows, &params).unwrap(), model);
         model.validate().unwrap();
@@ -331,8 +332,11 @@ mod tests {
     #[test]
     fn bad_input_and_shapes_are_refused() {
         assert!(Autoencoder::fit(&[], &AutoencoderParams::default()).is_err());
-        assert!(Autoencoder::fit(&[vec![1.0], vec![1.0, 2.0]], &AutoencoderParams::default()).is_err());
-        let mut model = Autoencoder::fit(&plane_rows(10, 1), &AutoencoderParams::default()).unwrap();
+        assert!(
+            Autoencoder::fit(&[vec![1.0], vec![1.0, 2.0]], &AutoencoderParams::default()).is_err()
+        );
+        let mut model =
+            Autoencoder::fit(&plane_rows(10, 1), &AutoencoderParams::default()).unwrap();
         model.b2.pop();
         assert!(model.validate().is_err());
     }

@@ -66,7 +66,11 @@ impl OneClassSvm {
     /// `f(x)`: positive inside the normal region.
     pub fn decision(&self, row: &[f64]) -> f64 {
         let mut sum = 0.0;
-        for (vector, alpha) in self.support.chunks_exact(self.inputs).zip(&self.coefficients) {
+        for (vector, alpha) in self
+            .support
+            .chunks_exact(self.inputs)
+            .zip(&self.coefficients)
+        {
             let distance: f64 = vector.iter().zip(row).map(|(s, x)| (s - x) * (s - x)).sum();
             sum += alpha * (-distance / self.kernel_width).exp();
         }
@@ -89,7 +93,11 @@ impl OneClassSvm {
             && self.support.len() == self.coefficients.len() * self.inputs
             && self.kernel_width > 0.0
             && self.rho.is_finite()
-            && self.support.iter().chain(&self.coefficients).all(|v| v.is_finite());
+            && self
+                .support
+                .iter()
+                .chain(&self.coefficients)
+                .all(|v| v.is_finite());
         ok.then_some(())
             .ok_or_else(|| "one-class SVM does not match its shape".to_owned())
     }

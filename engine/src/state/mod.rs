@@ -45,7 +45,9 @@ pub struct CheckpointStore {
 
 impl std::fmt::Debug for CheckpointStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointStore").field("path", &self.path).finish()
+        f.debug_struct("CheckpointStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -85,7 +87,11 @@ impl CheckpointStore {
 
     /// The saved state of `partition`, if any.
     pub fn load<T: DeserializeOwned>(&self, partition: i32) -> Result<Option<T>, StateError> {
-        let Some(bytes) = self.db.get(partition.to_be_bytes()).map_err(self.sled_error())? else {
+        let Some(bytes) = self
+            .db
+            .get(partition.to_be_bytes())
+            .map_err(self.sled_error())?
+        else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
@@ -113,7 +119,13 @@ impl CheckpointStore {
 fn sanitize(topic: &str) -> String {
     topic
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -62,7 +62,10 @@ pub fn parse_record(key: Option<&[u8]>, payload: &[u8], field: &str) -> Option<(
     if !score.is_finite() {
         return None;
     }
-    let user = match (scored.labels.get("entity_type"), scored.labels.get("entity")) {
+    let user = match (
+        scored.labels.get("entity_type"),
+        scored.labels.get("entity"),
+    ) {
         (Some(kind), Some(entity)) if kind == "user" => user_key(entity)?,
         (Some(_), Some(_)) => return None,
         _ => {
@@ -81,10 +84,9 @@ fn decode_scored(payload: &[u8]) -> Option<Scored> {
     if payload.first() == Some(&b'{') {
         return serde_json::from_slice(payload).ok();
     }
-    let reader =
-        apache_avro::reader::datum::GenericDatumReader::builder(&bundled_schemas().scored)
-            .build()
-            .ok()?;
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&bundled_schemas().scored)
+        .build()
+        .ok()?;
     let read = |mut datum: &[u8]| {
         reader
             .read_value(&mut datum)

@@ -147,25 +147,38 @@ impl EmailOperatorConfig {
             return fail("weights must be non-negative with a positive sum".into());
         }
         if !(50.0..=99.9).contains(&self.vote_percentile) {
-            return fail(format!("vote_percentile {} outside 50–99.9", self.vote_percentile));
+            return fail(format!(
+                "vote_percentile {} outside 50–99.9",
+                self.vote_percentile
+            ));
         }
         if !(1..=3).contains(&self.votes_needed) {
             return fail("votes_needed must be 1–3".into());
         }
-        if self.window_ms == 0 || self.trend_recent_ms > self.window_ms || self.baseline_tau_ms == 0 {
-            return fail("need window_ms > 0, trend_recent_ms ≤ window_ms, baseline_tau_ms > 0".into());
+        if self.window_ms == 0 || self.trend_recent_ms > self.window_ms || self.baseline_tau_ms == 0
+        {
+            return fail(
+                "need window_ms > 0, trend_recent_ms ≤ window_ms, baseline_tau_ms > 0".into(),
+            );
         }
         if !(0.0..=1.0).contains(&self.user_min_change) {
             return fail("user_min_change outside 0–1".into());
         }
-        if self.message_weight < 0.0 || self.behaviour_weight < 0.0 || self.message_weight + self.behaviour_weight <= 0.0 {
-            return fail("message_weight and behaviour_weight must be non-negative, not both 0".into());
+        if self.message_weight < 0.0
+            || self.behaviour_weight < 0.0
+            || self.message_weight + self.behaviour_weight <= 0.0
+        {
+            return fail(
+                "message_weight and behaviour_weight must be non-negative, not both 0".into(),
+            );
         }
         if self.user_timer_ms == 0 || self.checkpoint_interval_ms == 0 {
             return fail("user_timer_ms and checkpoint_interval_ms must be positive".into());
         }
         if let Some(features) = &self.features {
-            features.validate().map_err(|e| format!("operators.email.features: {e}"))?;
+            features
+                .validate()
+                .map_err(|e| format!("operators.email.features: {e}"))?;
         }
         Ok(())
     }

@@ -135,7 +135,10 @@ pub fn evaluate(
         }
     }
     let vote_counts = BinaryCounts::at_threshold(
-        &votes.iter().map(|v| f64::from(u8::from(*v))).collect::<Vec<_>>(),
+        &votes
+            .iter()
+            .map(|v| f64::from(u8::from(*v)))
+            .collect::<Vec<_>>(),
         &truth,
         0.5,
     );
@@ -153,7 +156,10 @@ pub fn evaluate(
         }
     }
     let user_scores: Vec<f64> = ranked.iter().map(|(_, r)| *r).collect();
-    let user_truth: Vec<bool> = ranked.iter().map(|(u, _)| insiders.contains_key(*u)).collect();
+    let user_truth: Vec<bool> = ranked
+        .iter()
+        .map(|(u, _)| insiders.contains_key(*u))
+        .collect();
     let snapshot_bytes = serde_json::to_vec(&windows).map_or(0, |b| b.len());
     Ok(EmailEvaluation {
         messages: scores.len(),

@@ -264,7 +264,12 @@ impl FeatureExtractor {
             .count();
         let bcc_only = !message.bcc.is_empty() && message.to.is_empty() && message.cc.is_empty();
         let angle = std::f64::consts::TAU * self.local_day_fraction(sent_ms);
-        let text = || message.subject.split_whitespace().chain(message.body.split_whitespace());
+        let text = || {
+            message
+                .subject
+                .split_whitespace()
+                .chain(message.body.split_whitespace())
+        };
         let keywords = words(&message.subject)
             .chain(words(&message.body))
             .filter(|word| self.is_keyword(word))
@@ -455,7 +460,10 @@ mod tests {
     #[test]
     fn buckets_are_stable_and_words_are_filtered() {
         // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c.
-        assert_eq!(bucket("a", 1 << 20), (0xaf63_dc4c_8601_ec8c_u64 % (1 << 20)) as usize);
+        assert_eq!(
+            bucket("a", 1 << 20),
+            (0xaf63_dc4c_8601_ec8c_u64 % (1 << 20)) as usize
+        );
         let e = extractor(FeatureSettings {
             tfidf_buckets: 8,
             ..FeatureSettings::default()

@@ -422,7 +422,10 @@ AAECAwQFBgcICQ==\r\n\
         assert_eq!(messages[1].message, Err(MessageError::NoSender));
         assert_eq!(ids[2], "m1@corp.example");
         assert_eq!(ids[3], "m1@corp.example");
-        assert_eq!(messages[4].message.as_ref().unwrap().from, "bob@corp.example");
+        assert_eq!(
+            messages[4].message.as_ref().unwrap().from,
+            "bob@corp.example"
+        );
         assert_eq!(messages.len(), 5);
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(

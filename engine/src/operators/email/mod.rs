@@ -47,8 +47,7 @@ pub use config::EmailOperatorConfig;
 
 use crate::events::InputEvent;
 use crate::operators::{
-    model_version_dir, ExtraRecord, Operator, OperatorContext, OperatorError, Outcome,
-    SourcedEvent,
+    model_version_dir, ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
 };
 use crate::scored::now_ms;
 use crate::state::CheckpointStore;
@@ -166,7 +165,11 @@ impl EmailOperator {
         windows.expire(&loaded.window);
         let stats = windows.stats(&user, &loaded.window);
         let behaviour = self.behaviour.as_ref().and_then(|feed| {
-            feed.score(&user, sent_ms, i64::try_from(self.config.behaviour_max_age_ms).unwrap_or(i64::MAX))
+            feed.score(
+                &user,
+                sent_ms,
+                i64::try_from(self.config.behaviour_max_age_ms).unwrap_or(i64::MAX),
+            )
         });
         let user_risk = stats.map(|s| self.config.fuse(s.message_risk, behaviour));
         let scored = output::message_record(
@@ -319,8 +322,12 @@ impl Operator for EmailOperator {
         self.store = Some(store);
         if let (false, Some(kafka)) = (self.config.behaviour_topic.is_empty(), context.kafka) {
             self.behaviour = Some(
-                BehaviourFeed::start(kafka, &self.config.behaviour_topic, &self.config.behaviour_field)
-                    .map_err(|e| OperatorError::Model(format!("behaviour feed: {e}")))?,
+                BehaviourFeed::start(
+                    kafka,
+                    &self.config.behaviour_topic,
+                    &self.config.behaviour_field,
+                )
+                .map_err(|e| OperatorError::Model(format!("behaviour feed: {e}")))?,
             );
         }
         Ok(())
@@ -339,7 +346,11 @@ impl Operator for EmailOperator {
 
     fn tick(&mut self, now: SystemTime) -> Vec<ExtraRecord> {
         let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
-        if self.dirty && self.last_checkpoint.is_none_or(|at| at.elapsed() >= interval) {
+        if self.dirty
+            && self
+                .last_checkpoint
+                .is_none_or(|at| at.elapsed() >= interval)
+        {
             if let Err(error) = self.save_all() {
                 tracing::error!(%error, "email state checkpoint failed");
             }

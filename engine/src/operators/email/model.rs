@@ -199,7 +199,12 @@ pub struct EmailModel {
 }
 
 /// The raw feature row of `message`: numeric columns, then the TF-IDF buckets.
-pub fn raw_features(extractor: &FeatureExtractor, idf: &[f64], message: &MailMessage, sent_ms: i64) -> Vec<f64> {
+pub fn raw_features(
+    extractor: &FeatureExtractor,
+    idf: &[f64],
+    message: &MailMessage,
+    sent_ms: i64,
+) -> Vec<f64> {
     let mut row = extractor.numeric(message, sent_ms).to_vec();
     row.extend(tfidf(&extractor.term_counts(message), idf));
     row
@@ -285,7 +290,8 @@ impl EmailModel {
         let extractor =
             FeatureExtractor::new(&manifest.feature_settings).map_err(ModelError::Invalid)?;
         let width = manifest.features.len();
-        let read = |artifact: &ArtifactRef| (directory, artifact.path.clone(), artifact.sha256.clone());
+        let read =
+            |artifact: &ArtifactRef| (directory, artifact.path.clone(), artifact.sha256.clone());
         let (dir, path, sha) = read(&manifest.preprocess);
         let preprocess: Preprocess = read_json(dir, &path, &sha)?;
         let buckets = manifest.feature_settings.tfidf_buckets;
@@ -294,7 +300,9 @@ impl EmailModel {
             || preprocess.idf.len() != buckets
             || preprocess.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
         {
-            return Err(ModelError::Invalid("preprocess.json does not fit the features".into()));
+            return Err(ModelError::Invalid(
+                "preprocess.json does not fit the features".into(),
+            ));
         }
         let (dir, path, sha) = read(&manifest.autoencoder);
         let autoencoder: Autoencoder = read_json(dir, &path, &sha)?;
@@ -314,7 +322,9 @@ impl EmailModel {
             || isolation_forest.feature_count != width
             || scales.detectors.len() != DETECTORS.len()
         {
-            return Err(ModelError::Invalid("detectors do not fit the feature width".into()));
+            return Err(ModelError::Invalid(
+                "detectors do not fit the feature width".into(),
+            ));
         }
         Ok(Self {
             manifest,
@@ -330,20 +340,33 @@ impl EmailModel {
     /// Writes the version into `directory`, filling in the file references.
     pub fn save(&mut self, directory: &Path) -> Result<(), ModelError> {
         let manifest = &mut self.manifest;
-        let write = |name: &str, sha: Result<String, ArtifactError>| -> Result<ArtifactRef, ModelError> {
-            Ok(ArtifactRef {
-                path: name.to_owned(),
-                sha256: sha?,
-            })
-        };
-        manifest.preprocess = write("preprocess.json", write_json(directory, "preprocess.json", &self.preprocess))?;
-        manifest.autoencoder = write("autoencoder.json", write_json(directory, "autoencoder.json", &self.autoencoder))?;
-        manifest.one_class = write("one_class.json", write_json(directory, "one_class.json", &self.one_class))?;
+        let write =
+            |name: &str, sha: Result<String, ArtifactError>| -> Result<ArtifactRef, ModelError> {
+                Ok(ArtifactRef {
+                    path: name.to_owned(),
+                    sha256: sha?,
+                })
+            };
+        manifest.preprocess = write(
+            "preprocess.json",
+            write_json(directory, "preprocess.json", &self.preprocess),
+        )?;
+        manifest.autoencoder = write(
+            "autoencoder.json",
+            write_json(directory, "autoencoder.json", &self.autoencoder),
+        )?;
+        manifest.one_class = write(
+            "one_class.json",
+            write_json(directory, "one_class.json", &self.one_class),
+        )?;
         manifest.isolation_forest = write(
             "isolation_forest.json",
             write_json(directory, "isolation_forest.json", &self.isolation_forest),
         )?;
-        manifest.scales = write("scales.json", write_json(directory, "scales.json", &self.scales))?;
+        manifest.scales = write(
+            "scales.json",
+            write_json(directory, "scales.json", &self.scales),
+        )?;
         write_pretty_json(&directory.join("manifest.json"), manifest)?;
         Ok(())
     }

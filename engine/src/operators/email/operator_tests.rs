@@ -83,7 +83,11 @@ fn normal_week(partition: i32, first_offset: i64) -> Vec<SourcedEvent> {
         for user in 0..6 {
             for k in 0..2 {
                 let at = MONDAY_10 + day * DAY + (user * 2 + k) * 600_000;
-                events.push(sourced(partition, offset, normal(&format!("user{user}@corp.example"), at)));
+                events.push(sourced(
+                    partition,
+                    offset,
+                    normal(&format!("user{user}@corp.example"), at),
+                ));
                 offset += 1;
             }
         }
@@ -103,16 +107,35 @@ fn messages_are_scored_with_detectors_votes_user_and_explanation() {
     assert_eq!(record.operator, "email");
     assert_eq!(record.labels["user"], "user0");
     assert_eq!(record.labels["window"], "folded");
-    for key in ["anomaly_score", "autoencoder", "one_class", "isolation_forest", "user_risk", "votes"] {
+    for key in [
+        "anomaly_score",
+        "autoencoder",
+        "one_class",
+        "isolation_forest",
+        "user_risk",
+        "votes",
+    ] {
         assert!(record.scores.contains_key(key), "{key}");
     }
-    assert!(record.explanation.iter().any(|c| c.name.starts_with("detector:")));
+    assert!(record
+        .explanation
+        .iter()
+        .any(|c| c.name.starts_with("detector:")));
     assert_eq!(record.explanation.len(), 5 + 3);
-    let bad = operator.score_batch(&[sourced(0, 99, exfiltration("Jane <jane@corp.example>", MONDAY_10 + 5 * DAY + 3 * 3_600_000))]);
+    let bad = operator.score_batch(&[sourced(
+        0,
+        99,
+        exfiltration(
+            "Jane <jane@corp.example>",
+            MONDAY_10 + 5 * DAY + 3 * 3_600_000,
+        ),
+    )]);
     let (bad_record, _) = scored(&bad[0]);
     assert!(bad_record.scores["anomaly_score"] > record.scores["anomaly_score"]);
     assert_eq!(bad_record.labels["voted_anomaly"], "true");
-    assert!(bad_record.thresholds_crossed.contains(&"voted_anomaly".to_owned()));
+    assert!(bad_record
+        .thresholds_crossed
+        .contains(&"voted_anomaly".to_owned()));
 }
 
 #[test]
@@ -151,7 +174,10 @@ fn malformed_mail_is_rejected_without_quoting_it() {
         let Outcome::Rejected { detail } = outcome else {
             panic!("expected a rejection");
         };
-        assert!(!detail.contains("launch") && !detail.contains("secret"), "{detail}");
+        assert!(
+            !detail.contains("launch") && !detail.contains("secret"),
+            "{detail}"
+        );
     }
 }
 
@@ -168,7 +194,9 @@ fn an_insiders_user_risk_rises_above_the_benign_users() {
     }
     let outcomes = operator.score_batch(&events);
     let users: Vec<&ExtraRecord> = outcomes.iter().flat_map(|o| scored(o).1).collect();
-    assert!(users.iter().all(|r| r.topic == "scored.email-users" && r.scored.labels["entity_type"] == "user"));
+    assert!(users
+        .iter()
+        .all(|r| r.topic == "scored.email-users" && r.scored.labels["entity_type"] == "user"));
     let last_risk = |user: &str| {
         users
             .iter()
@@ -179,7 +207,11 @@ fn an_insiders_user_risk_rises_above_the_benign_users() {
     };
     let insider = last_risk("user3");
     for benign in ["user0", "user1", "user2", "user4", "user5"] {
-        assert!(insider > last_risk(benign) + 0.2, "{insider} vs {benign} {}", last_risk(benign));
+        assert!(
+            insider > last_risk(benign) + 0.2,
+            "{insider} vs {benign} {}",
+            last_risk(benign)
+        );
     }
     let record = users.iter().rev().find(|r| r.key == "user3").unwrap();
     assert!(record.scored.scores["voted_anomalies"] >= 2.0);
@@ -191,12 +223,18 @@ fn an_insiders_user_risk_rises_above_the_benign_users() {
 #[test]
 fn state_restored_after_a_restart_equals_the_state_before_and_replays_are_not_folded_twice() {
     let state = tempfile::tempdir().unwrap();
-    let first_events: Vec<SourcedEvent> = normal_week(0, 0).into_iter().chain(normal_week(3, 100)).collect();
+    let first_events: Vec<SourcedEvent> = normal_week(0, 0)
+        .into_iter()
+        .chain(normal_week(3, 100))
+        .collect();
     let (before_0, before_3) = {
         let mut operator = started(state.path(), EmailOperatorConfig::default());
         operator.score_batch(&first_events);
         operator.checkpoint().unwrap();
-        (operator.partition_state(0).unwrap().clone(), operator.partition_state(3).unwrap().clone())
+        (
+            operator.partition_state(0).unwrap().clone(),
+            operator.partition_state(3).unwrap().clone(),
+        )
     };
     assert_eq!(before_0.next_offset, 60);
     assert_eq!(before_3.next_offset, 160);
@@ -208,9 +246,16 @@ fn state_restored_after_a_restart_equals_the_state_before_and_replays_are_not_fo
     for outcome in &outcomes {
         assert_eq!(scored(outcome).0.labels["window"], "replayed");
     }
-    let users_before: Vec<_> = before_0.users.iter().map(|(k, w)| (k.clone(), w.sightings.clone())).collect();
+    let users_before: Vec<_> = before_0
+        .users
+        .iter()
+        .map(|(k, w)| (k.clone(), w.sightings.clone()))
+        .collect();
     for (user, sightings) in users_before {
-        assert_eq!(restarted.partition_state(0).unwrap().users[&user].sightings, sightings);
+        assert_eq!(
+            restarted.partition_state(0).unwrap().users[&user].sightings,
+            sightings
+        );
     }
 }
 
@@ -227,13 +272,23 @@ fn late_events_are_counted_and_the_timer_emits_changed_users_and_heartbeats() {
     let outcomes = operator.score_batch(&normal_week(0, 0));
     // The first record of a user is always due.
     assert_eq!(outcomes.iter().map(|o| scored(o).1.len()).sum::<usize>(), 6);
-    let late = operator.score_batch(&[sourced(0, 500, normal("user1@corp.example", MONDAY_10 - 3 * DAY))]);
+    let late = operator.score_batch(&[sourced(
+        0,
+        500,
+        normal("user1@corp.example", MONDAY_10 - 3 * DAY),
+    )]);
     assert_eq!(scored(&late[0]).0.labels["window"], "late");
     assert_eq!(operator.partition_state(0).unwrap().late_dropped, 1);
     std::thread::sleep(std::time::Duration::from_millis(5));
     let records = operator.tick(SystemTime::now());
-    assert_eq!(records.len(), 6, "every user: changed or due for a heartbeat");
-    assert!(records.iter().all(|r| r.scored.labels["trigger"] == "timer"));
+    assert_eq!(
+        records.len(),
+        6,
+        "every user: changed or due for a heartbeat"
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.scored.labels["trigger"] == "timer"));
     // The tick also checkpointed the dirty state.
     drop(operator);
     let reopened = crate::state::CheckpointStore::open(state.path(), "email", "emails").unwrap();

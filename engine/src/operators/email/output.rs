@@ -63,7 +63,14 @@ pub fn message_record(
             name: format!("detector:{name}"),
             value: Some(score.normalized[index]),
             contribution: config.weights[index] * score.normalized[index] / total_weight,
-            detail: Some(if score.votes[index] { "votes" } else { "no vote" }.to_owned()),
+            detail: Some(
+                if score.votes[index] {
+                    "votes"
+                } else {
+                    "no vote"
+                }
+                .to_owned(),
+            ),
         });
     }
     if let Some(stats) = stats {
@@ -181,7 +188,12 @@ pub fn user_record(
                 ("entity".to_owned(), user.to_owned()),
                 (
                     "behaviour".to_owned(),
-                    if behaviour.is_some() { "present" } else { "absent" }.to_owned(),
+                    if behaviour.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    }
+                    .to_owned(),
                 ),
                 ("trigger".to_owned(), trigger.to_owned()),
             ]),

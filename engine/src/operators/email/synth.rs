@@ -43,19 +43,79 @@ use crate::operators::email::features::bucket;
 /// Domain of the synthetic organisation.
 pub const ORG_DOMAIN: &str = "corp.example";
 /// Scenario names, in the order insiders get them.
-pub const SCENARIOS: [&str; 3] = ["offhours_exfiltration", "bcc_distribution", "attachment_spike"];
+pub const SCENARIOS: [&str; 3] = [
+    "offhours_exfiltration",
+    "bcc_distribution",
+    "attachment_spike",
+];
 
 const FIRST: [&str; 32] = [
-    "james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "david",
-    "elizabeth", "william", "barbara", "richard", "susan", "joseph", "jessica", "thomas",
-    "sarah", "charles", "karen", "daniel", "nancy", "matthew", "lisa", "anthony", "betty",
-    "mark", "sandra", "paul", "ashley", "steven", "kimberly",
+    "james",
+    "mary",
+    "robert",
+    "patricia",
+    "john",
+    "jennifer",
+    "michael",
+    "linda",
+    "david",
+    "elizabeth",
+    "william",
+    "barbara",
+    "richard",
+    "susan",
+    "joseph",
+    "jessica",
+    "thomas",
+    "sarah",
+    "charles",
+    "karen",
+    "daniel",
+    "nancy",
+    "matthew",
+    "lisa",
+    "anthony",
+    "betty",
+    "mark",
+    "sandra",
+    "paul",
+    "ashley",
+    "steven",
+    "kimberly",
 ];
 const LAST: [&str; 32] = [
-    "smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez",
-    "martinez", "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor",
-    "moore", "jackson", "martin", "lee", "perez", "thompson", "white", "harris", "sanchez",
-    "clark", "ramirez", "lewis", "robinson", "walker", "young",
+    "smith",
+    "johnson",
+    "williams",
+    "brown",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "rodriguez",
+    "martinez",
+    "hernandez",
+    "lopez",
+    "gonzalez",
+    "wilson",
+    "anderson",
+    "thomas",
+    "taylor",
+    "moore",
+    "jackson",
+    "martin",
+    "lee",
+    "perez",
+    "thompson",
+    "white",
+    "harris",
+    "sanchez",
+    "clark",
+    "ramirez",
+    "lewis",
+    "robinson",
+    "walker",
+    "young",
 ];
 const PARTNERS: [&str; 6] = [
     "partner-logistics.example",
@@ -228,7 +288,12 @@ fn log_uniform(rng: &mut StdRng, low: f64, high: f64) -> i64 {
 }
 
 fn attachment(rng: &mut StdRng, low: f64, high: f64) -> Attachment {
-    let kinds = [("report.pdf", "application/pdf"), ("data.xlsx", "application/vnd.ms-excel"), ("notes.docx", "application/msword"), ("archive.zip", "application/zip")];
+    let kinds = [
+        ("report.pdf", "application/pdf"),
+        ("data.xlsx", "application/vnd.ms-excel"),
+        ("notes.docx", "application/msword"),
+        ("archive.zip", "application/zip"),
+    ];
     let (name, kind) = kinds[rng.gen_range(0..kinds.len())];
     Attachment {
         filename: name.to_owned(),
@@ -259,7 +324,14 @@ fn normal_time(rng: &mut StdRng, profile: &Profile, week_ms: i64) -> i64 {
     }
 }
 
-fn event(from: &str, to: Vec<String>, cc: Vec<String>, bcc: Vec<String>, date_ms: i64, text: &HamText) -> EmailEvent {
+fn event(
+    from: &str,
+    to: Vec<String>,
+    cc: Vec<String>,
+    bcc: Vec<String>,
+    date_ms: i64,
+    text: &HamText,
+) -> EmailEvent {
     EmailEvent {
         event_id: None,
         from: from.to_owned(),
@@ -278,43 +350,84 @@ fn normal_message(rng: &mut StdRng, profile: &Profile, date_ms: i64, text: &HamT
     let pick = |rng: &mut StdRng, list: &[String]| list[rng.gen_range(0..list.len())].clone();
     if rng.gen_bool(0.01) {
         // Announcement: colleagues in Bcc.
-        let bcc = (0..rng.gen_range(10..=60)).map(|_| pick(rng, &profile.colleagues)).collect();
-        return event(&profile.address, vec![profile.address.clone()], vec![], bcc, date_ms, text);
+        let bcc = (0..rng.gen_range(10..=60))
+            .map(|_| pick(rng, &profile.colleagues))
+            .collect();
+        return event(
+            &profile.address,
+            vec![profile.address.clone()],
+            vec![],
+            bcc,
+            date_ms,
+            text,
+        );
     }
     let mut to = Vec::new();
     for _ in 0..rng.gen_range(1..=3) {
         let outside = !profile.contacts.is_empty() && rng.gen_bool(profile.external_share);
-        to.push(pick(rng, if outside { &profile.contacts } else { &profile.colleagues }));
+        to.push(pick(
+            rng,
+            if outside {
+                &profile.contacts
+            } else {
+                &profile.colleagues
+            },
+        ));
     }
     let cc = if rng.gen_bool(0.3) {
-        (0..rng.gen_range(1..=2)).map(|_| pick(rng, &profile.colleagues)).collect()
+        (0..rng.gen_range(1..=2))
+            .map(|_| pick(rng, &profile.colleagues))
+            .collect()
     } else {
         Vec::new()
     };
-    let bcc = if rng.gen_bool(0.03) { vec![pick(rng, &profile.colleagues)] } else { Vec::new() };
+    let bcc = if rng.gen_bool(0.03) {
+        vec![pick(rng, &profile.colleagues)]
+    } else {
+        Vec::new()
+    };
     let mut message = event(&profile.address, to, cc, bcc, date_ms, text);
     message.attachments = text.attachments.clone();
     if message.attachments.is_empty() && rng.gen_bool(profile.attachment_share) {
-        message.attachments = (0..rng.gen_range(1..=2)).map(|_| attachment(rng, 50e3, 3e6)).collect();
+        message.attachments = (0..rng.gen_range(1..=2))
+            .map(|_| attachment(rng, 50e3, 3e6))
+            .collect();
     }
     message
 }
 
 fn webmail_address(rng: &mut StdRng, profile: &Profile) -> String {
-    let name = profile.address.split('@').next().unwrap_or("me").replace('.', "");
-    format!("{name}{}@{}", rng.gen_range(10..99), WEBMAIL[rng.gen_range(0..WEBMAIL.len())])
+    let name = profile
+        .address
+        .split('@')
+        .next()
+        .unwrap_or("me")
+        .replace('.', "");
+    format!(
+        "{name}{}@{}",
+        rng.gen_range(10..99),
+        WEBMAIL[rng.gen_range(0..WEBMAIL.len())]
+    )
 }
 
 fn with_phrases(rng: &mut StdRng, text: &HamText) -> HamText {
     let mut text = text.clone();
     let count = rng.gen_range(2..=5);
-    let phrases: Vec<&str> = (0..count).map(|_| INJECTED_PHRASES[rng.gen_range(0..INJECTED_PHRASES.len())]).collect();
+    let phrases: Vec<&str> = (0..count)
+        .map(|_| INJECTED_PHRASES[rng.gen_range(0..INJECTED_PHRASES.len())])
+        .collect();
     text.subject = format!("{} ({})", text.subject, phrases[0]);
     text.body = format!("{}\n\n{}", phrases[1..].join(". "), text.body);
     text
 }
 
-fn insider_message(rng: &mut StdRng, scenario: &str, profile: &Profile, day_ms: i64, text: &HamText) -> EmailEvent {
+fn insider_message(
+    rng: &mut StdRng,
+    scenario: &str,
+    profile: &Profile,
+    day_ms: i64,
+    text: &HamText,
+) -> EmailEvent {
     match scenario {
         "offhours_exfiltration" => {
             let date = if rng.gen_bool(0.7) {
@@ -325,9 +438,20 @@ fn insider_message(rng: &mut StdRng, scenario: &str, profile: &Profile, day_ms: 
                 let monday = day_ms - (day_ms - START_MS).rem_euclid(WEEK_MS);
                 at_hour(rng, monday + 5 * 86_400_000, 10, 22)
             };
-            let to = (0..rng.gen_range(1..=2)).map(|_| webmail_address(rng, profile)).collect();
-            let mut message = event(&profile.address, to, vec![], vec![], date, &with_phrases(rng, text));
-            message.attachments = (0..rng.gen_range(1..=3)).map(|_| attachment(rng, 1e6, 20e6)).collect();
+            let to = (0..rng.gen_range(1..=2))
+                .map(|_| webmail_address(rng, profile))
+                .collect();
+            let mut message = event(
+                &profile.address,
+                to,
+                vec![],
+                vec![],
+                date,
+                &with_phrases(rng, text),
+            );
+            message.attachments = (0..rng.gen_range(1..=3))
+                .map(|_| attachment(rng, 1e6, 20e6))
+                .collect();
             message
         }
         "bcc_distribution" => {
@@ -335,7 +459,11 @@ fn insider_message(rng: &mut StdRng, scenario: &str, profile: &Profile, day_ms: 
             let bcc = (0..rng.gen_range(8..=40))
                 .map(|i| {
                     if rng.gen_bool(0.8) {
-                        let domain = if rng.gen_bool(0.5) { WEBMAIL[rng.gen_range(0..WEBMAIL.len())] } else { PARTNERS[rng.gen_range(0..PARTNERS.len())] };
+                        let domain = if rng.gen_bool(0.5) {
+                            WEBMAIL[rng.gen_range(0..WEBMAIL.len())]
+                        } else {
+                            PARTNERS[rng.gen_range(0..PARTNERS.len())]
+                        };
                         format!("{}{i}@{domain}", LAST[rng.gen_range(0..LAST.len())])
                     } else {
                         profile.colleagues[rng.gen_range(0..profile.colleagues.len())].clone()
@@ -347,7 +475,13 @@ fn insider_message(rng: &mut StdRng, scenario: &str, profile: &Profile, day_ms: 
         _ => {
             let date = at_hour(rng, day_ms, profile.start_hour, profile.end_hour);
             let to = (0..rng.gen_range(1..=3))
-                .map(|_| format!("{}@{}", LAST[rng.gen_range(0..LAST.len())], PARTNERS[rng.gen_range(0..PARTNERS.len())]))
+                .map(|_| {
+                    format!(
+                        "{}@{}",
+                        LAST[rng.gen_range(0..LAST.len())],
+                        PARTNERS[rng.gen_range(0..PARTNERS.len())]
+                    )
+                })
                 .collect();
             let mut message = event(&profile.address, to, vec![], vec![], date, text);
             let count = rng.gen_range(4..=15);
@@ -393,13 +527,21 @@ pub fn to_rfc822(event: &EmailEvent, message_id: &str) -> String {
     raw
 }
 
-fn period(rng: &mut StdRng, profiles: &[Profile], texts: &[&HamText], start_ms: i64, weeks: u32) -> Vec<GeneratedEmail> {
+fn period(
+    rng: &mut StdRng,
+    profiles: &[Profile],
+    texts: &[&HamText],
+    start_ms: i64,
+    weeks: u32,
+) -> Vec<GeneratedEmail> {
     let mut out = Vec::new();
     for profile in profiles {
         for week in 0..i64::from(weeks) {
             let week_ms = start_ms + week * WEEK_MS;
             // Poisson-like count: the weekly mean ± a few.
-            let count = (profile.per_week + rng.gen_range(-2.0..2.0)).round().max(0.0) as usize;
+            let count = (profile.per_week + rng.gen_range(-2.0..2.0))
+                .round()
+                .max(0.0) as usize;
             for _ in 0..count {
                 let text = texts[rng.gen_range(0..texts.len())];
                 let date = normal_time(rng, profile, week_ms);
@@ -435,7 +577,13 @@ pub fn generate(options: &GenerateOptions) -> Result<GenerateSummary, String> {
     let profiles = profiles(options.users, &mut rng);
     let train = period(&mut rng, &profiles, &train_texts, START_MS, options.weeks);
     let holdout_start = START_MS + i64::from(options.weeks) * WEEK_MS;
-    let mut holdout = period(&mut rng, &profiles, &holdout_texts, holdout_start, options.weeks);
+    let mut holdout = period(
+        &mut rng,
+        &profiles,
+        &holdout_texts,
+        holdout_start,
+        options.weeks,
+    );
     let mut insiders = Vec::new();
     let mut chosen: Vec<usize> = (0..profiles.len()).collect();
     chosen.shuffle(&mut rng);
@@ -464,17 +612,31 @@ pub fn generate(options: &GenerateOptions) -> Result<GenerateSummary, String> {
         insiders,
     };
     write_period(&options.out.join("train"), "train", train, &mut rng, false)?;
-    write_period(&options.out.join("holdout"), "holdout", holdout, &mut rng, true)?;
+    write_period(
+        &options.out.join("holdout"),
+        "holdout",
+        holdout,
+        &mut rng,
+        true,
+    )?;
     Ok(summary)
 }
 
-fn write_period(dir: &Path, prefix: &str, mut messages: Vec<GeneratedEmail>, rng: &mut StdRng, labels: bool) -> Result<(), String> {
+fn write_period(
+    dir: &Path,
+    prefix: &str,
+    mut messages: Vec<GeneratedEmail>,
+    rng: &mut StdRng,
+    labels: bool,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     messages.sort_by_key(|m| m.event.date_ms);
     let io = |e: std::io::Error| format!("{}: {e}", dir.display());
-    let mut events = std::io::BufWriter::new(std::fs::File::create(dir.join("emails.jsonl")).map_err(io)?);
+    let mut events =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("emails.jsonl")).map_err(io)?);
     let mut label_file = if labels {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("labels.csv")).map_err(io)?);
+        let mut file =
+            std::io::BufWriter::new(std::fs::File::create(dir.join("labels.csv")).map_err(io)?);
         writeln!(file, "event_id,user,label,scenario").map_err(io)?;
         Some(file)
     } else {
@@ -501,7 +663,12 @@ fn write_period(dir: &Path, prefix: &str, mut messages: Vec<GeneratedEmail>, rng
         serde_json::to_writer(&mut events, &message.event).map_err(|e| e.to_string())?;
         writeln!(events).map_err(io)?;
         if let Some(file) = &mut label_file {
-            writeln!(file, "{id},{},{},{}", message.user, message.label, message.scenario).map_err(io)?;
+            writeln!(
+                file,
+                "{id},{},{},{}",
+                message.user, message.label, message.scenario
+            )
+            .map_err(io)?;
         }
     }
     events.flush().map_err(io)?;
@@ -531,12 +698,18 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>, String> {
     for (index, line) in text.lines().enumerate().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
         let [event_id, user, label, scenario] = fields[..] else {
-            return Err(format!("{}:{}: expected event_id,user,label,scenario", path.display(), index + 1));
+            return Err(format!(
+                "{}:{}: expected event_id,user,label,scenario",
+                path.display(),
+                index + 1
+            ));
         };
         rows.push(LabelRow {
             event_id: event_id.to_owned(),
             user: user.to_owned(),
-            label: label.parse().map_err(|_| format!("{}:{}: label must be 0 or 1", path.display(), index + 1))?,
+            label: label
+                .parse()
+                .map_err(|_| format!("{}:{}: label must be 0 or 1", path.display(), index + 1))?,
             scenario: scenario.to_owned(),
         });
     }

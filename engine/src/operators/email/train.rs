@@ -23,7 +23,9 @@ use crate::ml::autoencoder::{Autoencoder, AutoencoderParams};
 use crate::ml::isolation_forest::{IsolationForest, IsolationForestParams};
 use crate::ml::one_class::OneClassSvm;
 use crate::ml::score_scale::ScoreScale;
-use crate::operators::email::features::{bucket, learn_idf, tfidf, FeatureExtractor, FeatureSettings};
+use crate::operators::email::features::{
+    bucket, learn_idf, tfidf, FeatureExtractor, FeatureSettings,
+};
 use crate::operators::email::message::{read_mail_folder, MailMessage};
 use crate::operators::email::model::{
     CalibrationMetrics, EmailManifest, EmailModel, EmailTrainingRecord, EnsembleSettings,
@@ -127,7 +129,11 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .collect();
     let std: Vec<f64> = (0..width)
         .map(|c| {
-            let var = fit_raw.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / n;
+            let var = fit_raw
+                .iter()
+                .map(|r| (r[c] - mean[c]).powi(2))
+                .sum::<f64>()
+                / n;
             if var > 1e-12 {
                 var.sqrt()
             } else {
@@ -151,8 +157,12 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
     let isolation_forest =
         IsolationForest::fit(&forest_params, &flat, width).map_err(|e| e.to_string())?;
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let mut picked = sample(&mut rng, fit_rows.len(), options.one_class_rows.min(fit_rows.len()))
-        .into_vec();
+    let mut picked = sample(
+        &mut rng,
+        fit_rows.len(),
+        options.one_class_rows.min(fit_rows.len()),
+    )
+    .into_vec();
     picked.sort_unstable();
     let sample_rows = Array2::from_shape_fn((picked.len(), width), |(r, c)| fit_rows[picked[r]][c]);
     let one_class = OneClassSvm::fit(&sample_rows, options.nu, width as f64)?;

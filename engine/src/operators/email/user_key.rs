@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(key("__jane__doe__").as_deref(), Some("jane-doe"));
         assert_eq!(key("j.r.r.tolkien").as_deref(), Some("j-r-r-tolkien"));
         assert_eq!(key("A1B2@x.org").as_deref(), Some("a1b2"));
-        assert_eq!(key("ÉLODIE.Durand@corp.fr").as_deref(), Some("élodie-durand"));
+        assert_eq!(
+            key("ÉLODIE.Durand@corp.fr").as_deref(),
+            Some("élodie-durand")
+        );
     }
 
     #[test]
@@ -98,7 +101,16 @@ mod tests {
 
     #[test]
     fn nothing_usable_means_no_key() {
-        for raw in ["", "   ", "@corp.com", "<>", "...", "+@x", "user:", "CORP\\"] {
+        for raw in [
+            "",
+            "   ",
+            "@corp.com",
+            "<>",
+            "...",
+            "+@x",
+            "user:",
+            "CORP\\",
+        ] {
             assert_eq!(key(raw), None, "{raw:?}");
         }
     }

@@ -175,7 +175,9 @@ impl PartitionWindows {
                 let elapsed = (sighting.time_ms - window.baseline_time_ms) as f64;
                 let alpha = 1.0 - (-elapsed / settings.baseline_tau_ms.max(1) as f64).exp();
                 window.baseline = Some(baseline + alpha * (score - baseline));
-                let rate = window.baseline_vote_rate.unwrap_or(settings.normal_vote_rate);
+                let rate = window
+                    .baseline_vote_rate
+                    .unwrap_or(settings.normal_vote_rate);
                 window.baseline_vote_rate = Some(rate + alpha * (voted - rate));
                 window.baseline_time_ms = sighting.time_ms;
             }
@@ -192,7 +194,11 @@ impl PartitionWindows {
         let idle_horizon = horizon - settings.allowed_lateness_ms;
         let before = self.users.len();
         self.users.retain(|_, window| {
-            while window.sightings.front().is_some_and(|s| s.time_ms < horizon) {
+            while window
+                .sightings
+                .front()
+                .is_some_and(|s| s.time_ms < horizon)
+            {
                 window.sightings.pop_front();
             }
             !window.sightings.is_empty() || window.last_seen_ms >= idle_horizon
@@ -284,19 +290,43 @@ mod tests {
     fn out_of_order_within_lateness_is_folded_in_place_and_later_is_dropped() {
         let settings = WindowSettings::default();
         let mut windows = PartitionWindows::default();
-        assert_eq!(windows.fold(0, "a", sighting(10 * HOUR, 0.1, false), &settings), Fold::Folded);
-        assert_eq!(windows.fold(1, "a", sighting(12 * HOUR, 0.2, false), &settings), Fold::Folded);
+        assert_eq!(
+            windows.fold(0, "a", sighting(10 * HOUR, 0.1, false), &settings),
+            Fold::Folded
+        );
+        assert_eq!(
+            windows.fold(1, "a", sighting(12 * HOUR, 0.2, false), &settings),
+            Fold::Folded
+        );
         // 30 minutes behind stream time: folded, in order.
-        assert_eq!(windows.fold(2, "a", sighting(11 * HOUR + HOUR / 2, 0.3, false), &settings), Fold::Folded);
-        let times: Vec<i64> = windows.users["a"].sightings.iter().map(|s| s.time_ms).collect();
+        assert_eq!(
+            windows.fold(
+                2,
+                "a",
+                sighting(11 * HOUR + HOUR / 2, 0.3, false),
+                &settings
+            ),
+            Fold::Folded
+        );
+        let times: Vec<i64> = windows.users["a"]
+            .sightings
+            .iter()
+            .map(|s| s.time_ms)
+            .collect();
         assert_eq!(times, [10 * HOUR, 11 * HOUR + HOUR / 2, 12 * HOUR]);
         // Two hours behind (lateness one hour): counted and dropped, even for a new user.
-        assert_eq!(windows.fold(3, "b", sighting(10 * HOUR, 0.9, true), &settings), Fold::Late);
+        assert_eq!(
+            windows.fold(3, "b", sighting(10 * HOUR, 0.9, true), &settings),
+            Fold::Late
+        );
         assert_eq!(windows.late_dropped, 1);
         assert!(!windows.users.contains_key("b"));
         assert_eq!(windows.next_offset, 4);
         // Offsets below next_offset were already folded (a restored snapshot).
-        assert_eq!(windows.fold(2, "a", sighting(12 * HOUR, 0.3, false), &settings), Fold::Replayed);
+        assert_eq!(
+            windows.fold(2, "a", sighting(12 * HOUR, 0.3, false), &settings),
+            Fold::Replayed
+        );
         assert_eq!(windows.users["a"].sightings.len(), 3);
     }
 
@@ -322,7 +352,12 @@ mod tests {
             ..WindowSettings::default()
         };
         let mut windows = PartitionWindows::default();
-        let scores = [(0, 0.2, false), (DAY, 0.4, false), (5 * DAY, 0.9, true), (5 * DAY + HOUR, 0.8, true)];
+        let scores = [
+            (0, 0.2, false),
+            (DAY, 0.4, false),
+            (5 * DAY, 0.9, true),
+            (5 * DAY + HOUR, 0.8, true),
+        ];
         for (offset, (time, score, voted)) in scores.into_iter().enumerate() {
             windows.fold(offset as i64, "u", sighting(time, score, voted), &settings);
         }
@@ -366,7 +401,12 @@ mod tests {
         let mut windows = PartitionWindows::default();
         for offset in 0..50 {
             let user = format!("u{}", offset % 7);
-            windows.fold(offset, &user, sighting(offset * HOUR, (offset % 10) as f32 / 10.0, offset % 9 == 0), &settings);
+            windows.fold(
+                offset,
+                &user,
+                sighting(offset * HOUR, (offset % 10) as f32 / 10.0, offset % 9 == 0),
+                &settings,
+            );
         }
         windows.users.get_mut("u1").unwrap().last_emitted = Some((0.25, 123));
         let json = serde_json::to_vec(&windows).unwrap();
