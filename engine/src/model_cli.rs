@@ -361,21 +361,6 @@ pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn rfc3339_of_known_instants() {
-        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
-        assert_eq!(rfc3339_utc(leap_day), "2000-02-29T01:02:03Z");
-        let late = UNIX_EPOCH + Duration::from_secs(1_795_392_000);
-        assert_eq!(rfc3339_utc(late), "2026-11-23T00:00:00Z");
-    }
-}
-
 /// The `[operators.email]` section of `config` (a full engine config file), or defaults.
 fn email_config(
     config: Option<&Path>,
@@ -539,5 +524,20 @@ pub fn generate_emails(options: &crate::operators::email::synth::GenerateOptions
             eprintln!("generate emails failed: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(rfc3339_utc(leap_day), "2000-02-29T01:02:03Z");
+        let late = UNIX_EPOCH + Duration::from_secs(1_795_392_000);
+        assert_eq!(rfc3339_utc(late), "2026-11-23T00:00:00Z");
     }
 }
