@@ -86,6 +86,38 @@ pub fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| ArtifactError::Invalid(format!("{name}: {error}")))
 }
 
+/// Reads `directory/manifest.json` and checks that its kind (`kind_of`) is `expected_kind`.
+pub fn read_manifest<T: serde::de::DeserializeOwned>(
+    directory: &Path,
+    kind_of: impl Fn(&T) -> &str,
+    expected_kind: &str,
+) -> Result<T, ArtifactError> {
+    let invalid =
+        |error: &dyn std::fmt::Display| ArtifactError::Invalid(format!("manifest.json: {error}"));
+    let bytes = std::fs::read(directory.join("manifest.json")).map_err(|e| invalid(&e))?;
+    let manifest: T = serde_json::from_slice(&bytes).map_err(|e| invalid(&e))?;
+    if kind_of(&manifest) != expected_kind {
+        return Err(ArtifactError::Invalid(format!(
+            "manifest kind {:?} is not {expected_kind:?}",
+            kind_of(&manifest)
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Writes `value` as compact JSON to `directory/name` and returns the manifest's reference
+/// to it (name and sha256).
+pub fn write_json_ref<T: serde::Serialize>(
+    directory: &Path,
+    name: &str,
+    value: &T,
+) -> Result<ArtifactRef, ArtifactError> {
+    Ok(ArtifactRef {
+        path: name.to_owned(),
+        sha256: write_json(directory, name, value)?,
+    })
+}
+
 /// Writes `value` as compact JSON to `directory/name` (directory created) and returns the
 /// file's sha256.
 pub fn write_json<T: serde::Serialize>(

@@ -18,8 +18,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::ml::artifact::{
-    read_json, read_verified, write_bytes, write_json, write_pretty_json, ArtifactError,
-    ArtifactRef,
+    read_json, read_manifest, read_verified, write_bytes, write_json_ref, write_pretty_json,
+    ArtifactError, ArtifactRef,
 };
 use crate::ml::logistic::{sigmoid, StandardizedLogistic};
 use crate::operators::address::domains::{DomainList, DomainLists};
@@ -172,17 +172,8 @@ fn read_text(directory: &Path, artifact: &ArtifactRef) -> Result<String, ModelEr
 impl AddressModel {
     /// Loads and checks the version in `directory`.
     pub fn load(directory: &Path) -> Result<Self, ModelError> {
-        let manifest: AddressManifest = serde_json::from_slice(
-            &std::fs::read(directory.join("manifest.json"))
-                .map_err(|e| ModelError::Invalid(format!("manifest.json: {e}")))?,
-        )
-        .map_err(|e| ModelError::Invalid(format!("manifest.json: {e}")))?;
-        if manifest.kind != MANIFEST_KIND {
-            return Err(ModelError::Invalid(format!(
-                "manifest kind {:?} is not {MANIFEST_KIND:?}",
-                manifest.kind
-            )));
-        }
+        let manifest: AddressManifest =
+            read_manifest(directory, |m: &AddressManifest| &m.kind, MANIFEST_KIND)?;
         if manifest.features != feature_names() {
             return Err(ModelError::Invalid(
                 "manifest features differ from this build's address features".into(),
@@ -252,11 +243,8 @@ impl AddressModel {
             fraud_3: self.markov.fraud_3.to_stored(),
         };
         let manifest = &mut self.manifest;
-        manifest.markov = ArtifactRef::named("markov.json");
-        manifest.markov.sha256 = write_json(directory, &manifest.markov.path, &stored)?;
-        manifest.calibration = ArtifactRef::named("calibration.json");
-        manifest.calibration.sha256 =
-            write_json(directory, &manifest.calibration.path, &self.calibration)?;
+        manifest.markov = write_json_ref(directory, "markov.json", &stored)?;
+        manifest.calibration = write_json_ref(directory, "calibration.json", &self.calibration)?;
         manifest.calibration_version =
             format!("{}+{}", manifest.version, &manifest.calibration.sha256[..8]);
         manifest.disposable_domains = ArtifactRef::named("disposable_domains.txt");

@@ -21,14 +21,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ml::artifact::{read_json, write_json, write_pretty_json, ArtifactError, ArtifactRef};
+use crate::ml::artifact::{
+    read_json, read_manifest, write_json_ref, write_pretty_json, ArtifactError, ArtifactRef,
+};
 use crate::ml::autoencoder::Autoencoder;
 use crate::ml::isolation_forest::IsolationForest;
 use crate::ml::one_class::OneClassSvm;
 use crate::ml::score_scale::ScoreScale;
-use crate::operators::email::features::{
-    tfidf, FeatureExtractor, FeatureSettings, NUMERIC_FEATURES,
-};
+use crate::operators::email::features::{tfidf, FeatureExtractor, FeatureSettings};
 use crate::operators::email::message::MailMessage;
 
 /// `kind` of an email manifest.
@@ -269,17 +269,8 @@ impl EmailModel {
 
     /// Loads and checks the version in `directory`.
     pub fn load(directory: &Path) -> Result<Self, ModelError> {
-        let manifest: EmailManifest = serde_json::from_slice(
-            &std::fs::read(directory.join("manifest.json"))
-                .map_err(|e| ModelError::Invalid(format!("manifest.json: {e}")))?,
-        )
-        .map_err(|e| ModelError::Invalid(format!("manifest.json: {e}")))?;
-        if manifest.kind != MANIFEST_KIND {
-            return Err(ModelError::Invalid(format!(
-                "manifest kind {:?} is not {MANIFEST_KIND:?}",
-                manifest.kind
-            )));
-        }
+        let manifest: EmailManifest =
+            read_manifest(directory, |m: &EmailManifest| &m.kind, MANIFEST_KIND)?;
         if manifest.features != manifest.feature_settings.feature_names()
             || manifest.detectors != DETECTORS
         {
@@ -290,10 +281,11 @@ impl EmailModel {
         let extractor =
             FeatureExtractor::new(&manifest.feature_settings).map_err(ModelError::Invalid)?;
         let width = manifest.features.len();
-        let read =
-            |artifact: &ArtifactRef| (directory, artifact.path.clone(), artifact.sha256.clone());
-        let (dir, path, sha) = read(&manifest.preprocess);
-        let preprocess: Preprocess = read_json(dir, &path, &sha)?;
+        let preprocess: Preprocess = read_json(
+            directory,
+            &manifest.preprocess.path,
+            &manifest.preprocess.sha256,
+        )?;
         let buckets = manifest.feature_settings.tfidf_buckets;
         if preprocess.mean.len() != width
             || preprocess.std.len() != width
@@ -304,16 +296,24 @@ impl EmailModel {
                 "preprocess.json does not fit the features".into(),
             ));
         }
-        let (dir, path, sha) = read(&manifest.autoencoder);
-        let autoencoder: Autoencoder = read_json(dir, &path, &sha)?;
+        let autoencoder: Autoencoder = read_json(
+            directory,
+            &manifest.autoencoder.path,
+            &manifest.autoencoder.sha256,
+        )?;
         autoencoder.validate().map_err(ModelError::Invalid)?;
-        let (dir, path, sha) = read(&manifest.one_class);
-        let one_class: OneClassSvm = read_json(dir, &path, &sha)?;
+        let one_class: OneClassSvm = read_json(
+            directory,
+            &manifest.one_class.path,
+            &manifest.one_class.sha256,
+        )?;
         one_class.validate().map_err(ModelError::Invalid)?;
-        let (dir, path, sha) = read(&manifest.isolation_forest);
-        let isolation_forest: IsolationForest = read_json(dir, &path, &sha)?;
-        let (dir, path, sha) = read(&manifest.scales);
-        let scales: Scales = read_json(dir, &path, &sha)?;
+        let isolation_forest: IsolationForest = read_json(
+            directory,
+            &manifest.isolation_forest.path,
+            &manifest.isolation_forest.sha256,
+        )?;
+        let scales: Scales = read_json(directory, &manifest.scales.path, &manifest.scales.sha256)?;
         for scale in &scales.detectors {
             scale.validate().map_err(ModelError::Invalid)?;
         }
@@ -340,33 +340,12 @@ impl EmailModel {
     /// Writes the version into `directory`, filling in the file references.
     pub fn save(&mut self, directory: &Path) -> Result<(), ModelError> {
         let manifest = &mut self.manifest;
-        let write =
-            |name: &str, sha: Result<String, ArtifactError>| -> Result<ArtifactRef, ModelError> {
-                Ok(ArtifactRef {
-                    path: name.to_owned(),
-                    sha256: sha?,
-                })
-            };
-        manifest.preprocess = write(
-            "preprocess.json",
-            write_json(directory, "preprocess.json", &self.preprocess),
-        )?;
-        manifest.autoencoder = write(
-            "autoencoder.json",
-            write_json(directory, "autoencoder.json", &self.autoencoder),
-        )?;
-        manifest.one_class = write(
-            "one_class.json",
-            write_json(directory, "one_class.json", &self.one_class),
-        )?;
-        manifest.isolation_forest = write(
-            "isolation_forest.json",
-            write_json(directory, "isolation_forest.json", &self.isolation_forest),
-        )?;
-        manifest.scales = write(
-            "scales.json",
-            write_json(directory, "scales.json", &self.scales),
-        )?;
+        manifest.preprocess = write_json_ref(directory, "preprocess.json", &self.preprocess)?;
+        manifest.autoencoder = write_json_ref(directory, "autoencoder.json", &self.autoencoder)?;
+        manifest.one_class = write_json_ref(directory, "one_class.json", &self.one_class)?;
+        manifest.isolation_forest =
+            write_json_ref(directory, "isolation_forest.json", &self.isolation_forest)?;
+        manifest.scales = write_json_ref(directory, "scales.json", &self.scales)?;
         write_pretty_json(&directory.join("manifest.json"), manifest)?;
         Ok(())
     }
@@ -410,9 +389,4 @@ impl EmailModel {
             })
             .collect()
     }
-}
-
-/// Index of a numeric feature by name (for reasons and tests).
-pub fn numeric_index(name: &str) -> Option<usize> {
-    NUMERIC_FEATURES.iter().position(|n| *n == name)
 }
