@@ -128,12 +128,16 @@ pub fn evaluate(
             voted: score.voted,
         };
         windows.fold(offset as i64, &user, sighting, window);
-        windows.expire(window);
+        // As the operator: expiry once per pipeline batch (500 events by default).
+        if offset % 500 == 499 {
+            windows.expire(window);
+        }
         if let Some(stats) = windows.stats(&user, window) {
             let entry = peak.entry(user).or_insert(0.0);
             *entry = entry.max(stats.message_risk);
         }
     }
+    windows.expire(window);
     let vote_counts = BinaryCounts::at_threshold(
         &votes
             .iter()

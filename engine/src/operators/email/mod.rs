@@ -162,7 +162,6 @@ impl EmailOperator {
         if fold == Fold::Late {
             metrics::counter!("threatflow_email_late_events_total").increment(1);
         }
-        windows.expire(&loaded.window);
         let stats = windows.stats(&user, &loaded.window);
         let behaviour = self.behaviour.as_ref().and_then(|feed| {
             feed.score(
@@ -239,18 +238,15 @@ impl EmailOperator {
         let max_age = i64::try_from(self.config.behaviour_max_age_ms).unwrap_or(i64::MAX);
         let mut records = Vec::new();
         for (partition, windows) in &mut self.partitions {
-            let keys: Vec<String> = windows.users.keys().cloned().collect();
-            for user in keys {
-                let Some(stats) = windows.stats(&user, &loaded.window) else {
-                    continue;
-                };
-                let Some(window) = windows.users.get_mut(&user) else {
+            let stream_time_ms = windows.stream_time_ms;
+            for (user, window) in &mut windows.users {
+                let Some(stats) = window.stats(stream_time_ms, &loaded.window) else {
                     continue;
                 };
                 let behaviour = self
                     .behaviour
                     .as_ref()
-                    .and_then(|feed| feed.score(&user, window.last_seen_ms, max_age));
+                    .and_then(|feed| feed.score(user, window.last_seen_ms, max_age));
                 let risk = self.config.fuse(stats.message_risk, behaviour);
                 let due = match window.last_emitted {
                     None => true,
@@ -274,7 +270,7 @@ impl EmailOperator {
                     &loaded.model,
                     &format!("timer:{now_wall_ms}:user:{user}"),
                     source,
-                    &user,
+                    user,
                     &stats,
                     behaviour,
                     risk,
@@ -339,6 +335,17 @@ impl Operator for EmailOperator {
             .iter()
             .map(|event| self.score_one(event, scored_at_ms))
             .collect();
+        // Expiry walks every user of a partition: once per batch, not per message (statistics
+        // only count messages inside the window either way).
+        if let Some(loaded) = &self.loaded {
+            let touched: std::collections::HashSet<i32> =
+                events.iter().map(|e| e.source.partition).collect();
+            for partition in touched {
+                if let Some(windows) = self.partitions.get_mut(&partition) {
+                    windows.expire(&loaded.window);
+                }
+            }
+        }
         let users: usize = self.partitions.values().map(|p| p.users.len()).sum();
         metrics::gauge!("threatflow_email_active_users").set(users as f64);
         outcomes

@@ -208,8 +208,15 @@ impl PartitionWindows {
 
     /// Window statistics of `user`, over messages not older than stream time − window.
     pub fn stats(&self, user: &str, settings: &WindowSettings) -> Option<WindowStats> {
-        let window = self.users.get(user)?;
-        let horizon = self.stream_time_ms - settings.window_ms;
+        self.users.get(user)?.stats(self.stream_time_ms, settings)
+    }
+}
+
+impl UserWindow {
+    /// Statistics over this user's messages not older than `stream_time_ms` − window.
+    pub fn stats(&self, stream_time_ms: i64, settings: &WindowSettings) -> Option<WindowStats> {
+        let window = self;
+        let horizon = stream_time_ms - settings.window_ms;
         let scores: Vec<&Sighting> = window
             .sightings
             .iter()
@@ -219,9 +226,8 @@ impl PartitionWindows {
             return None;
         }
         let n = scores.len();
-        let values: Vec<f64> = scores.iter().map(|s| f64::from(s.score)).collect();
-        let mean_score = values.iter().sum::<f64>() / n as f64;
-        let mut sorted = values.clone();
+        let mut sorted: Vec<f64> = scores.iter().map(|s| f64::from(s.score)).collect();
+        let mean_score = sorted.iter().sum::<f64>() / n as f64;
         sorted.sort_by(|a, b| b.total_cmp(a));
         let top = &sorted[..n.min(3)];
         let top3_mean = top.iter().sum::<f64>() / top.len() as f64;
@@ -232,7 +238,7 @@ impl PartitionWindows {
             .unwrap_or(0.0)
             .max(settings.normal_vote_rate);
         let vote_surprise = vote_surprise(voted_anomalies, n, expected_rate);
-        let recent_from = self.stream_time_ms - settings.trend_recent_ms;
+        let recent_from = stream_time_ms - settings.trend_recent_ms;
         let recent: Vec<f64> = scores
             .iter()
             .filter(|s| s.time_ms >= recent_from)
