@@ -95,7 +95,7 @@ pub struct EmailTrainingRecord {
 }
 
 /// Figures on the held-out normal rows at the default operating point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationMetrics {
     /// Share of held-out normal messages with 2 of 3 votes at the 95th percentile.

@@ -185,9 +185,8 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         detectors: (0..DETECTORS.len())
             .map(|d| ScoreScale::fit(&detector_scores.iter().map(|s| s[d]).collect::<Vec<_>>()))
             .collect::<Result<_, _>>()?,
-        held_out: detector_scores.clone(),
+        held_out: detector_scores,
     };
-    let metrics = calibration_metrics(&scales, &detector_scores);
     let manifest = EmailManifest {
         kind: MANIFEST_KIND.to_owned(),
         version: options.version.clone(),
@@ -210,7 +209,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             one_class_support_vectors: one_class.support_count(),
             seed: options.seed,
         },
-        metrics,
+        metrics: CalibrationMetrics::default(),
     };
     let mut model = EmailModel {
         manifest,
@@ -221,6 +220,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         scales,
         extractor,
     };
+    model.manifest.metrics = calibration_metrics(&model);
     let directory = options.models.join("email").join(&options.version);
     std::fs::create_dir_all(&directory).map_err(|e| format!("{}: {e}", directory.display()))?;
     model.save(&directory).map_err(|e| e.to_string())?;
@@ -230,16 +230,15 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
     })
 }
 
-fn calibration_metrics(scales: &Scales, scores: &[[f64; 3]]) -> CalibrationMetrics {
+/// Figures on the held-out normal mail at the default operating point, voted exactly as
+/// [`EmailModel::votes`] votes.
+fn calibration_metrics(model: &EmailModel) -> CalibrationMetrics {
     let settings = EnsembleSettings::default();
-    let thresholds: Vec<f64> = scales
-        .detectors
+    let votes: Vec<[bool; 3]> = model
+        .scales
+        .held_out
         .iter()
-        .map(|s| s.quantile(settings.vote_percentile / 100.0))
-        .collect();
-    let votes: Vec<[bool; 3]> = scores
-        .iter()
-        .map(|s| [0, 1, 2].map(|d| s[d] >= thresholds[d]))
+        .map(|raw| model.votes(raw, &settings))
         .collect();
     let n = votes.len().max(1) as f64;
     let share = |f: &dyn Fn(&[bool; 3]) -> bool| votes.iter().filter(|v| f(v)).count() as f64 / n;
