@@ -174,6 +174,24 @@ impl FeatureSettings {
     }
 }
 
+/// One message's features before the model's IDF and standardisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    /// The numeric columns ([`NUMERIC_FEATURES`]).
+    pub numeric: [f64; NUMERIC_FEATURES.len()],
+    /// Raw term counts per TF-IDF bucket.
+    pub term_counts: Vec<f64>,
+}
+
+impl Extracted {
+    /// The raw feature row: numeric columns, then the TF-IDF buckets under `idf`.
+    pub fn row(&self, idf: &[f64]) -> Vec<f64> {
+        let mut row = self.numeric.to_vec();
+        row.extend(tfidf(&self.term_counts, idf));
+        row
+    }
+}
+
 /// Feature extraction with parsed settings.
 #[derive(Debug, Clone)]
 pub struct FeatureExtractor {
@@ -252,8 +270,19 @@ impl FeatureExtractor {
             .unwrap_or(0.0)
     }
 
-    /// The numeric columns of `message` sent at `sent_ms`.
-    pub fn numeric(&self, message: &MailMessage, sent_ms: i64) -> [f64; NUMERIC_FEATURES.len()] {
+    /// The numeric columns and raw term counts of `message` sent at `sent_ms`, from one pass
+    /// over its words.
+    pub fn extract(&self, message: &MailMessage, sent_ms: i64) -> Extracted {
+        let mut term_counts = vec![0.0; self.settings.tfidf_buckets];
+        let mut keywords = 0;
+        for word in words(&message.subject).chain(words(&message.body)) {
+            if self.is_keyword(&word) {
+                keywords += 1;
+            }
+            if (2..=30).contains(&word.len()) && !word.bytes().all(|b| b.is_ascii_digit()) {
+                term_counts[bucket(&word, self.settings.tfidf_buckets)] += 1.0;
+            }
+        }
         let sender_domain = domain_of(&message.from);
         let mut unique: Vec<&str> = message.recipients().collect();
         unique.sort_unstable();
@@ -270,12 +299,8 @@ impl FeatureExtractor {
                 .split_whitespace()
                 .chain(message.body.split_whitespace())
         };
-        let keywords = words(&message.subject)
-            .chain(words(&message.body))
-            .filter(|word| self.is_keyword(word))
-            .count();
         let ln = |n: usize| (n as f64).ln_1p();
-        [
+        let numeric = [
             ln(message.to.len()),
             ln(message.cc.len()),
             ln(message.bcc.len()),
@@ -296,7 +321,11 @@ impl FeatureExtractor {
             ln(message.attachment_sizes.len()),
             (message.attachment_sizes.iter().sum::<u64>() as f64).ln_1p(),
             ln(keywords),
-        ]
+        ];
+        Extracted {
+            numeric,
+            term_counts,
+        }
     }
 
     fn is_keyword(&self, word: &str) -> bool {
@@ -304,18 +333,6 @@ impl FeatureExtractor {
             word.strip_prefix(keyword.as_str())
                 .is_some_and(|suffix| KEYWORD_SUFFIXES.contains(&suffix))
         })
-    }
-
-    /// Raw term counts per bucket of the message's text (before IDF and normalisation).
-    pub fn term_counts(&self, message: &MailMessage) -> Vec<f64> {
-        let mut counts = vec![0.0; self.settings.tfidf_buckets];
-        for word in words(&message.subject).chain(words(&message.body)) {
-            if word.len() < 2 || word.len() > 30 || word.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            counts[bucket(&word, self.settings.tfidf_buckets)] += 1.0;
-        }
-        counts
     }
 }
 
@@ -338,13 +355,17 @@ pub fn bucket(word: &str, buckets: usize) -> usize {
 }
 
 /// The IDF learned from training documents' term counts: `ln((1 + N) / (1 + df)) + 1`.
-pub fn learn_idf(term_counts: &[Vec<f64>], buckets: usize) -> Vec<f64> {
-    let documents = term_counts.len() as f64;
-    (0..buckets)
-        .map(|b| {
-            let df = term_counts.iter().filter(|counts| counts[b] > 0.0).count() as f64;
-            ((1.0 + documents) / (1.0 + df)).ln() + 1.0
-        })
+pub fn learn_idf<'a>(term_counts: impl IntoIterator<Item = &'a [f64]>, buckets: usize) -> Vec<f64> {
+    let mut documents = 0usize;
+    let mut df = vec![0usize; buckets];
+    for counts in term_counts {
+        documents += 1;
+        for (bucket_df, count) in df.iter_mut().zip(counts) {
+            *bucket_df += usize::from(*count > 0.0);
+        }
+    }
+    df.into_iter()
+        .map(|df| ((1.0 + documents as f64) / (1.0 + df as f64)).ln() + 1.0)
         .collect()
 }
 
@@ -391,7 +412,9 @@ mod tests {
             ..FeatureSettings::default()
         };
         // Tue 2024-11-05 23:15 UTC.
-        let row = extractor(settings).numeric(&message(), 1_730_848_500_000);
+        let row = extractor(settings)
+            .extract(&message(), 1_730_848_500_000)
+            .numeric;
         let ln = |n: f64| n.ln_1p();
         assert_eq!(row[0], ln(2.0));
         assert_eq!(row[1], ln(1.0));
@@ -413,7 +436,9 @@ mod tests {
 
     #[test]
     fn without_organisation_domains_the_senders_domain_is_internal() {
-        let row = extractor(FeatureSettings::default()).numeric(&message(), 0);
+        let row = extractor(FeatureSettings::default())
+            .extract(&message(), 0)
+            .numeric;
         assert_eq!(row[4], 2f64.ln_1p()); // gmail and sub.corp.example
     }
 
@@ -438,14 +463,14 @@ mod tests {
         let mut m = message();
         m.to.clear();
         m.cc.clear();
-        let row = extractor(FeatureSettings::default()).numeric(&m, 0);
+        let row = extractor(FeatureSettings::default()).extract(&m, 0).numeric;
         assert_eq!(row[6], 1.0);
     }
 
     #[test]
     fn tfidf_is_idf_weighted_and_unit_length() {
-        let counts = vec![vec![1.0, 0.0, 3.0], vec![1.0, 1.0, 0.0]];
-        let idf = learn_idf(&counts, 3);
+        let counts = [vec![1.0, 0.0, 3.0], vec![1.0, 1.0, 0.0]];
+        let idf = learn_idf(counts.iter().map(Vec::as_slice), 3);
         assert!((idf[0] - ((3.0f64 / 3.0).ln() + 1.0)).abs() < 1e-12);
         assert!((idf[1] - ((3.0f64 / 2.0).ln() + 1.0)).abs() < 1e-12);
         let vector = tfidf(&counts[0], &idf);
@@ -473,7 +498,7 @@ mod tests {
             body: "hello HELLO".into(),
             ..MailMessage::default()
         };
-        let counts = e.term_counts(&m);
+        let counts = e.extract(&m, 0).term_counts;
         assert_eq!(counts.iter().sum::<f64>(), 3.0);
         assert_eq!(counts[bucket("hello", 8)], 3.0);
     }

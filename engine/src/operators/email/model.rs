@@ -28,7 +28,7 @@ use crate::ml::autoencoder::Autoencoder;
 use crate::ml::isolation_forest::IsolationForest;
 use crate::ml::one_class::OneClassSvm;
 use crate::ml::score_scale::ScoreScale;
-use crate::operators::email::features::{tfidf, FeatureExtractor, FeatureSettings};
+use crate::operators::email::features::{FeatureExtractor, FeatureSettings};
 use crate::operators::email::message::MailMessage;
 
 /// `kind` of an email manifest.
@@ -205,9 +205,7 @@ pub fn raw_features(
     message: &MailMessage,
     sent_ms: i64,
 ) -> Vec<f64> {
-    let mut row = extractor.numeric(message, sent_ms).to_vec();
-    row.extend(tfidf(&extractor.term_counts(message), idf));
-    row
+    extractor.extract(message, sent_ms).row(idf)
 }
 
 impl Preprocess {

@@ -23,13 +23,11 @@ use crate::ml::autoencoder::{Autoencoder, AutoencoderParams};
 use crate::ml::isolation_forest::{IsolationForest, IsolationForestParams};
 use crate::ml::one_class::OneClassSvm;
 use crate::ml::score_scale::ScoreScale;
-use crate::operators::email::features::{
-    bucket, learn_idf, tfidf, FeatureExtractor, FeatureSettings,
-};
+use crate::operators::email::features::{bucket, learn_idf, FeatureExtractor, FeatureSettings};
 use crate::operators::email::message::{read_mail_folder, MailMessage};
 use crate::operators::email::model::{
-    CalibrationMetrics, EmailManifest, EmailModel, EmailTrainingRecord, EnsembleSettings,
-    Preprocess, Scales, DETECTORS, MANIFEST_KIND,
+    raw_features, CalibrationMetrics, EmailManifest, EmailModel, EmailTrainingRecord,
+    EnsembleSettings, Preprocess, Scales, DETECTORS, MANIFEST_KIND,
 };
 
 /// Options of `train email`.
@@ -108,20 +106,15 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         ));
     }
     let buckets = options.settings.tfidf_buckets;
-    let fit_counts: Vec<Vec<f64>> = fit.iter().map(|(_, m)| extractor.term_counts(m)).collect();
-    let idf = learn_idf(&fit_counts, buckets);
-    let raw = |message: &MailMessage, counts: Vec<f64>| {
-        let mut row = extractor
-            .numeric(message, message.date_ms.unwrap_or(0))
-            .to_vec();
-        row.extend(tfidf(&counts, &idf));
-        row
-    };
-    let fit_raw: Vec<Vec<f64>> = fit
+    let fit_extracted: Vec<_> = fit
         .iter()
-        .zip(fit_counts)
-        .map(|((_, m), counts)| raw(m, counts))
+        .map(|(_, m)| extractor.extract(m, m.date_ms.unwrap_or(0)))
         .collect();
+    let idf = learn_idf(
+        fit_extracted.iter().map(|e| e.term_counts.as_slice()),
+        buckets,
+    );
+    let fit_raw: Vec<Vec<f64>> = fit_extracted.iter().map(|e| e.row(&idf)).collect();
     let width = fit_raw[0].len();
     let n = fit_raw.len() as f64;
     let mean: Vec<f64> = (0..width)
@@ -141,11 +134,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             }
         })
         .collect();
-    let preprocess = Preprocess {
-        mean,
-        std,
-        idf: idf.clone(),
-    };
+    let preprocess = Preprocess { mean, std, idf };
     let fit_rows: Vec<Vec<f64>> = fit_raw.iter().map(|r| preprocess.standardize(r)).collect();
 
     let autoencoder = Autoencoder::fit(&fit_rows, &options.autoencoder)?;
@@ -169,7 +158,14 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
 
     let calibration_rows: Vec<Vec<f64>> = calibration
         .iter()
-        .map(|(_, m)| preprocess.standardize(&raw(m, extractor.term_counts(m))))
+        .map(|(_, m)| {
+            preprocess.standardize(&raw_features(
+                &extractor,
+                &preprocess.idf,
+                m,
+                m.date_ms.unwrap_or(0),
+            ))
+        })
         .collect();
     let detector_scores: Vec<[f64; 3]> = calibration_rows
         .iter()
