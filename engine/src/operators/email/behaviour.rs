@@ -56,8 +56,13 @@ impl Drop for BehaviourFeed {
 }
 
 /// The user and score carried by one behaviour record, if it is a user's.
-pub fn parse_record(key: Option<&[u8]>, payload: &[u8], field: &str) -> Option<(String, f64, i64)> {
-    let scored = decode_scored(payload)?;
+pub fn parse_record(
+    decoder: &ScoredDecoder,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    field: &str,
+) -> Option<(String, f64, i64)> {
+    let scored = decoder.decode(payload)?;
     let score = *scored.scores.get(field)?;
     if !score.is_finite() {
         return None;
@@ -80,26 +85,39 @@ pub fn parse_record(key: Option<&[u8]>, payload: &[u8], field: &str) -> Option<(
     Some((user, score.clamp(0.0, 1.0), time))
 }
 
-fn decode_scored(payload: &[u8]) -> Option<Scored> {
-    if payload.first() == Some(&b'{') {
-        return serde_json::from_slice(payload).ok();
+/// Decodes scored envelopes in any output format; the Avro reader is built once.
+pub struct ScoredDecoder {
+    reader: apache_avro::reader::datum::GenericDatumReader<'static>,
+}
+
+impl ScoredDecoder {
+    /// The decoder for the bundled `scored` schema.
+    pub fn new() -> Result<Self, String> {
+        let reader =
+            apache_avro::reader::datum::GenericDatumReader::builder(&bundled_schemas().scored)
+                .build()
+                .map_err(|e| e.to_string())?;
+        Ok(Self { reader })
     }
-    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&bundled_schemas().scored)
-        .build()
-        .ok()?;
-    let read = |mut datum: &[u8]| {
-        reader
-            .read_value(&mut datum)
-            .ok()
-            .and_then(|value| apache_avro::from_value::<Scored>(&value).ok())
-    };
-    // Confluent frame (magic 0 + 4-byte id) first, then a bare datum.
-    if payload.len() > 5 && payload[0] == 0 {
-        if let Some(scored) = read(&payload[5..]) {
-            return Some(scored);
+
+    fn decode(&self, payload: &[u8]) -> Option<Scored> {
+        if payload.first() == Some(&b'{') {
+            return serde_json::from_slice(payload).ok();
         }
+        let read = |mut datum: &[u8]| {
+            self.reader
+                .read_value(&mut datum)
+                .ok()
+                .and_then(|value| apache_avro::from_value::<Scored>(&value).ok())
+        };
+        // Confluent frame (magic 0 + 4-byte id) first, then a bare datum.
+        if payload.len() > 5 && payload[0] == 0 {
+            if let Some(scored) = read(&payload[5..]) {
+                return Some(scored);
+            }
+        }
+        read(payload)
     }
-    read(payload)
 }
 
 impl BehaviourFeed {
@@ -118,6 +136,7 @@ impl BehaviourFeed {
             }
         }
         let consumer: BaseConsumer = client.create().map_err(|e| e.to_string())?;
+        let decoder = ScoredDecoder::new()?;
         let scores: BehaviourScores = Arc::new(DashMap::new());
         let skipped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -126,7 +145,11 @@ impl BehaviourFeed {
             let (scores, skipped, stop) = (scores.clone(), skipped.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("threatflow-behaviour".into())
-                .spawn(move || run(&consumer, &topic, &field, &scores, &skipped, &stop))
+                .spawn(move || {
+                    run(
+                        &consumer, &decoder, &topic, &field, &scores, &skipped, &stop,
+                    )
+                })
                 .map_err(|e| e.to_string())?
         };
         Ok(Self {
@@ -165,6 +188,7 @@ fn assign_all(consumer: &BaseConsumer, topic: &str) -> bool {
 
 fn run(
     consumer: &BaseConsumer,
+    decoder: &ScoredDecoder,
     topic: &str,
     field: &str,
     scores: &DashMap<String, (f64, i64)>,
@@ -184,7 +208,7 @@ fn run(
         };
         match message
             .payload()
-            .and_then(|payload| parse_record(message.key(), payload, field))
+            .and_then(|payload| parse_record(decoder, message.key(), payload, field))
         {
             Some((user, score, time)) => {
                 let mut entry = scores.entry(user).or_insert((score, time));
@@ -230,6 +254,8 @@ mod tests {
 
     #[test]
     fn user_records_parse_in_json_and_avro_and_hosts_are_skipped() {
+        let decoder = ScoredDecoder::new().unwrap();
+        let parse_record = |key, payload: &[u8], field| parse_record(&decoder, key, payload, field);
         let json = serde_json::to_vec(&record("user", "Phillip.Allen", 0.7)).unwrap();
         assert_eq!(
             parse_record(Some(b"user:phillip.allen"), &json, "behaviour_score"),
