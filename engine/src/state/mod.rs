@@ -8,8 +8,9 @@
 //!
 //! Storage: one sled database per operator and input topic under `storage.state_dir`
 //! (`<state_dir>/<operator>/<topic>`), one key per partition, values JSON (readable with any
-//! sled tool, and small next to what they describe). [`CheckpointStore::save`] flushes before
-//! it returns, so a snapshot that was reported saved is on disk.
+//! sled tool, and small next to what they describe). [`CheckpointStore::save`] and
+//! [`CheckpointStore::save_all`] flush before they return, so a snapshot that was reported
+//! saved is on disk.
 
 use std::path::{Path, PathBuf};
 
@@ -74,15 +75,28 @@ impl CheckpointStore {
 
     /// Saves `snapshot` as partition `partition`'s state and flushes.
     pub fn save<T: Serialize>(&self, partition: i32, snapshot: &T) -> Result<usize, StateError> {
-        let bytes = serde_json::to_vec(snapshot).map_err(|e| StateError::Snapshot {
-            partition,
-            message: e.to_string(),
-        })?;
-        self.db
-            .insert(partition.to_be_bytes(), bytes.as_slice())
-            .map_err(self.sled_error())?;
+        self.save_all([(partition, snapshot)])
+    }
+
+    /// Saves every `(partition, snapshot)` and flushes once (one disk sync per checkpoint,
+    /// not per partition); returns the bytes written.
+    pub fn save_all<'a, T: Serialize + 'a>(
+        &self,
+        snapshots: impl IntoIterator<Item = (i32, &'a T)>,
+    ) -> Result<usize, StateError> {
+        let mut written = 0;
+        for (partition, snapshot) in snapshots {
+            let bytes = serde_json::to_vec(snapshot).map_err(|e| StateError::Snapshot {
+                partition,
+                message: e.to_string(),
+            })?;
+            self.db
+                .insert(partition.to_be_bytes(), bytes.as_slice())
+                .map_err(self.sled_error())?;
+            written += bytes.len();
+        }
         self.db.flush().map_err(self.sled_error())?;
-        Ok(bytes.len())
+        Ok(written)
     }
 
     /// The saved state of `partition`, if any.

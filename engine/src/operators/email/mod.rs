@@ -220,11 +220,9 @@ impl EmailOperator {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        for (partition, windows) in &self.partitions {
-            store
-                .save(*partition, windows)
-                .map_err(|e| OperatorError::Checkpoint(e.to_string()))?;
-        }
+        store
+            .save_all(self.partitions.iter().map(|(p, w)| (*p, w)))
+            .map_err(|e| OperatorError::Checkpoint(e.to_string()))?;
         self.dirty = false;
         self.last_checkpoint = Some(Instant::now());
         Ok(())
