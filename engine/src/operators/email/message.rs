@@ -61,14 +61,18 @@ pub struct MailMessage {
 /// The bare address in `raw` (`Name <a@b>` → `a@b`), trimmed and lower-cased; `None` when
 /// it has no `@` with text on both sides.
 pub fn bare_address(raw: &str) -> Option<String> {
-    let mut text = raw.trim();
-    if let (Some(open), Some(close)) = (text.rfind('<'), text.rfind('>')) {
-        if open < close {
-            text = text[open + 1..close].trim();
-        }
-    }
+    let text = without_display_name(raw);
     let at = text.rfind('@')?;
     (at > 0 && at + 1 < text.len()).then(|| text.to_lowercase())
+}
+
+/// The text inside the last `<…>` of `raw` (`Name <a@b>` → `a@b`), else `raw`; trimmed.
+pub fn without_display_name(raw: &str) -> &str {
+    let text = raw.trim();
+    match (text.rfind('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close => text[open + 1..close].trim(),
+        _ => text,
+    }
 }
 
 /// The domain of a bare address (after the last `@`).

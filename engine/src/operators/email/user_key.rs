@@ -12,15 +12,11 @@
 //! Deliberately *not* done: mapping nicknames or different spellings of one person; the key
 //! is a normalisation, not identity resolution.
 
+use super::message::without_display_name;
+
 /// The canonical user key of `raw`, or `None` when nothing usable is left.
 pub fn user_key(raw: &str) -> Option<String> {
-    let mut text = raw.trim();
-    if let (Some(open), Some(close)) = (text.rfind('<'), text.rfind('>')) {
-        if open < close {
-            text = &text[open + 1..close];
-        }
-    }
-    let text = text.trim();
+    let text = without_display_name(raw);
     let text = strip_prefix_ignore_case(text, "user:").unwrap_or(text);
     let text = text.rsplit('\\').next().unwrap_or(text);
     let local = match text.rfind('@') {
