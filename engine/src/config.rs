@@ -421,6 +421,7 @@ impl EngineConfig {
             self.operators.alert.validate(),
             self.operators.address.validate(),
             self.operators.email.validate(),
+            self.operators.prompt.validate(),
         ] {
             if let Err(problem) = check {
                 problems.push(problem);

@@ -191,9 +191,15 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
         SchemaKind::Alert if has_model("alert") => OperatorKind::Alert,
         SchemaKind::Email if has_model("email") => OperatorKind::Email,
         SchemaKind::Address if has_model("address") => OperatorKind::Address,
+        SchemaKind::Prompt if has_model("prompt/l2") => OperatorKind::Prompt,
         _ => OperatorKind::Passthrough,
     };
     let mut operators = crate::operators::OperatorsConfig::default();
+    if !crate::operators::prompt::l2::resolve_library("").exists() {
+        // A machine without scripts/setup.sh's ONNX Runtime still runs the demo: rules only.
+        tracing::warn!("no onnx runtime library found; the demo scores prompts with rules only");
+        operators.prompt.l2.enabled = false;
+    }
     operators.alert.entity_topic = topics.entities.clone();
     operators.email.behaviour_topic = topics.entities.clone();
     operators.email.user_topic = topics.email_users.clone();
@@ -245,7 +251,7 @@ pub fn demo_model_dir() -> Option<PathBuf> {
     [PathBuf::from("models"), built_from]
         .into_iter()
         .find(|root| {
-            ["flow", "alert", "address", "email"]
+            ["flow", "alert", "address", "email", "prompt/l2"]
                 .iter()
                 .any(|operator| newest_version(&root.join(operator)).is_some())
         })

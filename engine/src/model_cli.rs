@@ -541,3 +541,195 @@ mod tests {
         assert_eq!(rfc3339_utc(late), "2026-11-23T00:00:00Z");
     }
 }
+
+/// Arguments of `threatflow eval prompt`.
+#[derive(Debug, Clone)]
+pub struct EvalPromptOptions {
+    /// Labelled prompts (JSONL or CSV).
+    pub data: PathBuf,
+    /// Model root.
+    pub model_dir: PathBuf,
+    /// Engine config for `[operators.prompt]`.
+    pub config: Option<PathBuf>,
+    /// Prompts per scoring call.
+    pub batch: usize,
+    /// L1 only.
+    pub rules_only: bool,
+    /// JSON line at the end.
+    pub json: bool,
+}
+
+/// `threatflow eval prompt`.
+pub fn eval_prompt(options: &EvalPromptOptions) -> ExitCode {
+    use crate::operators::prompt::{eval, PromptScorer};
+    let mut prompt = match options.config.as_deref() {
+        None => crate::operators::prompt::PromptOperatorConfig::default(),
+        Some(path) => match crate::config::EngineConfig::load(path) {
+            Ok(config) => config.operators.prompt,
+            Err(error) => {
+                eprintln!("{}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if options.rules_only {
+        prompt.l2.enabled = false;
+    }
+    let scorer = match PromptScorer::load(&options.model_dir, &prompt) {
+        Ok(scorer) => scorer,
+        Err(error) => {
+            eprintln!("cannot load the prompt operator: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows = match eval::read_labeled(&options.data) {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match eval::evaluate(&scorer, &rows, options.batch) {
+        Ok(evaluation) => {
+            print!("{}", evaluation.report());
+            if options.json {
+                return print_json_line(&evaluation);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("eval prompt failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Arguments of `threatflow bench prompt`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchPromptOptions {
+    /// Prompts (JSONL or CSV, as `eval prompt` reads; labels are ignored).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model root holding `prompt/l2/<version>` and `prompt/rules/rules.toml`.
+    #[arg(long, default_value = "models")]
+    pub model_dir: PathBuf,
+    /// Use the first N prompts of the file.
+    #[arg(long, default_value_t = 512)]
+    pub limit: usize,
+    /// Batch sizes of the bare L2 measurement (comma-separated; empty skips it).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub batch_sizes: Vec<usize>,
+    /// Passes over the prompts per batch size.
+    #[arg(long, default_value_t = 2)]
+    pub repeats: usize,
+    /// Open-loop arrival rates, prompts per second (comma-separated; empty skips it).
+    #[arg(long, value_delimiter = ',', default_value = "20,100,300")]
+    pub rates: Vec<f64>,
+    /// Seconds per load level.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Concurrent callers of the open-loop load.
+    #[arg(long, default_value_t = 64)]
+    pub callers: usize,
+    /// Execution provider (`cpu`, `cuda:N`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print the figures as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `threatflow bench prompt`.
+pub fn bench_prompt(options: &BenchPromptOptions) -> ExitCode {
+    match run_bench_prompt(options) {
+        Ok(figures) => {
+            if options.json {
+                return print_json_line(&figures);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bench prompt failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, String> {
+    use crate::operators::prompt::{bench, eval, l2, PromptOperatorConfig, PromptScorer};
+    let mut texts: Vec<String> = eval::read_labeled(&options.data)?
+        .into_iter()
+        .map(|row| row.text)
+        .collect();
+    texts.truncate(options.limit.max(1));
+    let mut config = PromptOperatorConfig::default();
+    config.l2.execution_provider = options.device.clone();
+    config.l2.intra_threads = options.threads;
+    let version_dir = crate::operators::model_version_dir(&options.model_dir, "prompt/l2", "")
+        .map_err(|error| error.to_string())?;
+    let settings = l2::SessionSettings {
+        library: l2::resolve_library(""),
+        device: l2::Device::parse(&options.device)?,
+        intra_threads: options.threads,
+    };
+    let direct = bench::direct(
+        &version_dir,
+        &settings,
+        &texts,
+        &options.batch_sizes,
+        options.repeats,
+    )
+    .map_err(|error| error.to_string())?;
+    println!(
+        "bare L2 (tokenize + infer), {} prompts, device {}:",
+        texts.len(),
+        options.device
+    );
+    for figure in &direct {
+        println!(
+            "  batch {:>3}: median {:.2} ms/batch, p95 {:.2} ms, {:.0} prompts/s ({} batches)",
+            figure.batch,
+            figure.median_batch_ms,
+            figure.p95_batch_ms,
+            figure.prompts_per_second,
+            figure.batches
+        );
+    }
+    let scorer =
+        PromptScorer::load(&options.model_dir, &config).map_err(|error| error.to_string())?;
+    let mut levels = Vec::new();
+    println!(
+        "operator path through the batcher (max_batch {}, max_wait {} us), open loop:",
+        config.l2.max_batch, config.l2.max_wait_us
+    );
+    for &rate in &options.rates {
+        let figure = bench::open_loop(
+            &scorer,
+            &texts,
+            rate,
+            std::time::Duration::from_secs_f64(options.seconds),
+            options.callers,
+        )?;
+        println!(
+            "  offered {:>6.0}/s: achieved {:.0}/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, mean batch {:.1}, queue p50 {:.2} ms, inference p50 {:.2} ms",
+            figure.offered_per_second,
+            figure.achieved_per_second,
+            figure.p50_ms,
+            figure.p95_ms,
+            figure.p99_ms,
+            figure.mean_batch,
+            figure.queue_p50_ms,
+            figure.inference_p50_ms
+        );
+        levels.push(figure);
+    }
+    Ok(serde_json::json!({
+        "device": scorer.l2_device(),
+        "prompts": texts.len(),
+        "direct": direct,
+        "open_loop": levels,
+    }))
+}

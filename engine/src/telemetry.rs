@@ -35,6 +35,18 @@ pub const COMMIT_ERRORS: &str = "threatflow_commit_errors_total";
 pub const ALERT_DISPOSITIONS: &str = "threatflow_alert_dispositions_total";
 /// Counter: addresses scored by the address operator, by decision (allow, review, block).
 pub const ADDRESS_DECISIONS: &str = "threatflow_address_decisions_total";
+/// Histogram: prompt tokenization time per operator batch (all views and chunks).
+pub const PROMPT_TOKENIZE_DURATION: &str = "threatflow_prompt_tokenize_seconds";
+/// Histogram: time a prompt sequence waited in the L2 batcher's queue before its batch ran.
+pub const PROMPT_QUEUE_DURATION: &str = "threatflow_prompt_queue_seconds";
+/// Histogram: ONNX Runtime time of one L2 batch.
+pub const PROMPT_INFERENCE_DURATION: &str = "threatflow_prompt_inference_seconds";
+/// Histogram: sequences per L2 batch.
+pub const PROMPT_L2_BATCH_SIZE: &str = "threatflow_prompt_l2_batch_size_sequences";
+/// Counter: prompts scored, by verdict (attack, suspicious, benign) and deciding layer.
+pub const PROMPT_VERDICTS: &str = "threatflow_prompt_verdicts_total";
+/// Counter: L2 inferences that failed (the prompts are dead-lettered, never passed unscored).
+pub const PROMPT_L2_ERRORS: &str = "threatflow_prompt_l2_errors_total";
 
 /// Histogram buckets for stage durations: 50 µs to 5 s.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -67,6 +79,24 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_owned()), &DURATION_BUCKETS)
             .and_then(|builder| {
                 builder.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.to_owned()), &SIZE_BUCKETS)
+            })
+            .and_then(|builder| {
+                [
+                    PROMPT_TOKENIZE_DURATION,
+                    PROMPT_QUEUE_DURATION,
+                    PROMPT_INFERENCE_DURATION,
+                ]
+                .into_iter()
+                .try_fold(builder, |builder, name| {
+                    builder
+                        .set_buckets_for_metric(Matcher::Full(name.to_owned()), &DURATION_BUCKETS)
+                })
+            })
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(PROMPT_L2_BATCH_SIZE.to_owned()),
+                    &SIZE_BUCKETS,
+                )
             });
         let recorder = match builder {
             Ok(builder) => builder.build_recorder(),
@@ -115,6 +145,30 @@ fn describe_metrics() {
     describe_counter!(
         ALERT_DISPOSITIONS,
         "Alerts scored by the alert operator, by predicted disposition"
+    );
+    describe_histogram!(
+        PROMPT_TOKENIZE_DURATION,
+        Unit::Seconds,
+        "Prompt tokenization time per operator batch"
+    );
+    describe_histogram!(
+        PROMPT_QUEUE_DURATION,
+        Unit::Seconds,
+        "Time a prompt sequence waited in the L2 batcher queue"
+    );
+    describe_histogram!(
+        PROMPT_INFERENCE_DURATION,
+        Unit::Seconds,
+        "ONNX Runtime time per L2 batch"
+    );
+    describe_histogram!(PROMPT_L2_BATCH_SIZE, Unit::Count, "Sequences per L2 batch");
+    describe_counter!(
+        PROMPT_VERDICTS,
+        "Prompts scored, by verdict and deciding layer"
+    );
+    describe_counter!(
+        PROMPT_L2_ERRORS,
+        "L2 inferences that failed (prompts dead-lettered)"
     );
     describe_counter!(
         ADDRESS_DECISIONS,

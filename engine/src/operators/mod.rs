@@ -14,6 +14,7 @@ pub mod alert;
 pub mod email;
 pub mod flow;
 pub mod passthrough;
+pub mod prompt;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -146,6 +147,9 @@ pub struct OperatorsConfig {
     /// The insider-threat email operator.
     #[serde(default)]
     pub email: email::EmailOperatorConfig,
+    /// The LLM prompt operator.
+    #[serde(default)]
+    pub prompt: prompt::PromptOperatorConfig,
 }
 
 /// One stream operator.
@@ -200,6 +204,8 @@ pub enum OperatorKind {
     Address,
     /// Emails: insider-threat anomaly ensemble per message and windowed risk per user.
     Email,
+    /// LLM prompts: L1 rules and the L2 transformer classifier on normalized text.
+    Prompt,
 }
 
 impl OperatorKind {
@@ -211,6 +217,7 @@ impl OperatorKind {
             Self::Alert => "alert",
             Self::Address => "address",
             Self::Email => "email",
+            Self::Prompt => "prompt",
         }
     }
 
@@ -222,6 +229,7 @@ impl OperatorKind {
             Self::Alert => schema == SchemaKind::Alert,
             Self::Address => matches!(schema, SchemaKind::Address | SchemaKind::Email),
             Self::Email => schema == SchemaKind::Email,
+            Self::Prompt => schema == SchemaKind::Prompt,
         }
     }
 
@@ -233,6 +241,7 @@ impl OperatorKind {
             Self::Alert => Box::new(alert::AlertOperator::default()),
             Self::Address => Box::new(address::AddressOperator::default()),
             Self::Email => Box::new(email::EmailOperator::default()),
+            Self::Prompt => Box::new(prompt::PromptOperator::default()),
         }
     }
 }

@@ -1,0 +1,664 @@
+//! The prompt operator: is an LLM prompt an attack (prompt injection, jailbreak, obfuscated
+//! command, data exfiltration / PII fishing, toxicity), which family, how sure.
+//!
+//! Per prompt: [`normalize`] folds obfuscations; L1 ([`rules`]) runs the rule set on the raw
+//! and the normalized text; L2 ([`l2`], [`batcher`]) scores both views (the normalized one
+//! only when it differs) with the transformer classifier on ONNX Runtime, long prompts in
+//! windows; [`decision`] combines the evidence.
+//!
+//! Emits (`schemas/scored.avsc` envelope):
+//! - `scores`: `attack_probability`, `l2_probability` (max over views and windows),
+//!   `l2_probability_raw`, `l2_probability_normalized` (when scored), `l1_confidence`,
+//!   `severity_level` (0 none … 4 critical), `l2_threshold`;
+//! - `labels`: `verdict` (attack / suspicious / benign), `decided_by` (l1 / l2 / l1+l2),
+//!   `severity`, `families`, `rules` (comma-separated), `normalization` (transforms or
+//!   `none`), `l2_device`;
+//! - `explanation`: each fired rule (name = rule id, value = confidence, detail = family,
+//!   severity and view), then the L2 probability against its threshold, then normalization;
+//!   never prompt text;
+//! - `thresholds_crossed`: `attack` or `suspicious`.
+//!
+//! An L2 failure (ONNX Runtime error) dead-letters the prompts of the batch with the reason
+//! — they are never passed on as scored by rules alone. Stateless apart from the model;
+//! the batcher thread stops when the operator is dropped.
+
+pub mod batcher;
+pub mod bench;
+pub mod decision;
+pub mod eval;
+pub mod l2;
+pub mod normalize;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::InputEvent;
+use crate::operators::{
+    model_version_dir, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+};
+use crate::scored::{now_ms, Contribution, Scored};
+use crate::telemetry;
+use batcher::{Batcher, BatcherSettings};
+use decision::{decide, Decision, DecisionThresholds, Evidence, RuleHit, View};
+use l2::{Device, L2Error, L2Manifest, L2Model, PromptTokenizer, SessionSettings};
+use normalize::{NormalizeConfig, Normalizer, Transform};
+use rules::RuleSet;
+
+/// `[operators.prompt]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptOperatorConfig {
+    /// L2 model version under `<storage.model_dir>/prompt/l2/`; empty picks the newest.
+    pub version: String,
+    /// Rule file; empty means `<storage.model_dir>/prompt/rules/rules.toml`.
+    pub rules_file: String,
+    /// Rule confidence from which a rule alone makes a prompt an attack.
+    pub rule_verdict_confidence: f64,
+    /// L2 attack threshold; unset uses the model's (chosen on validation data).
+    pub l2_threshold: Option<f64>,
+    /// Normalization bounds.
+    pub normalize: NormalizeConfig,
+    /// The L2 classifier and its batcher.
+    pub l2: L2Config,
+}
+
+impl Default for PromptOperatorConfig {
+    fn default() -> Self {
+        Self {
+            version: String::new(),
+            rules_file: String::new(),
+            rule_verdict_confidence: 0.8,
+            l2_threshold: None,
+            normalize: NormalizeConfig::default(),
+            l2: L2Config::default(),
+        }
+    }
+}
+
+/// `[operators.prompt.l2]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct L2Config {
+    /// Run the classifier; off leaves L1 alone (for hosts without ONNX Runtime).
+    pub enabled: bool,
+    /// `cpu`, or `cuda:N` (falls back to the CPU with a warning when CUDA is unavailable).
+    pub execution_provider: String,
+    /// ONNX Runtime shared library; empty uses `ORT_DYLIB_PATH`, then
+    /// `.tools/lib/libonnxruntime.so` (installed by `scripts/setup.sh`).
+    pub onnxruntime_library: String,
+    /// ONNX Runtime intra-op threads; 0 = one per core.
+    pub intra_threads: usize,
+    /// Most sequences per inference batch.
+    pub max_batch: usize,
+    /// Longest wait of the oldest queued sequence before its batch runs, microseconds.
+    pub max_wait_us: u64,
+    /// Sequences that may queue before callers block (backpressure).
+    pub queue_capacity: usize,
+    /// Windows of `max_length` tokens scored per long prompt (first ones and the last).
+    pub max_chunks: usize,
+}
+
+impl Default for L2Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            execution_provider: "cpu".to_owned(),
+            onnxruntime_library: String::new(),
+            intra_threads: 0,
+            // 32 sequences of MiniLM at typical prompt lengths run in a few milliseconds on
+            // two cores; larger batches add latency without more throughput there.
+            max_batch: 32,
+            // 2 ms: a lone prompt pays at most this much waiting for company.
+            max_wait_us: 2_000,
+            queue_capacity: 1_024,
+            max_chunks: 4,
+        }
+    }
+}
+
+impl PromptOperatorConfig {
+    /// Checks values `serde` cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.rule_verdict_confidence) {
+            return Err("operators.prompt.rule_verdict_confidence must be within 0..1".to_owned());
+        }
+        if let Some(threshold) = self.l2_threshold {
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err("operators.prompt.l2_threshold must be within 0..1".to_owned());
+            }
+        }
+        Device::parse(&self.l2.execution_provider)
+            .map_err(|error| format!("operators.prompt.l2.execution_provider: {error}"))?;
+        if self.l2.max_batch == 0 || self.l2.max_chunks == 0 || self.l2.queue_capacity == 0 {
+            return Err(
+                "operators.prompt.l2 max_batch, max_chunks and queue_capacity must be > 0"
+                    .to_owned(),
+            );
+        }
+        if self.normalize.max_scan_bytes == 0 {
+            return Err("operators.prompt.normalize.max_scan_bytes must be > 0".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The rule file to load.
+    pub fn rules_path(&self, model_dir: &Path) -> PathBuf {
+        if self.rules_file.is_empty() {
+            model_dir.join("prompt").join("rules").join("rules.toml")
+        } else {
+            PathBuf::from(&self.rules_file)
+        }
+    }
+}
+
+/// The loaded L2 layer.
+struct L2Layer {
+    tokenizer: PromptTokenizer,
+    batcher: Batcher,
+    manifest: L2Manifest,
+    device: String,
+}
+
+/// A rule that fired, as reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredRule {
+    /// Rule id.
+    pub id: String,
+    /// Family.
+    pub family: String,
+    /// Severity.
+    pub severity: rules::Severity,
+    /// Confidence.
+    pub confidence: f64,
+    /// First view it fired on.
+    pub view: View,
+}
+
+/// Everything known about one prompt after scoring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// The combined decision.
+    pub decision: Decision,
+    /// Rules that fired.
+    pub fired: Vec<FiredRule>,
+    /// L2 probability of each view.
+    pub l2_raw: Option<f64>,
+    /// L2 probability of the normalized view, when scored.
+    pub l2_normalized: Option<f64>,
+    /// Normalization transforms.
+    pub transforms: Vec<Transform>,
+    /// L2 windows scored.
+    pub windows: usize,
+}
+
+/// Normalizer, rules and (optionally) the L2 model with its batcher: the whole scoring path,
+/// shared by the operator, `eval prompt` and the benchmarks.
+pub struct PromptScorer {
+    normalizer: Normalizer,
+    max_scan_bytes: usize,
+    rules: RuleSet,
+    l2: Option<L2Layer>,
+    thresholds: DecisionThresholds,
+}
+
+impl std::fmt::Debug for PromptScorer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PromptScorer")
+            .field("rules", &self.rules.rules().len())
+            .field(
+                "l2",
+                &self.l2.as_ref().map(|l2| l2.manifest.version.clone()),
+            )
+            .finish()
+    }
+}
+
+impl PromptScorer {
+    /// Loads rules and, when enabled, the L2 model (starting its batcher thread).
+    pub fn load(model_dir: &Path, config: &PromptOperatorConfig) -> Result<Self, OperatorError> {
+        config.validate().map_err(OperatorError::Model)?;
+        let rules_path = config.rules_path(model_dir);
+        let rules =
+            RuleSet::load(&rules_path).map_err(|error| OperatorError::Model(error.to_string()))?;
+        let l2 = if config.l2.enabled {
+            let directory = model_version_dir(model_dir, "prompt/l2", &config.version)?;
+            Some(
+                load_l2(&directory, &config.l2)
+                    .map_err(|error| OperatorError::Model(error.to_string()))?,
+            )
+        } else {
+            tracing::warn!("prompt l2 classifier disabled; prompts are scored by rules alone");
+            None
+        };
+        let model_threshold = l2.as_ref().map_or(1.0, |l2| l2.manifest.threshold);
+        Ok(Self {
+            normalizer: Normalizer::new(config.normalize.clone()),
+            max_scan_bytes: config.normalize.max_scan_bytes,
+            rules,
+            thresholds: DecisionThresholds {
+                l2_threshold: config.l2_threshold.unwrap_or(model_threshold),
+                rule_verdict_confidence: config.rule_verdict_confidence,
+            },
+            l2,
+        })
+    }
+
+    /// The L2 manifest, when L2 is loaded.
+    pub fn l2_manifest(&self) -> Option<&L2Manifest> {
+        self.l2.as_ref().map(|l2| &l2.manifest)
+    }
+
+    /// The execution provider L2 runs on (`cpu`, `cuda:N`), or `disabled`.
+    pub fn l2_device(&self) -> &str {
+        self.l2.as_ref().map_or("disabled", |l2| l2.device.as_str())
+    }
+
+    /// The batcher, when L2 is loaded (for its latency statistics).
+    pub fn batcher(&self) -> Option<&Batcher> {
+        self.l2.as_ref().map(|l2| &l2.batcher)
+    }
+
+    /// The decision thresholds in force.
+    pub fn thresholds(&self) -> DecisionThresholds {
+        self.thresholds
+    }
+
+    /// The rule set.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Scores `texts` together (their L2 windows share batches).
+    pub fn assess_batch(&self, texts: &[&str]) -> Result<Vec<Assessment>, L2Error> {
+        let normalized: Vec<_> = texts
+            .iter()
+            .map(|text| self.normalizer.normalize(text))
+            .collect();
+        let probabilities = match &self.l2 {
+            Some(l2) => Some(self.l2_probabilities(l2, texts, &normalized)?),
+            None => None,
+        };
+        Ok(texts
+            .iter()
+            .zip(&normalized)
+            .enumerate()
+            .map(|(index, (text, normalized))| {
+                let (l2_raw, l2_normalized, windows) = probabilities
+                    .as_ref()
+                    .map_or((None, None, 0), |all| all[index]);
+                self.assess(text, normalized, l2_raw, l2_normalized, windows)
+            })
+            .collect())
+    }
+
+    /// Per text: L2 probability of the raw view, of the normalized view (when different)
+    /// and the number of windows scored.
+    #[allow(clippy::type_complexity)]
+    fn l2_probabilities(
+        &self,
+        l2: &L2Layer,
+        texts: &[&str],
+        normalized: &[normalize::Normalized],
+    ) -> Result<Vec<(Option<f64>, Option<f64>, usize)>, L2Error> {
+        let started = Instant::now();
+        let mut sequences = Vec::new();
+        // (text index, view) of each sequence.
+        let mut owners = Vec::new();
+        for (index, (text, normalized)) in texts.iter().zip(normalized).enumerate() {
+            let raw = normalize::prefix_at_char_boundary(text, self.max_scan_bytes);
+            for window in l2.tokenizer.encode(raw)? {
+                sequences.push(window);
+                owners.push((index, View::Raw));
+            }
+            if normalized.changed() {
+                for window in l2.tokenizer.encode(&normalized.text)? {
+                    sequences.push(window);
+                    owners.push((index, View::Normalized));
+                }
+            }
+        }
+        metrics::histogram!(telemetry::PROMPT_TOKENIZE_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        let scores = l2.batcher.score(sequences)?;
+        let mut per_text = vec![(None, None, 0_usize); texts.len()];
+        for ((index, view), probability) in owners.into_iter().zip(scores) {
+            let entry = &mut per_text[index];
+            let slot = match view {
+                View::Raw => &mut entry.0,
+                View::Normalized => &mut entry.1,
+            };
+            *slot = Some(slot.unwrap_or(0.0_f64).max(f64::from(probability)));
+            entry.2 += 1;
+        }
+        Ok(per_text)
+    }
+
+    fn assess(
+        &self,
+        text: &str,
+        normalized: &normalize::Normalized,
+        l2_raw: Option<f64>,
+        l2_normalized: Option<f64>,
+        windows: usize,
+    ) -> Assessment {
+        let raw = normalize::prefix_at_char_boundary(text, self.max_scan_bytes);
+        let rules = self.rules.rules();
+        let mut hits: Vec<RuleHit<'_>> = self
+            .rules
+            .matching(raw)
+            .into_iter()
+            .map(|index| RuleHit {
+                rule: &rules[index],
+                view: View::Raw,
+            })
+            .collect();
+        if normalized.changed() {
+            for index in self.rules.matching(&normalized.text) {
+                if !hits.iter().any(|hit| std::ptr::eq(hit.rule, &rules[index])) {
+                    hits.push(RuleHit {
+                        rule: &rules[index],
+                        view: View::Normalized,
+                    });
+                }
+            }
+        }
+        let evidence = Evidence {
+            hits,
+            l2_raw,
+            l2_normalized,
+            transforms: normalized.transforms.clone(),
+        };
+        let decision = decide(&evidence, self.thresholds);
+        Assessment {
+            fired: evidence
+                .hits
+                .iter()
+                .map(|hit| FiredRule {
+                    id: hit.rule.id.clone(),
+                    family: hit.rule.family.clone(),
+                    severity: hit.rule.severity,
+                    confidence: hit.rule.confidence,
+                    view: hit.view,
+                })
+                .collect(),
+            decision,
+            l2_raw,
+            l2_normalized,
+            transforms: evidence.transforms,
+            windows,
+        }
+    }
+}
+
+fn load_l2(directory: &Path, config: &L2Config) -> Result<L2Layer, L2Error> {
+    let settings = SessionSettings {
+        library: l2::resolve_library(&config.onnxruntime_library),
+        device: Device::parse(&config.execution_provider).map_err(L2Error::Model)?,
+        intra_threads: config.intra_threads,
+    };
+    let model = L2Model::load(directory, &settings)?;
+    let manifest = model.manifest().clone();
+    let device = model.device_used().to_owned();
+    let tokenizer = l2::load_tokenizer(directory, &manifest, config.max_chunks)?;
+    let batcher = Batcher::spawn(
+        model,
+        BatcherSettings {
+            max_batch: config.max_batch,
+            max_wait: Duration::from_micros(config.max_wait_us),
+            queue_capacity: config.queue_capacity,
+        },
+    )?;
+    tracing::info!(
+        version = %manifest.version,
+        device = %device,
+        threshold = manifest.threshold,
+        "prompt l2 classifier loaded"
+    );
+    Ok(L2Layer {
+        tokenizer,
+        batcher,
+        manifest,
+        device,
+    })
+}
+
+/// The operator bound to `prompts` topics.
+#[derive(Default)]
+pub struct PromptOperator {
+    config: PromptOperatorConfig,
+    scorer: Option<PromptScorer>,
+}
+
+impl PromptOperator {
+    /// An operator with an already-loaded scorer (tests, benchmarks).
+    pub fn with_scorer(scorer: PromptScorer) -> Self {
+        Self {
+            config: PromptOperatorConfig::default(),
+            scorer: Some(scorer),
+        }
+    }
+
+    fn scored(
+        &self,
+        scorer: &PromptScorer,
+        sourced: &SourcedEvent,
+        assessment: &Assessment,
+    ) -> Scored {
+        let decision = &assessment.decision;
+        let mut scores = BTreeMap::new();
+        scores.insert("attack_probability".to_owned(), decision.attack_probability);
+        scores.insert("l1_confidence".to_owned(), decision.l1_confidence);
+        scores.insert(
+            "severity_level".to_owned(),
+            decision.severity.map_or(0.0, rules::Severity::level),
+        );
+        if let Some(probability) = decision.l2_probability {
+            scores.insert("l2_probability".to_owned(), probability);
+            scores.insert("l2_threshold".to_owned(), scorer.thresholds.l2_threshold);
+        }
+        if let Some(probability) = assessment.l2_raw {
+            scores.insert("l2_probability_raw".to_owned(), probability);
+        }
+        if let Some(probability) = assessment.l2_normalized {
+            scores.insert("l2_probability_normalized".to_owned(), probability);
+        }
+        let join = |items: &[String]| {
+            if items.is_empty() {
+                "none".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        let transforms: Vec<String> = assessment
+            .transforms
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        let mut labels = BTreeMap::new();
+        labels.insert("verdict".to_owned(), decision.verdict.as_str().to_owned());
+        labels.insert("decided_by".to_owned(), decision.decided_by.to_owned());
+        labels.insert(
+            "severity".to_owned(),
+            decision
+                .severity
+                .map_or("none", rules::Severity::as_str)
+                .to_owned(),
+        );
+        labels.insert("families".to_owned(), join(&decision.families));
+        labels.insert("rules".to_owned(), join(&decision.rules));
+        labels.insert("normalization".to_owned(), join(&transforms));
+        labels.insert("l2_device".to_owned(), scorer.l2_device().to_owned());
+        metrics::counter!(
+            telemetry::PROMPT_VERDICTS,
+            "verdict" => decision.verdict.as_str(),
+            "layer" => decision.decided_by
+        )
+        .increment(1);
+        let thresholds_crossed = match decision.verdict {
+            decision::Verdict::Attack => vec!["attack".to_owned()],
+            decision::Verdict::Suspicious => vec!["suspicious".to_owned()],
+            decision::Verdict::Benign => Vec::new(),
+        };
+        Scored {
+            event_id: sourced.event_id.clone(),
+            source: sourced.source.clone(),
+            operator: self.name().to_owned(),
+            model_version: self.model_version(),
+            scores,
+            labels,
+            explanation: explain(scorer, assessment),
+            thresholds_crossed,
+            event_time_ms: sourced.event.event_time_ms(),
+            scored_at_ms: now_ms(),
+        }
+    }
+}
+
+/// Fired rules (strongest first), then L2 against its threshold, then normalization.
+fn explain(scorer: &PromptScorer, assessment: &Assessment) -> Vec<Contribution> {
+    let mut fired = assessment.fired.clone();
+    fired.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut explanation: Vec<Contribution> = fired
+        .into_iter()
+        .map(|rule| Contribution {
+            name: rule.id,
+            value: Some(rule.confidence),
+            contribution: rule.confidence,
+            detail: Some(format!(
+                "family={} severity={} view={}",
+                rule.family,
+                rule.severity,
+                rule.view.as_str()
+            )),
+        })
+        .collect();
+    if let Some(probability) = assessment.decision.l2_probability {
+        explanation.push(Contribution {
+            name: "l2_classifier".to_owned(),
+            value: Some(probability),
+            contribution: probability - scorer.thresholds.l2_threshold,
+            detail: Some(format!(
+                "threshold={:.4} windows={}",
+                scorer.thresholds.l2_threshold, assessment.windows
+            )),
+        });
+    }
+    if !assessment.transforms.is_empty() {
+        let names: Vec<&str> = assessment.transforms.iter().map(|t| t.as_str()).collect();
+        explanation.push(Contribution {
+            name: "normalization".to_owned(),
+            value: None,
+            contribution: 0.0,
+            detail: Some(names.join(",")),
+        });
+    }
+    explanation
+}
+
+impl Operator for PromptOperator {
+    fn name(&self) -> &'static str {
+        "prompt"
+    }
+
+    fn model_version(&self) -> String {
+        self.scorer
+            .as_ref()
+            .and_then(|scorer| scorer.l2_manifest())
+            .map_or_else(
+                || "rules-only".to_owned(),
+                |manifest| manifest.version.clone(),
+            )
+    }
+
+    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
+        self.config = context.operators.prompt.clone();
+        if self.scorer.is_none() {
+            self.scorer = Some(PromptScorer::load(context.model_dir, &self.config)?);
+        }
+        Ok(())
+    }
+
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+        let Some(scorer) = self.scorer.as_ref() else {
+            return reject_all(events.len(), "prompt operator not started");
+        };
+        let mut texts = Vec::with_capacity(events.len());
+        for sourced in events {
+            match &sourced.event {
+                InputEvent::Prompt(prompt) => texts.push(prompt.text.as_str()),
+                other => {
+                    // The pipeline only binds prompt topics here; refuse rather than guess.
+                    tracing::error!(schema = ?other.kind(), "prompt operator got a non-prompt event");
+                    return reject_all(events.len(), "not a prompt event");
+                }
+            }
+        }
+        match scorer.assess_batch(&texts) {
+            Ok(assessments) => events
+                .iter()
+                .zip(&assessments)
+                .map(|(sourced, assessment)| Outcome::Scored {
+                    scored: Box::new(self.scored(scorer, sourced, assessment)),
+                    extra: Vec::new(),
+                })
+                .collect(),
+            Err(error) => {
+                tracing::error!(%error, prompts = events.len(), "prompt scoring failed; dead-lettering the batch");
+                reject_all(events.len(), &format!("prompt l2 failed: {error}"))
+            }
+        }
+    }
+
+    fn model_info(&self) -> Option<serde_json::Value> {
+        let scorer = self.scorer.as_ref()?;
+        Some(serde_json::json!({
+            "l2": scorer.l2_manifest().map(|manifest| serde_json::json!({
+                "kind": manifest.kind,
+                "version": manifest.version,
+                "created_at": manifest.created_at,
+                "threshold": scorer.thresholds.l2_threshold,
+                "max_length": manifest.max_length,
+                "device": scorer.l2_device(),
+            })),
+            "rules": scorer.rules.rules().len(),
+            "rule_verdict_confidence": scorer.thresholds.rule_verdict_confidence,
+        }))
+    }
+
+    fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
+        let model_dir = version_dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .ok_or_else(|| {
+                OperatorError::Model(format!(
+                    "{} is not <model_dir>/prompt/l2/<version>",
+                    version_dir.display()
+                ))
+            })?;
+        let mut config = self.config.clone();
+        config.version = version_dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.scorer = Some(PromptScorer::load(model_dir, &config)?);
+        Ok(())
+    }
+}
+
+fn reject_all(count: usize, detail: &str) -> Vec<Outcome> {
+    (0..count)
+        .map(|_| Outcome::Rejected {
+            detail: detail.to_owned(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod operator_tests;
