@@ -616,13 +616,13 @@ pub struct BenchPromptOptions {
     /// Use the first N prompts of the file.
     #[arg(long, default_value_t = 512)]
     pub limit: usize,
-    /// Batch sizes of the bare L2 measurement (comma-separated; empty skips it).
+    /// Batch sizes of the bare L2 measurement (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub batch_sizes: Vec<usize>,
     /// Passes over the prompts per batch size.
     #[arg(long, default_value_t = 2)]
     pub repeats: usize,
-    /// Open-loop arrival rates, prompts per second (comma-separated; empty skips it).
+    /// Open-loop arrival rates, prompts per second (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "20,100,300")]
     pub rates: Vec<f64>,
     /// Seconds per load level.
@@ -637,6 +637,18 @@ pub struct BenchPromptOptions {
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Batcher: most sequences per batch.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// Batcher: longest wait of the oldest queued sequence, microseconds.
+    #[arg(long, default_value_t = 500)]
+    pub max_wait_us: u64,
+    /// Only the bare L2 measurement.
+    #[arg(long, conflicts_with = "load_only")]
+    pub direct_only: bool,
+    /// Only the open-loop operator measurement.
+    #[arg(long)]
+    pub load_only: bool,
     /// Print the figures as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -668,6 +680,8 @@ fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, S
     let mut config = PromptOperatorConfig::default();
     config.l2.execution_provider = options.device.clone();
     config.l2.intra_threads = options.threads;
+    config.l2.max_batch = options.max_batch;
+    config.l2.max_wait_us = options.max_wait_us;
     let version_dir = crate::operators::model_version_dir(&options.model_dir, "prompt/l2", "")
         .map_err(|error| error.to_string())?;
     let settings = l2::SessionSettings {
@@ -675,11 +689,21 @@ fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, S
         device: l2::Device::parse(&options.device)?,
         intra_threads: options.threads,
     };
+    let batch_sizes = if options.load_only {
+        &[][..]
+    } else {
+        &options.batch_sizes[..]
+    };
+    let rates = if options.direct_only {
+        &[][..]
+    } else {
+        &options.rates[..]
+    };
     let direct = bench::direct(
         &version_dir,
         &settings,
         &texts,
-        &options.batch_sizes,
+        batch_sizes,
         options.repeats,
     )
     .map_err(|error| error.to_string())?;
@@ -705,7 +729,7 @@ fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, S
         "operator path through the batcher (max_batch {}, max_wait {} us), open loop:",
         config.l2.max_batch, config.l2.max_wait_us
     );
-    for &rate in &options.rates {
+    for &rate in rates {
         let figure = bench::open_loop(
             &scorer,
             &texts,

@@ -17,8 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use super::l2::{L2Error, L2Model, Sequence};
 use crate::telemetry;
 
@@ -40,26 +38,42 @@ struct Request {
     reply: mpsc::Sender<(usize, Result<f32, String>)>,
 }
 
-/// Percentiles kept in process (microseconds; batch sizes in sequences).
-#[derive(Debug, Clone)]
+/// In-process samples for `eval`, the load test and benchmarks (Prometheus has the same
+/// figures as histograms). At most [`MAX_SAMPLES`] of each are kept since the last reset, so
+/// a long-running engine does not grow memory.
+#[derive(Debug, Clone, Default)]
 pub struct BatcherStats {
-    /// Time each sequence waited in the queue.
-    pub queue_us: Histogram<u64>,
-    /// Inference time of each batch.
-    pub inference_us: Histogram<u64>,
+    /// Time each sequence waited in the queue, milliseconds.
+    pub queue_ms: Vec<f64>,
+    /// Inference time of each batch, milliseconds.
+    pub inference_ms: Vec<f64>,
     /// Sequences per batch.
-    pub batch_size: Histogram<u64>,
+    pub batch_sizes: Vec<usize>,
 }
 
+/// Samples kept per series.
+pub const MAX_SAMPLES: usize = 100_000;
+
 impl BatcherStats {
-    fn new() -> Result<Self, L2Error> {
-        let histogram =
-            || Histogram::new(3).map_err(|error| L2Error::Inference(format!("histogram: {error}")));
-        Ok(Self {
-            queue_us: histogram()?,
-            inference_us: histogram()?,
-            batch_size: histogram()?,
-        })
+    fn push<T>(series: &mut Vec<T>, value: T) {
+        if series.len() < MAX_SAMPLES {
+            series.push(value);
+        }
+    }
+
+    /// Median of a series (0 when empty).
+    pub fn median(series: &[f64]) -> f64 {
+        let mut sorted = series.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        super::eval::percentile(&sorted, 0.5)
+    }
+
+    /// Mean sequences per batch (0 when none ran).
+    pub fn mean_batch(&self) -> f64 {
+        if self.batch_sizes.is_empty() {
+            return 0.0;
+        }
+        self.batch_sizes.iter().sum::<usize>() as f64 / self.batch_sizes.len() as f64
     }
 }
 
@@ -80,7 +94,7 @@ impl Batcher {
     /// Starts the batcher thread, which owns `model`.
     pub fn spawn(model: L2Model, settings: BatcherSettings) -> Result<Self, L2Error> {
         let (sender, receiver) = mpsc::sync_channel(settings.queue_capacity.max(1));
-        let stats = Arc::new(Mutex::new(BatcherStats::new()?));
+        let stats = Arc::new(Mutex::new(BatcherStats::default()));
         let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("prompt-l2-batcher".to_owned())
@@ -123,7 +137,7 @@ impl Batcher {
         Ok(probabilities)
     }
 
-    /// A copy of the in-process latency percentiles so far.
+    /// A copy of the in-process samples so far.
     pub fn stats(&self) -> BatcherStats {
         self.stats
             .lock()
@@ -131,10 +145,10 @@ impl Batcher {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
-    /// Clears the in-process percentiles (between load levels of a benchmark).
+    /// Clears the in-process samples (between load levels of a benchmark).
     pub fn reset_stats(&self) {
-        if let (Ok(mut stats), Ok(fresh)) = (self.stats.lock(), BatcherStats::new()) {
-            *stats = fresh;
+        if let Ok(mut stats) = self.stats.lock() {
+            *stats = BatcherStats::default();
         }
     }
 }
@@ -197,10 +211,10 @@ fn run_batch(model: &mut L2Model, batch: Vec<Request>, stats: &Mutex<BatcherStat
     }
     if let Ok(mut stats) = stats.lock() {
         for wait in &queue_waits {
-            stats.queue_us.saturating_record(duration_us(*wait));
+            BatcherStats::push(&mut stats.queue_ms, wait.as_secs_f64() * 1000.0);
         }
-        stats.inference_us.saturating_record(duration_us(inference));
-        stats.batch_size.saturating_record(batch.len() as u64);
+        BatcherStats::push(&mut stats.inference_ms, inference.as_secs_f64() * 1000.0);
+        BatcherStats::push(&mut stats.batch_sizes, batch.len());
     }
     match result {
         Ok(probabilities) => {
@@ -218,8 +232,4 @@ fn run_batch(model: &mut L2Model, batch: Vec<Request>, stats: &Mutex<BatcherStat
             }
         }
     }
-}
-
-fn duration_us(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::batcher::BatcherStats;
 use super::eval::percentile;
 use super::l2::{self, L2Error, L2Model, SessionSettings};
 use super::PromptScorer;
@@ -183,9 +184,9 @@ pub fn open_loop(
         scorer.batcher().map_or((0.0, 0.0, 0.0), |batcher| {
             let stats = batcher.stats();
             (
-                stats.batch_size.mean(),
-                stats.queue_us.value_at_quantile(0.5) as f64 / 1000.0,
-                stats.inference_us.value_at_quantile(0.5) as f64 / 1000.0,
+                stats.mean_batch(),
+                BatcherStats::median(&stats.queue_ms),
+                BatcherStats::median(&stats.inference_ms),
             )
         });
     Ok(LoadFigures {
