@@ -34,7 +34,11 @@ fn bench_l1(c: &mut Criterion) {
     let normalizer = Normalizer::default();
     let long = long_prompt();
     let mut group = c.benchmark_group("prompt_l1");
-    for (name, text) in [("short", SHORT), ("obfuscated", OBFUSCATED), ("20KB", long.as_str())] {
+    for (name, text) in [
+        ("short", SHORT),
+        ("obfuscated", OBFUSCATED),
+        ("20KB", long.as_str()),
+    ] {
         group.bench_function(format!("normalize {name}"), |b| {
             b.iter(|| black_box(normalizer.normalize(black_box(text))))
         });

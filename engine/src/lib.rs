@@ -17,7 +17,7 @@
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
 //! - [`generate`]: realistic synthetic events (demo, tests, load generator); [`demo`]: the
 //!   engine on an embedded broker.
-//! - [`cli`]: the `threatflow` command line; [`model_cli`]: its `train`, `eval` and
+//! - [`cli`]: the `threatflow` command line; [`model_cli`]: its `train`, `eval`, `bench` and
 //!   `generate` commands.
 
 pub mod cli;
