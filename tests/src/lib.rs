@@ -300,6 +300,54 @@ impl Drop for EngineProcess {
     }
 }
 
+/// An engine process running one operator on a test's topics, with the shipped models, its
+/// own work directory (config, state, log) and HTTP address. Dropping it kills the process
+/// first, then removes the directory (fields drop in declaration order).
+pub struct OperatorEngine {
+    /// Held for its `Drop`, which kills the engine.
+    _process: EngineProcess,
+    dir: tempfile::TempDir,
+    /// The engine's HTTP address (`/models`, `/metrics`).
+    pub http: String,
+}
+
+impl OperatorEngine {
+    /// Starts `binary` (integration tests pass `env!("CARGO_BIN_EXE_threatflow-under-test")`)
+    /// with `topics.operator_config` for `(schema, operator)`, `repository()/models` and
+    /// `extra` config text.
+    pub fn start(
+        binary: &Path,
+        broker: &Broker,
+        topics: &TestTopics,
+        schema_and_operator: (&str, &str),
+        extra: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let http = free_loopback_address()?;
+        let config = topics.operator_config(
+            &broker.bootstrap,
+            &dir.path().join("state"),
+            &http,
+            schema_and_operator,
+            &repository().join("models"),
+            extra,
+        );
+        let config_path = dir.path().join("engine.toml");
+        std::fs::write(&config_path, config)?;
+        let process = EngineProcess::start(binary, &config_path, &dir.path().join("engine.log"))?;
+        Ok(Self {
+            _process: process,
+            dir,
+            http,
+        })
+    }
+
+    /// The engine's log so far (for assertion messages).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
+    }
+}
+
 /// Where an input landed.
 pub type Coordinates = (i32, i64);
 

@@ -11,7 +11,7 @@ use threatflow::events::{AddressEvent, InputEvent};
 use threatflow::generate::encode_json;
 use threatflow::operators::address::synth::{generate, AddressSources};
 use threatflow_e2e::{
-    consume_scored, repository, succeed, Broker, EngineProcess, OutputCollector, TestTopics,
+    consume_scored, repository, succeed, Broker, OperatorEngine, OutputCollector, TestTopics,
 };
 
 fn threatflow() -> Command {
@@ -127,24 +127,14 @@ fn generate_train_and_eval_reach_the_goal_on_held_out_addresses() {
 async fn the_engine_scores_an_addresses_topic() -> anyhow::Result<()> {
     let broker = Broker::start()?;
     let topics = TestTopics::create(&broker, 2)?;
-    let dir = tempfile::tempdir()?;
-    let http = threatflow_e2e::free_loopback_address()?;
-    let config = topics.operator_config(
-        &broker.bootstrap,
-        &dir.path().join("state"),
-        &http,
-        ("address", "address"),
-        &repository().join("models"),
-        "",
-    );
-    let config_path = dir.path().join("engine.toml");
-    std::fs::write(&config_path, config)?;
-    let engine = EngineProcess::start(
+    let engine = OperatorEngine::start(
         Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
-        &config_path,
-        &dir.path().join("engine.log"),
+        &broker,
+        &topics,
+        ("address", "address"),
+        "",
     )?;
-    let logs = || std::fs::read_to_string(dir.path().join("engine.log")).unwrap_or_default();
+    let logs = || engine.logs();
 
     // Addresses the shipped model never saw (another seed), then two that do not parse.
     let sources = AddressSources::load(&repository().join("models/address/sources")).unwrap();
@@ -212,7 +202,7 @@ async fn the_engine_scores_an_addresses_topic() -> anyhow::Result<()> {
         "{false_alarms}"
     );
 
-    let (status, body) = threatflow_e2e::http_get(&http, "/models")?;
+    let (status, body) = threatflow_e2e::http_get(&engine.http, "/models")?;
     assert_eq!(status, 200, "{body}");
     let models: serde_json::Value = serde_json::from_str(&body)?;
     let loaded = &models[&topics.input];

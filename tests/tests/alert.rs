@@ -10,9 +10,7 @@ use std::time::Duration;
 use threatflow::events::InputEvent;
 use threatflow::generate::encode_json;
 use threatflow::operators::alert::synth::{generate, GeneratorConfig};
-use threatflow_e2e::{
-    consume_scored, repository, succeed, unique_name, Broker, EngineProcess, TestTopics,
-};
+use threatflow_e2e::{consume_scored, succeed, unique_name, Broker, OperatorEngine, TestTopics};
 
 fn threatflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_threatflow-under-test"))
@@ -97,25 +95,14 @@ async fn the_engine_scores_alerts_and_publishes_entity_behaviour() -> anyhow::Re
     let topics = TestTopics::create(&broker, 2)?;
     let entities = unique_name("entities");
     broker.create_topic(&entities, 2)?;
-    let dir = tempfile::tempdir()?;
-    let address = threatflow_e2e::free_loopback_address()?;
-    let models = repository().join("models");
-    let config = topics.operator_config(
-        &broker.bootstrap,
-        &dir.path().join("state"),
-        &address,
-        ("alert", "alert"),
-        &models,
-        &format!("\n[operators.alert]\nentity_topic = \"{entities}\"\n"),
-    );
-    let config_path = dir.path().join("engine.toml");
-    std::fs::write(&config_path, config)?;
-    let engine = EngineProcess::start(
+    let engine = OperatorEngine::start(
         Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
-        &config_path,
-        &dir.path().join("engine.log"),
+        &broker,
+        &topics,
+        ("alert", "alert"),
+        &format!("\n[operators.alert]\nentity_topic = \"{entities}\"\n"),
     )?;
-    let logs = || std::fs::read_to_string(dir.path().join("engine.log")).unwrap_or_default();
+    let logs = || engine.logs();
 
     let alerts = generate(&GeneratorConfig {
         seed: 4242,
@@ -199,7 +186,7 @@ async fn the_engine_scores_alerts_and_publishes_entity_behaviour() -> anyhow::Re
         mean(&benign_only)
     );
 
-    let (status, body) = threatflow_e2e::http_get(&address, "/models")?;
+    let (status, body) = threatflow_e2e::http_get(&engine.http, "/models")?;
     assert_eq!(status, 200, "{body}");
     let models: serde_json::Value = serde_json::from_str(&body)?;
     let loaded = &models[&topics.input];

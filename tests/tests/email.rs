@@ -10,7 +10,7 @@ use std::time::Duration;
 use threatflow::events::{Attachment, EmailEvent, InputEvent};
 use threatflow::generate::encode_json;
 use threatflow_e2e::{
-    consume_scored, repository, succeed, Broker, EngineProcess, OutputCollector, TestTopics,
+    consume_scored, repository, succeed, Broker, OperatorEngine, OutputCollector, TestTopics,
 };
 
 fn threatflow() -> Command {
@@ -165,27 +165,17 @@ async fn the_engine_raises_an_insiders_risk_above_benign_users_and_fuses_behavio
     )
     .await?;
 
-    let dir = tempfile::tempdir()?;
-    let http = threatflow_e2e::free_loopback_address()?;
     let extra = format!(
         "[operators.email]\nuser_topic = \"{users_topic}\"\nbehaviour_topic = \"{behaviour_topic}\"\nuser_timer_ms = 500\n"
     );
-    let config = topics.operator_config(
-        &broker.bootstrap,
-        &dir.path().join("state"),
-        &http,
-        ("email", "email"),
-        &repository().join("models"),
-        &extra,
-    );
-    let config_path = dir.path().join("engine.toml");
-    std::fs::write(&config_path, config)?;
-    let engine = EngineProcess::start(
+    let engine = OperatorEngine::start(
         Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
-        &config_path,
-        &dir.path().join("engine.log"),
+        &broker,
+        &topics,
+        ("email", "email"),
+        &extra,
     )?;
-    let logs = || std::fs::read_to_string(dir.path().join("engine.log")).unwrap_or_default();
+    let logs = || engine.logs();
     // Give the behaviour feed a moment to read its topic.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -269,7 +259,7 @@ async fn the_engine_raises_an_insiders_risk_above_benign_users_and_fuses_behavio
     assert_eq!(fused.scores["behaviour_score"], 0.9);
     let expected = 0.7 * fused.scores["message_risk"] + 0.3 * 0.9;
     assert!((fused.scores["user_risk"] - expected).abs() < 1e-9);
-    let (status, body) = threatflow_e2e::http_get(&http, "/models")?;
+    let (status, body) = threatflow_e2e::http_get(&engine.http, "/models")?;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("threatflow.email.insider-ensemble"), "{body}");
     drop(engine);
