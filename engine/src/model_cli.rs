@@ -361,15 +361,13 @@ pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
     )
 }
 
-/// The `[operators.email]` section of `config` (a full engine config file), or defaults.
-fn email_config(
-    config: Option<&Path>,
-) -> Result<crate::operators::email::EmailOperatorConfig, ExitCode> {
+/// The `[operators]` section of `config` (a full engine config file), or defaults.
+fn operators_config(config: Option<&Path>) -> Result<crate::operators::OperatorsConfig, ExitCode> {
     let Some(path) = config else {
         return Ok(Default::default());
     };
     crate::config::EngineConfig::load(path)
-        .map(|config| config.operators.email)
+        .map(|config| config.operators)
         .map_err(|error| {
             eprintln!("{}: {error}", path.display());
             ExitCode::from(2)
@@ -381,8 +379,8 @@ pub fn train_email(
     config: Option<&Path>,
     mut options: crate::operators::email::train::TrainOptions,
 ) -> ExitCode {
-    let email = match email_config(config) {
-        Ok(email) => email,
+    let email = match operators_config(config) {
+        Ok(operators) => operators.email,
         Err(code) => return code,
     };
     if let Some(features) = email.features {
@@ -430,8 +428,8 @@ pub fn eval_email(
 ) -> ExitCode {
     use crate::operators::email::features::FeatureExtractor;
     use crate::operators::email::model::EmailModel;
-    let email = match email_config(config) {
-        Ok(email) => email,
+    let email = match operators_config(config) {
+        Ok(operators) => operators.email,
         Err(code) => return code,
     };
     let directory = match model_directory("email", model) {
@@ -562,15 +560,9 @@ pub struct EvalPromptOptions {
 /// `threatflow eval prompt`.
 pub fn eval_prompt(options: &EvalPromptOptions) -> ExitCode {
     use crate::operators::prompt::{eval, PromptScorer};
-    let mut prompt = match options.config.as_deref() {
-        None => crate::operators::prompt::PromptOperatorConfig::default(),
-        Some(path) => match crate::config::EngineConfig::load(path) {
-            Ok(config) => config.operators.prompt,
-            Err(error) => {
-                eprintln!("{}: {error}", path.display());
-                return ExitCode::from(2);
-            }
-        },
+    let mut prompt = match operators_config(options.config.as_deref()) {
+        Ok(operators) => operators.prompt,
+        Err(code) => return code,
     };
     if options.rules_only {
         prompt.l2.enabled = false;
