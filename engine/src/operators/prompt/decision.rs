@@ -123,8 +123,10 @@ pub fn decide(evidence: &Evidence<'_>, thresholds: DecisionThresholds) -> Decisi
         .iter()
         .map(|hit| hit.rule.confidence)
         .fold(0.0, f64::max);
-    let decisive = |hit: &&RuleHit<'_>| hit.rule.confidence >= thresholds.rule_verdict_confidence;
-    let l1_attack = evidence.hits.iter().any(|hit| decisive(&hit));
+    let l1_attack = evidence
+        .hits
+        .iter()
+        .any(|hit| hit.rule.confidence >= thresholds.rule_verdict_confidence);
     let l2_attack = l2_probability.is_some_and(|p| p >= thresholds.l2_threshold);
     let smuggling = evidence.transforms.contains(&Transform::TagSmuggling);
     let verdict = if l1_attack || l2_attack {

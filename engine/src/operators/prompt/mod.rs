@@ -165,6 +165,14 @@ struct L2Layer {
     device: String,
 }
 
+/// L2's result for one prompt: the highest window probability of each view scored.
+#[derive(Debug, Clone, Copy, Default)]
+struct L2Views {
+    raw: Option<f64>,
+    normalized: Option<f64>,
+    windows: usize,
+}
+
 /// A rule that fired, as reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FiredRule {
@@ -290,23 +298,21 @@ impl PromptScorer {
             .zip(&normalized)
             .enumerate()
             .map(|(index, (text, normalized))| {
-                let (l2_raw, l2_normalized, windows) = probabilities
+                let views = probabilities
                     .as_ref()
-                    .map_or((None, None, 0), |all| all[index]);
-                self.assess(text, normalized, l2_raw, l2_normalized, windows)
+                    .map_or_else(L2Views::default, |all| all[index]);
+                self.assess(text, normalized, views)
             })
             .collect())
     }
 
-    /// Per text: L2 probability of the raw view, of the normalized view (when different)
-    /// and the number of windows scored.
-    #[allow(clippy::type_complexity)]
+    /// Per text: the L2 probability of each view and the windows scored.
     fn l2_probabilities(
         &self,
         l2: &L2Layer,
         texts: &[&str],
         normalized: &[normalize::Normalized],
-    ) -> Result<Vec<(Option<f64>, Option<f64>, usize)>, L2Error> {
+    ) -> Result<Vec<L2Views>, L2Error> {
         let started = Instant::now();
         let mut sequences = Vec::new();
         // (text index, view) of each sequence.
@@ -327,52 +333,47 @@ impl PromptScorer {
         metrics::histogram!(telemetry::PROMPT_TOKENIZE_DURATION)
             .record(started.elapsed().as_secs_f64());
         let scores = l2.batcher.score(sequences)?;
-        let mut per_text = vec![(None, None, 0_usize); texts.len()];
+        let mut per_text = vec![L2Views::default(); texts.len()];
         for ((index, view), probability) in owners.into_iter().zip(scores) {
             let entry = &mut per_text[index];
             let slot = match view {
-                View::Raw => &mut entry.0,
-                View::Normalized => &mut entry.1,
+                View::Raw => &mut entry.raw,
+                View::Normalized => &mut entry.normalized,
             };
             *slot = Some(slot.unwrap_or(0.0_f64).max(f64::from(probability)));
-            entry.2 += 1;
+            entry.windows += 1;
         }
         Ok(per_text)
     }
 
-    fn assess(
-        &self,
-        text: &str,
-        normalized: &normalize::Normalized,
-        l2_raw: Option<f64>,
-        l2_normalized: Option<f64>,
-        windows: usize,
-    ) -> Assessment {
+    fn assess(&self, text: &str, normalized: &normalize::Normalized, l2: L2Views) -> Assessment {
         let raw = normalize::prefix_at_char_boundary(text, self.max_scan_bytes);
         let rules = self.rules.rules();
-        let mut hits: Vec<RuleHit<'_>> = self
-            .rules
-            .matching(raw)
-            .into_iter()
-            .map(|index| RuleHit {
+        let raw_fired = self.rules.matching(raw);
+        let normalized_fired = if normalized.changed() {
+            self.rules.matching(&normalized.text)
+        } else {
+            Vec::new()
+        };
+        // A rule that fired on both views is reported for the raw one.
+        let hits = raw_fired
+            .iter()
+            .map(|&index| (index, View::Raw))
+            .chain(
+                normalized_fired
+                    .iter()
+                    .filter(|index| !raw_fired.contains(index))
+                    .map(|&index| (index, View::Normalized)),
+            )
+            .map(|(index, view)| RuleHit {
                 rule: &rules[index],
-                view: View::Raw,
+                view,
             })
             .collect();
-        if normalized.changed() {
-            for index in self.rules.matching(&normalized.text) {
-                if !hits.iter().any(|hit| std::ptr::eq(hit.rule, &rules[index])) {
-                    hits.push(RuleHit {
-                        rule: &rules[index],
-                        view: View::Normalized,
-                    });
-                }
-            }
-        }
         let evidence = Evidence {
             hits,
-            l2_raw,
-            l2_normalized,
+            l2_raw: l2.raw,
+            l2_normalized: l2.normalized,
             transforms: normalized.transforms.clone(),
         };
         let decision = decide(&evidence, self.thresholds);
@@ -389,10 +390,10 @@ impl PromptScorer {
                 })
                 .collect(),
             decision,
-            l2_raw,
-            l2_normalized,
+            l2_raw: l2.raw,
+            l2_normalized: l2.normalized,
             transforms: evidence.transforms,
-            windows,
+            windows: l2.windows,
         }
     }
 }
