@@ -74,14 +74,7 @@ fn bench_l2(c: &mut Criterion) {
         let texts: Vec<&str> = prompts.iter().cycle().take(batch).copied().collect();
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(format!("tokenize + infer, batch {batch}"), |b| {
-            b.iter(|| {
-                let sequences: Vec<l2::Sequence> = texts
-                    .iter()
-                    .flat_map(|text| tokenizer.encode(text).expect("encode"))
-                    .collect();
-                let refs: Vec<&l2::Sequence> = sequences.iter().collect();
-                black_box(model.infer(&refs).expect("infer"))
-            })
+            b.iter(|| black_box(l2::score_directly(&mut model, &tokenizer, &texts).expect("infer")))
         });
     }
     group.finish();

@@ -57,12 +57,7 @@ pub fn direct(
         let mut total = Duration::ZERO;
         let mut score = |chunk: &[String]| -> Result<Duration, L2Error> {
             let started = Instant::now();
-            let mut sequences = Vec::with_capacity(chunk.len());
-            for text in chunk {
-                sequences.extend(tokenizer.encode(text)?);
-            }
-            let refs: Vec<&l2::Sequence> = sequences.iter().collect();
-            model.infer(&refs)?;
+            l2::score_directly(&mut model, &tokenizer, chunk)?;
             Ok(started.elapsed())
         };
         if let Some(first) = texts.chunks(batch).next() {

@@ -380,6 +380,22 @@ impl L2Model {
     }
 }
 
+/// Tokenizes `texts` with `tokenizer` and runs them as one batch on `model`, without the
+/// batcher: the bare L2 path that `threatflow bench prompt` and the criterion bench time.
+/// One probability per window (one per text when the tokenizer keeps one window).
+pub fn score_directly<T: AsRef<str>>(
+    model: &mut L2Model,
+    tokenizer: &PromptTokenizer,
+    texts: &[T],
+) -> Result<Vec<f32>, L2Error> {
+    let mut sequences = Vec::with_capacity(texts.len());
+    for text in texts {
+        sequences.extend(tokenizer.encode(text.as_ref())?);
+    }
+    let batch: Vec<&Sequence> = sequences.iter().collect();
+    model.infer(&batch)
+}
+
 /// Softmax of `logits` at `index`, computed stably.
 pub fn softmax_probability(logits: &[f32], index: usize) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
