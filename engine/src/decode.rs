@@ -4,8 +4,12 @@
 //! exactly one [`DeadLetterReason`], checked in this order: oversized, undecodable (empty,
 //! not JSON, not Avro, trailing bytes), unknown_schema_id, wrong_schema (a Confluent id of
 //! another schema, or a JSON shape of another type), missing_field, invalid_value (NaN,
-//! infinity, out of range). Failure details may quote a field name but are meant for the
-//! dead-letter record only; the pipeline logs the reason code, never the detail or payload.
+//! infinity, out of range — in JSON also `NaN`/`Infinity` literals and numbers beyond f64).
+//! A JSON `null` for a required field is `missing_field`. Failure details name the field (its
+//! path) and what the schema expected, never a value from the input
+//! ([`describe_without_values`]); the pipeline logs the reason code, never the detail or
+//! payload. JSON nesting is bounded by serde_json's recursion limit (128), so deep nesting is
+//! `undecodable`, not a stack overflow.
 //!
 //! Schema evolution is not handled yet: a Confluent id maps to one bundled schema, which is
 //! used as both writer and reader schema.
@@ -116,10 +120,12 @@ impl Decoder {
         if looks_confluent && self.schema_ids.contains_key(&confluent_schema_id(payload)) {
             return self.decode_confluent(payload);
         }
-        // A raw Avro datum may also start with byte 0 (a null first union field), so an
-        // unmapped id is only blamed once raw decoding has failed too.
+        // A raw Avro datum may also start with byte 0 (a null first union field, an empty
+        // first string), so an unmapped id is only blamed once raw decoding has failed too,
+        // and only where Confluent framing is in use at all (`[schema_ids]` maps some id):
+        // otherwise raw Avro of another schema would be reported as an unknown schema id.
         decode_avro(self.schema, payload).map_err(|failure| {
-            if looks_confluent {
+            if looks_confluent && !self.schema_ids.is_empty() {
                 DecodeFailure::new(
                     DeadLetterReason::UnknownSchemaId,
                     format!(
@@ -183,17 +189,141 @@ fn confluent_schema_id(payload: &[u8]) -> u32 {
 }
 
 fn json_as<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeFailure> {
-    serde_json::from_slice(payload).map_err(|error| {
-        use serde_json::error::Category;
-        let reason = match error.classify() {
-            Category::Data if error.to_string().starts_with("missing field") => {
-                DeadLetterReason::MissingField
-            }
-            Category::Data => DeadLetterReason::WrongSchema,
-            Category::Syntax | Category::Eof | Category::Io => DeadLetterReason::Undecodable,
-        };
-        DecodeFailure::new(reason, error.to_string())
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| classify_json_error(payload, &error.path().to_string(), error.inner()))?;
+    // Trailing bytes after the object, as `serde_json::from_slice` checks them.
+    deserializer
+        .end()
+        .map_err(|error| classify_json_error(payload, "", &error))?;
+    Ok(value)
+}
+
+/// Maps a JSON failure to its reason code and a detail that names the field and what was
+/// expected, never a value from the input (details end up in dead letters that are read by
+/// people who may not see the payload).
+fn classify_json_error(payload: &[u8], field: &str, inner: &serde_json::Error) -> DecodeFailure {
+    use serde_json::error::Category;
+    let message = inner.to_string();
+    let field_prefix = if field == "." || field.is_empty() {
+        String::new()
+    } else {
+        format!("field {field}: ")
+    };
+    match inner.classify() {
+        Category::Data if message.starts_with("missing field") => DecodeFailure::new(
+            DeadLetterReason::MissingField,
+            // serde names the schema's field here (e.g. "missing field `text`"), not input.
+            format!("{field_prefix}{}", strip_position(&message)),
+        ),
+        Category::Data if message.starts_with("invalid type: null") => DecodeFailure::new(
+            DeadLetterReason::MissingField,
+            format!(
+                "{field_prefix}required value is null ({})",
+                expected_part(&message)
+            ),
+        ),
+        Category::Data => DecodeFailure::new(
+            DeadLetterReason::WrongSchema,
+            format!("{field_prefix}{}", describe_without_values(&message)),
+        ),
+        Category::Syntax if message.starts_with("number out of range") => DecodeFailure::new(
+            DeadLetterReason::InvalidValue,
+            format!("{field_prefix}number out of range (not a finite double)"),
+        ),
+        Category::Syntax if non_finite_literal_at(payload, inner.line(), inner.column()) => {
+            DecodeFailure::new(
+                DeadLetterReason::InvalidValue,
+                format!("{field_prefix}NaN and Infinity are not valid JSON numbers"),
+            )
+        }
+        Category::Syntax | Category::Eof | Category::Io => DecodeFailure::new(
+            DeadLetterReason::Undecodable,
+            format!("not valid JSON: {}", describe_without_values(&message)),
+        ),
+    }
+}
+
+/// Whether the JSON syntax error at (`line`, `column`) (1-based, as serde_json counts them)
+/// sits on a `NaN` / `Infinity` literal, which some producers (Python's `json.dumps`) write.
+fn non_finite_literal_at(payload: &[u8], line: usize, column: usize) -> bool {
+    let line_start = if line <= 1 {
+        Some(0)
+    } else {
+        payload
+            .iter()
+            .enumerate()
+            .filter(|(_, byte)| **byte == b'\n')
+            .nth(line - 2)
+            .map(|(index, _)| index + 1)
+    };
+    let Some(line_start) = line_start else {
+        return false;
+    };
+    let position = line_start + column.saturating_sub(1);
+    let first = position.saturating_sub(2);
+    (first..=position.min(payload.len())).any(|start| {
+        let rest = &payload[start..];
+        [b"NaN".as_slice(), b"Infinity", b"-Infinity", b"+Infinity"]
+            .iter()
+            .any(|literal| rest.starts_with(literal))
     })
+}
+
+/// serde's "…, expected X" part (the schema's words), or the whole message without values.
+fn expected_part(message: &str) -> String {
+    match message.find("expected ") {
+        Some(index) => strip_position(&message[index..]),
+        None => describe_without_values(message),
+    }
+}
+
+/// Drops serde_json's " at line L column C" suffix (positions are in the coordinates anyway).
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Longest detail kept from a decoder's message.
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// A decoder message with every quoted or bracketed value removed: serde and Avro quote the
+/// offending value (`invalid type: string "password=…", expected i64`), which must not reach
+/// a dead letter's detail or a log line. What follows "expected" comes from the schema and is
+/// kept.
+pub fn describe_without_values(message: &str) -> String {
+    let message = strip_position(message);
+    let (observed, expected) = match message.find(", expected ") {
+        Some(index) => message.split_at(index),
+        None => (message.as_str(), ""),
+    };
+    let mut cleaned = String::with_capacity(observed.len());
+    let mut closing: Option<char> = None;
+    for character in observed.chars() {
+        match closing {
+            Some(close) if character == close => closing = None,
+            Some(_) => {}
+            None => match character {
+                '"' => closing = Some('"'),
+                '`' => closing = Some('`'),
+                '\'' => closing = Some('\''),
+                '(' => closing = Some(')'),
+                '[' => closing = Some(']'),
+                '{' => closing = Some('}'),
+                _ => cleaned.push(character),
+            },
+        }
+    }
+    let mut described: String = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    described = described.replace(" ,", ",").replace(" :", ":");
+    described.push_str(expected);
+    if described.chars().count() > MAX_DETAIL_CHARS {
+        described = described.chars().take(MAX_DETAIL_CHARS).collect();
+        described.push('…');
+    }
+    described
 }
 
 /// A datum reader per input schema, built once (resolving a schema's names is not free).
@@ -226,7 +356,14 @@ fn decode_avro(kind: SchemaKind, datum: &[u8]) -> Result<InputEvent, DecodeFailu
     let reader = avro_reader(kind)?;
     let mut cursor = datum;
     let undecodable = |error: apache_avro::Error| {
-        DecodeFailure::new(DeadLetterReason::Undecodable, error.to_string())
+        DecodeFailure::new(
+            DeadLetterReason::Undecodable,
+            format!(
+                "not a valid Avro {} datum: {}",
+                kind.name(),
+                describe_without_values(&error.to_string())
+            ),
+        )
     };
     let event = match kind {
         SchemaKind::Prompt => {

@@ -173,3 +173,138 @@ proptest! {
         }
     }
 }
+
+/// A flow event as a JSON object, to be edited field by field.
+fn flow_json_object(seed: u64) -> serde_json::Map<String, serde_json::Value> {
+    let mut generator = EventGenerator::new(seed);
+    let json = encode_json(&generator.event(SchemaKind::Flow));
+    match serde_json::from_slice(&json).unwrap() {
+        serde_json::Value::Object(object) => object,
+        other => panic!("flow json is not an object: {other}"),
+    }
+}
+
+#[test]
+fn null_for_a_required_field_is_missing_field() {
+    let failure = decoder(SchemaKind::Prompt, InputFormat::Auto)
+        .decode(Some(br#"{"text": null, "user": "u1"}"#))
+        .unwrap_err();
+    assert_eq!(
+        failure.reason,
+        DeadLetterReason::MissingField,
+        "{}",
+        failure.detail
+    );
+    assert!(failure.detail.contains("text"), "{}", failure.detail);
+}
+
+#[test]
+fn non_finite_json_numbers_are_invalid_values() {
+    for literal in ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"] {
+        let mut object = flow_json_object(21);
+        object.insert("duration".to_owned(), serde_json::json!(0));
+        let text = serde_json::to_string(&object).unwrap().replacen(
+            "\"duration\":0",
+            &format!("\"duration\":{literal}"),
+            1,
+        );
+        assert!(text.contains(literal));
+        let failure = decoder(SchemaKind::Flow, InputFormat::Auto)
+            .decode(Some(text.as_bytes()))
+            .unwrap_err();
+        assert_eq!(
+            failure.reason,
+            DeadLetterReason::InvalidValue,
+            "{literal}: {}",
+            failure.detail
+        );
+    }
+}
+
+#[test]
+fn details_name_the_field_and_type_but_never_quote_input_values() {
+    let secret = "password=hunter2-very-secret";
+    let mut object = flow_json_object(22);
+    object.insert("src_bytes".to_owned(), serde_json::json!(secret));
+    let payload = serde_json::to_vec(&object).unwrap();
+    let failure = decoder(SchemaKind::Flow, InputFormat::Json)
+        .decode(Some(&payload))
+        .unwrap_err();
+    assert_eq!(failure.reason, DeadLetterReason::WrongSchema);
+    assert!(failure.detail.contains("src_bytes"), "{}", failure.detail);
+    assert!(failure.detail.contains("expected"), "{}", failure.detail);
+    assert!(!failure.detail.contains("hunter2"), "{}", failure.detail);
+    let truncated = &payload[..payload.len() - 10];
+    let failure = decoder(SchemaKind::Flow, InputFormat::Json)
+        .decode(Some(truncated))
+        .unwrap_err();
+    assert!(!failure.detail.contains("hunter2"), "{}", failure.detail);
+}
+
+#[test]
+fn deep_nesting_is_undecodable_not_a_crash() {
+    let depth = 30_000; // 60 kB: under the 64 KiB test limit
+    let mut payload = "[".repeat(depth).into_bytes();
+    payload.extend(std::iter::repeat_n(b']', depth));
+    let failure = decoder(SchemaKind::Alert, InputFormat::Auto)
+        .decode(Some(&payload))
+        .unwrap_err();
+    assert_eq!(failure.reason, DeadLetterReason::Undecodable);
+    let mut object = "{\"text\":".to_owned();
+    object.push_str(&"{\"a\":".repeat(depth / 3));
+    let failure = decoder(SchemaKind::Prompt, InputFormat::Auto)
+        .decode(Some(object.as_bytes()))
+        .unwrap_err();
+    // The text field holds a map: the schema is wrong before the depth matters.
+    assert_eq!(failure.reason, DeadLetterReason::WrongSchema);
+}
+
+#[test]
+fn raw_avro_of_another_schema_is_not_an_unknown_schema_id_without_confluent_ids() {
+    let mut generator = EventGenerator::new(23);
+    let plain = |kind| Decoder::new(kind, InputFormat::Auto, LIMIT, HashMap::new());
+    let mut leading_zero_seen = false;
+    for _ in 0..50 {
+        let alert = encode_input_avro(&generator.event(SchemaKind::Alert)).unwrap();
+        leading_zero_seen |= alert[0] == 0;
+        for kind in [SchemaKind::Prompt, SchemaKind::Flow, SchemaKind::Address] {
+            if let Err(failure) = plain(kind).decode(Some(&alert)) {
+                assert_ne!(
+                    failure.reason,
+                    DeadLetterReason::UnknownSchemaId,
+                    "{kind:?}"
+                );
+            }
+        }
+    }
+    let invalid_utf8 = [0u8, 2, 0xff, 0xfe];
+    let failure = plain(SchemaKind::Prompt)
+        .decode(Some(&invalid_utf8))
+        .unwrap_err();
+    assert_eq!(
+        failure.reason,
+        DeadLetterReason::Undecodable,
+        "{}",
+        failure.detail
+    );
+    let _ = leading_zero_seen;
+}
+
+#[test]
+fn describe_without_values_strips_quoted_and_bracketed_values() {
+    assert_eq!(
+        describe_without_values(
+            r#"invalid type: string "password=x", expected i64 at line 1 column 9"#
+        ),
+        "invalid type: string, expected i64"
+    );
+    assert_eq!(
+        describe_without_values("invalid value: integer `-5`, expected u16"),
+        "invalid value: integer, expected u16"
+    );
+    assert_eq!(
+        describe_without_values("Expected Value::String, got: Int(42) 'x' [1,2]"),
+        "Expected Value::String, got: Int"
+    );
+    assert!(describe_without_values(&"a".repeat(1000)).chars().count() <= MAX_DETAIL_CHARS + 1);
+}
