@@ -62,7 +62,7 @@ fn bench_address(c: &mut Criterion) {
         .collect();
     let mut operator = AddressOperator::with_model(config, model).expect("operator");
     group.bench_function("operator, 500 address records", |b| {
-        b.iter(|| black_box(operator.score_batch(&events)))
+        b.iter(|| black_box(operator.score_batch(&events).unwrap()))
     });
     group.finish();
 }

@@ -81,7 +81,7 @@ fn operator(criterion: &mut Criterion) {
         };
         let mut operator = AlertOperator::with_model(config, model.clone()).unwrap();
         group.bench_function(name, |bench| {
-            bench.iter(|| black_box(operator.score_batch(black_box(&batch))))
+            bench.iter(|| black_box(operator.score_batch(black_box(&batch)).unwrap()))
         });
     }
     group.finish();

@@ -78,7 +78,7 @@ fn score_and_encode(criterion: &mut Criterion) {
             format!("passthrough_score_and_encode/{format:?}"),
             |bencher| {
                 bencher.iter(|| {
-                    for outcome in operator.score_batch(&events) {
+                    for outcome in operator.score_batch(&events).unwrap() {
                         if let Outcome::Scored { scored, .. } = outcome {
                             black_box(encoder.encode_scored(&scored).ok());
                         }

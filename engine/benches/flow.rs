@@ -84,7 +84,7 @@ fn shipped_model(criterion: &mut Criterion) {
         };
         let mut operator = FlowOperator::with_model(config, model.clone()).unwrap();
         group.bench_function(name, |bencher| {
-            bencher.iter(|| black_box(operator.score_batch(black_box(&events))))
+            bencher.iter(|| black_box(operator.score_batch(black_box(&events)).unwrap()))
         });
     }
     group.finish();

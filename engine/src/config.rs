@@ -98,6 +98,25 @@ pub struct KafkaConfig {
     /// librdkafka properties for the producer only (override `options`).
     #[serde(default)]
     pub producer_options: BTreeMap<String, String>,
+    /// Static group membership (`group.instance.id`, KIP-345): a member that restarts with
+    /// the same id gets its partitions back without a rebalance. Must be unique per member
+    /// and stable across its restarts. Empty (default): the `POD_NAME` environment variable
+    /// if set (the Helm chart sets it from the pod name), else dynamic membership.
+    #[serde(default)]
+    pub group_instance_id: String,
+}
+
+impl KafkaConfig {
+    /// The static member id in use: `group_instance_id`, else `$POD_NAME`, else none.
+    pub fn effective_group_instance_id(&self) -> Option<String> {
+        if !self.group_instance_id.trim().is_empty() {
+            return Some(self.group_instance_id.trim().to_owned());
+        }
+        std::env::var("POD_NAME")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+    }
 }
 
 /// Input encoding accepted on a topic.
@@ -199,8 +218,23 @@ pub struct PipelineConfig {
     /// Largest accepted record value in bytes; larger ones are dead-lettered as oversized.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
-    /// Time allowed for drain, flush and commit after SIGTERM/SIGINT, milliseconds. Keep it
-    /// below the pod's terminationGracePeriodSeconds.
+    /// Largest output record (key + value) in bytes. Dead letters are cut to fit it (their
+    /// carried value is truncated and flagged); a scored output above it dead-letters its
+    /// input as oversized. Keep it at or below the output topics' `max.message.bytes`
+    /// (Kafka's default is 1,048,588).
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: usize,
+    /// Most input a binding keeps in flight (read, not yet fully acknowledged), as time at
+    /// its consumed rate, milliseconds: its partitions pause beyond that. This bounds what a
+    /// crash re-processes to about this much input (plus one commit interval).
+    #[serde(default = "default_max_inflight_ms")]
+    pub max_inflight_ms: u64,
+    /// Floor of the in-flight budget in records, whatever the rate (start-up, slow topics).
+    #[serde(default = "default_min_inflight_events")]
+    pub min_inflight_events: usize,
+    /// Total time of a shutdown after SIGTERM/SIGINT or a fatal failure — drain, flush,
+    /// commit and leaving the group — milliseconds. Keep it below the pod's
+    /// terminationGracePeriodSeconds (Kubernetes' default is 30 s).
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
     /// Time allowed to finish in-flight records of revoked partitions before their offsets
@@ -228,8 +262,17 @@ fn default_channel_capacity() -> usize {
 fn default_max_message_bytes() -> usize {
     1024 * 1024
 }
+fn default_max_output_bytes() -> usize {
+    1_000_000
+}
+fn default_max_inflight_ms() -> u64 {
+    1_000
+}
+fn default_min_inflight_events() -> usize {
+    100
+}
 fn default_shutdown_grace_ms() -> u64 {
-    25_000
+    20_000
 }
 fn default_revoke_drain_ms() -> u64 {
     10_000
@@ -248,6 +291,9 @@ impl Default for PipelineConfig {
             linger_ms: default_linger_ms(),
             channel_capacity: default_channel_capacity(),
             max_message_bytes: default_max_message_bytes(),
+            max_output_bytes: default_max_output_bytes(),
+            max_inflight_ms: default_max_inflight_ms(),
+            min_inflight_events: default_min_inflight_events(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             revoke_drain_ms: default_revoke_drain_ms(),
             commit_interval_ms: default_commit_interval_ms(),
@@ -458,6 +504,15 @@ impl EngineConfig {
         let pipeline = &self.pipeline;
         if pipeline.batch_size == 0 || pipeline.batch_size > 100_000 {
             problems.push("pipeline.batch_size must be within 1..=100000".to_owned());
+        }
+        if pipeline.max_output_bytes < 16 * 1024 {
+            problems.push("pipeline.max_output_bytes must be at least 16384".to_owned());
+        }
+        if pipeline.max_inflight_ms == 0 || pipeline.min_inflight_events == 0 {
+            problems.push(
+                "pipeline.max_inflight_ms and pipeline.min_inflight_events must be positive"
+                    .to_owned(),
+            );
         }
         if pipeline.channel_capacity == 0 {
             problems.push("pipeline.channel_capacity must be at least 1".to_owned());

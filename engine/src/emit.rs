@@ -1,12 +1,19 @@
 //! The emitter: produces output records and turns broker acknowledgements into offset progress.
 //!
-//! Guarantee: every record handed to [`Emitter::send`] is eventually acknowledged by the
-//! broker or retried — never dropped. Delivery reports arrive on librdkafka's polling thread
-//! (the [`ThreadedProducer`]); a success acknowledges the input in the [`OffsetTracker`], a
-//! failure (after librdkafka's own retries, i.e. `delivery.timeout.ms`) is counted, logged
-//! without payload, and queued for another send after a backoff. A record that can never be
-//! delivered therefore holds back its partition's commits (visible as lag and
-//! `threatflow_produce_errors_total`) instead of being lost.
+//! Guarantee: every record handed to [`Emitter::send`] is acknowledged by the broker, retried,
+//! or handed to the [`RefusalHandler`] — never dropped silently. Delivery reports arrive on
+//! librdkafka's polling thread (the [`ThreadedProducer`]); a success acknowledges the input in
+//! the [`OffsetTracker`]. Failures are classified ([`classify`]):
+//! - *transient* (broker down, timeouts, leader changes): counted, logged without payload,
+//!   queued for another send after a backoff; the partition's commits wait meanwhile;
+//! - *record refused* (too large for the producer or the broker, invalid record): retrying
+//!   cannot help, so the handler may replace the record with a dead letter for its input
+//!   (sent with the same token, so the input is acknowledged once that is delivered);
+//! - *topic unwritable* (authorization, invalid or unknown topic): the handler stops the
+//!   input's binding and marks the engine not ready; the record is not retried and its input
+//!   stays uncommitted.
+//!
+//! The same classification applies when librdkafka refuses a record at enqueue.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -38,6 +45,83 @@ pub struct DeliveryToken {
     pub attempts: u32,
 }
 
+/// How a produce failure is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// May succeed later: retry with backoff.
+    Transient,
+    /// This record can never be written (too large, invalid): replace it or give up on it.
+    RecordRefused,
+    /// The topic cannot be written by this engine (authorization, invalid or unknown topic).
+    TopicUnwritable,
+}
+
+/// Classifies a produce error (at enqueue or in a delivery report).
+pub fn classify(error: &KafkaError) -> FailureClass {
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        _ => return FailureClass::Transient,
+    };
+    match code {
+        RDKafkaErrorCode::MessageSizeTooLarge
+        | RDKafkaErrorCode::MessageBatchTooLarge
+        | RDKafkaErrorCode::InvalidRecord => FailureClass::RecordRefused,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed
+        | RDKafkaErrorCode::InvalidTopic
+        | RDKafkaErrorCode::UnknownTopic
+        | RDKafkaErrorCode::PolicyViolation => FailureClass::TopicUnwritable,
+        _ => FailureClass::Transient,
+    }
+}
+
+/// A record to send in place of one that was refused.
+#[derive(Debug)]
+pub struct Replacement {
+    /// Destination topic (the dead-letter topic).
+    pub topic: String,
+    /// Record key.
+    pub key: Vec<u8>,
+    /// Record value.
+    pub payload: Vec<u8>,
+}
+
+/// Decides what happens to records the broker or librdkafka refuses for good.
+pub trait RefusalHandler: Send + Sync {
+    /// `topic` refused this record (too large, invalid): return a replacement (a dead letter
+    /// for the input, without its payload) or `None` to give up on the record, leaving its
+    /// input uncommitted.
+    fn record_refused(
+        &self,
+        topic: &str,
+        token: &DeliveryToken,
+        error: &KafkaError,
+    ) -> Option<Replacement>;
+
+    /// `topic` cannot be written at all: stop the input's binding, report not ready.
+    fn topic_unwritable(&self, topic: &str, token: &DeliveryToken, error: &KafkaError);
+}
+
+/// A handler that only logs (for tools without a pipeline: the demo's producers, tests).
+#[derive(Debug, Default)]
+pub struct LogRefusals;
+
+impl RefusalHandler for LogRefusals {
+    fn record_refused(
+        &self,
+        topic: &str,
+        _: &DeliveryToken,
+        error: &KafkaError,
+    ) -> Option<Replacement> {
+        tracing::error!(topic, %error, "output record refused; not retried");
+        None
+    }
+
+    fn topic_unwritable(&self, topic: &str, _: &DeliveryToken, error: &KafkaError) {
+        tracing::error!(topic, %error, "output topic cannot be written; record not retried");
+    }
+}
+
 /// A record to (re-)send, owned.
 #[derive(Debug)]
 struct RetryRecord {
@@ -49,10 +133,12 @@ struct RetryRecord {
     due: Instant,
 }
 
-/// Producer context: acknowledgements into the tracker, failures into the retry queue.
+/// Producer context: acknowledgements into the tracker, failures into the retry queue or the
+/// refusal handler.
 pub struct EmitterContext {
     tracker: Arc<OffsetTracker>,
     retries: Sender<RetryRecord>,
+    refusals: Arc<dyn RefusalHandler>,
 }
 
 impl ClientContext for EmitterContext {}
@@ -70,6 +156,31 @@ impl ProducerContext for EmitterContext {
             Err((error, message)) => {
                 metrics::counter!(telemetry::PRODUCE_ERRORS, "topic" => message.topic().to_owned())
                     .increment(1);
+                match classify(error) {
+                    FailureClass::Transient => {}
+                    FailureClass::RecordRefused => {
+                        if let Some(replacement) =
+                            self.refusals.record_refused(message.topic(), &token, error)
+                        {
+                            let _receiver_alive = self.retries.send(RetryRecord {
+                                topic: replacement.topic,
+                                key: Some(replacement.key),
+                                payload: replacement.payload,
+                                token: DeliveryToken {
+                                    input: token.input.clone(),
+                                    attempts: 0,
+                                },
+                                due: Instant::now(),
+                            });
+                        }
+                        return;
+                    }
+                    FailureClass::TopicUnwritable => {
+                        self.refusals
+                            .topic_unwritable(message.topic(), &token, error);
+                        return;
+                    }
+                }
                 tracing::warn!(
                     topic = message.topic(),
                     %error,
@@ -97,16 +208,23 @@ impl ProducerContext for EmitterContext {
 /// Produces output records; cheap to share between worker threads.
 pub struct Emitter {
     producer: Arc<ThreadedProducer<EmitterContext>>,
+    refusals: Arc<dyn RefusalHandler>,
 }
 
 impl Emitter {
-    /// Creates the producer from `client_config` and starts the retry thread.
+    /// Creates the producer from `client_config` and starts the retry thread; records refused
+    /// for good go to `refusals`.
     pub fn new(
         client_config: &ClientConfig,
         tracker: Arc<OffsetTracker>,
+        refusals: Arc<dyn RefusalHandler>,
     ) -> Result<Self, KafkaError> {
         let (retries, retry_queue) = mpsc::channel();
-        let context = EmitterContext { tracker, retries };
+        let context = EmitterContext {
+            tracker,
+            retries,
+            refusals: refusals.clone(),
+        };
         let producer: Arc<ThreadedProducer<EmitterContext>> =
             Arc::new(client_config.create_with_context(context)?);
         let retry_producer = Arc::downgrade(&producer);
@@ -116,13 +234,13 @@ impl Emitter {
             .name("threatflow-retry".into())
             .spawn(move || run_retries(retry_queue, retry_producer))
             .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
-        Ok(Self { producer })
+        Ok(Self { producer, refusals })
     }
 
     /// Enqueues one record; waits (briefly, repeatedly) while librdkafka's queue is full, so
     /// a slow broker slows the operators down instead of growing memory.
     pub fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], token: DeliveryToken) {
-        send_with_backpressure::<[u8]>(&self.producer, topic, key, payload, token);
+        send_with_backpressure::<[u8]>(&self.producer, topic, key, payload, token, &*self.refusals);
     }
 
     /// Waits until every enqueued record is delivered or `timeout` passes.
@@ -155,12 +273,14 @@ fn run_retries(queue: Receiver<RetryRecord>, producer: Weak<ThreadedProducer<Emi
         let Some(producer) = producer.upgrade() else {
             return;
         };
+        let refusals = producer.context().refusals.clone();
         send_with_backpressure(
             &producer,
             &record.topic,
             record.key.as_deref(),
             &record.payload,
             record.token,
+            &*refusals,
         );
     }
 }
@@ -171,6 +291,7 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
     key: Option<&K>,
     payload: &[u8],
     token: DeliveryToken,
+    refusals: &dyn RefusalHandler,
 ) {
     let mut record = BaseRecord::with_opaque_to(topic, Box::new(token)).payload(payload);
     if let Some(key) = key {
@@ -185,11 +306,38 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
                 std::thread::sleep(QUEUE_FULL_PAUSE);
             }
             Err((error, returned)) => {
-                // Refused at enqueue (e.g. the topic is flagged unauthorized or unknown): keep
-                // the record and try again with backoff. Blocking here is deliberate: it is
-                // the backpressure that stops the source instead of piling records up.
                 metrics::counter!(telemetry::PRODUCE_ERRORS, "topic" => topic.to_owned())
                     .increment(1);
+                match classify(&error) {
+                    FailureClass::Transient => {}
+                    FailureClass::RecordRefused => {
+                        let token = returned.delivery_opaque;
+                        if let Some(replacement) = refusals.record_refused(topic, &token, &error) {
+                            let token = DeliveryToken {
+                                input: token.input.clone(),
+                                attempts: 0,
+                            };
+                            // A replacement is a small dead letter; if that is refused too,
+                            // the handler gives up on it (no recursion beyond one level).
+                            send_with_backpressure(
+                                producer,
+                                &replacement.topic,
+                                Some(replacement.key.as_slice()),
+                                &replacement.payload,
+                                token,
+                                &GiveUp(refusals),
+                            );
+                        }
+                        return;
+                    }
+                    FailureClass::TopicUnwritable => {
+                        refusals.topic_unwritable(topic, &returned.delivery_opaque, &error);
+                        return;
+                    }
+                }
+                // Refused at enqueue for a reason that may pass (e.g. a local queue or
+                // metadata state): keep the record and try again with backoff. Blocking here
+                // is deliberate: it slows the worker down instead of piling records up.
                 tracing::warn!(topic, %error, attempts = refused + 1, "output enqueue failed; will retry");
                 record = returned;
                 std::thread::sleep(retry_backoff(refused));
@@ -199,9 +347,54 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
     }
 }
 
+/// Wraps a handler for a replacement record: a refused replacement is given up on (the
+/// handler is told the topic is unwritable), never replaced again.
+struct GiveUp<'a>(&'a dyn RefusalHandler);
+
+impl RefusalHandler for GiveUp<'_> {
+    fn record_refused(
+        &self,
+        topic: &str,
+        token: &DeliveryToken,
+        error: &KafkaError,
+    ) -> Option<Replacement> {
+        self.0.topic_unwritable(topic, token, error);
+        None
+    }
+
+    fn topic_unwritable(&self, topic: &str, token: &DeliveryToken, error: &KafkaError) {
+        self.0.topic_unwritable(topic, token, error);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn produce_errors_are_classified() {
+        let production = |code| KafkaError::MessageProduction(code);
+        assert_eq!(
+            classify(&production(RDKafkaErrorCode::MessageSizeTooLarge)),
+            FailureClass::RecordRefused
+        );
+        assert_eq!(
+            classify(&production(RDKafkaErrorCode::TopicAuthorizationFailed)),
+            FailureClass::TopicUnwritable
+        );
+        assert_eq!(
+            classify(&production(RDKafkaErrorCode::InvalidTopic)),
+            FailureClass::TopicUnwritable
+        );
+        assert_eq!(
+            classify(&production(RDKafkaErrorCode::RequestTimedOut)),
+            FailureClass::Transient
+        );
+        assert_eq!(
+            classify(&production(RDKafkaErrorCode::NotLeaderForPartition)),
+            FailureClass::Transient
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

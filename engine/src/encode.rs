@@ -131,6 +131,14 @@ fn dead_letter_value(dead_letter: &DeadLetter) -> Value {
         ("original_key".into(), bytes(&dead_letter.original_key)),
         ("original_value".into(), bytes(&dead_letter.original_value)),
         ("failed_at_ms".into(), Value::Long(dead_letter.failed_at_ms)),
+        (
+            "original_size".into(),
+            nullable(dead_letter.original_size.map(Value::Long)),
+        ),
+        (
+            "value_truncated".into(),
+            Value::Boolean(dead_letter.value_truncated),
+        ),
     ])
 }
 
@@ -191,6 +199,8 @@ mod tests {
             operator: "flow".into(),
             original_key: None,
             original_value: Some(vec![0, 159, 255, 1]),
+            original_size: Some(4),
+            value_truncated: false,
             failed_at_ms: 5,
         }
     }

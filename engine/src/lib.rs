@@ -6,10 +6,14 @@
 //! - [`config`]: TOML + environment overrides → validated [`config::EngineConfig`].
 //! - [`events`]: typed input events and the bundled Avro schemas (`schemas/`).
 //! - [`decode`]: JSON / Avro / Confluent-framed Avro → typed events, failures → reason codes.
-//! - [`scored`], [`dead_letter`]: the output records; [`encode`] writes them.
+//! - [`scored`], [`dead_letter`]: the output records; [`encode`] writes them;
+//!   [`dead_letter_log`]: rate-limited dead-letter log lines.
 //! - [`offsets`]: which input offsets may be committed (the at-least-once core).
-//! - [`source`]: consumer, rebalance handling, batching; [`emit`]: producer and acks.
-//! - [`pipeline`]: the one loop that runs every operator.
+//! - [`source`]: consumer and rebalance handling; [`dispatch`]: batching and non-blocking
+//!   hand-off to workers; [`flow_control`]: pause/resume and in-flight budgets;
+//!   [`emit`]: producer, acks and refused records.
+//! - [`pipeline`]: the one loop that runs every operator; [`worker`]: one binding's decode →
+//!   score → emit; [`health`]: readiness and fatal failures.
 //! - [`operators`]: the operator trait and the operators.
 //! - [`state`]: partition-scoped keyed-state snapshots in sled (per-user email windows).
 //! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting, XGBoost
@@ -23,12 +27,16 @@
 pub mod cli;
 pub mod config;
 pub mod dead_letter;
+pub mod dead_letter_log;
 pub mod decode;
 pub mod demo;
+pub mod dispatch;
 pub mod emit;
 pub mod encode;
 pub mod events;
+pub mod flow_control;
 pub mod generate;
+pub mod health;
 pub mod http;
 pub mod ml;
 pub mod model_cli;
@@ -40,3 +48,4 @@ pub mod shutdown;
 pub mod source;
 pub mod state;
 pub mod telemetry;
+pub mod worker;

@@ -59,6 +59,8 @@ struct PartitionQueue {
     entries: VecDeque<(i64, Option<usize>)>,
     /// Offset to commit next (one past the last done prefix entry), not yet handed out.
     committable: Option<i64>,
+    /// Inputs completed under this assignment (for the consumed-rate estimate).
+    completed: u64,
 }
 
 impl PartitionQueue {
@@ -75,6 +77,7 @@ impl PartitionQueue {
         while let Some(&(offset, Some(0))) = self.entries.front() {
             self.entries.pop_front();
             self.committable = Some(offset + 1);
+            self.completed += 1;
         }
     }
 }
@@ -233,6 +236,36 @@ impl OffsetTracker {
             .sum()
     }
 
+    /// Per topic: inputs tracked and not yet done, and inputs completed so far (a counter that
+    /// only grows while partitions stay assigned; rates are taken from its differences).
+    pub fn progress_by_topic(&self) -> HashMap<String, (usize, u64)> {
+        let state = self.lock();
+        let mut by_topic: HashMap<String, (usize, u64)> = HashMap::new();
+        for (partition, queue) in &state.partitions {
+            let entry = by_topic.entry(partition.topic.clone()).or_default();
+            entry.0 += queue.entries.len();
+            entry.1 += queue.completed;
+        }
+        by_topic
+    }
+
+    /// Forgets the inputs of `partition` from `offset` on: records that were read but never
+    /// handed to a worker (dropped on revoke), so that draining does not wait for them. They
+    /// were never committed, so the partition's next owner reads them again.
+    pub fn untrack_from(&self, partition: &TopicPartition, offset: i64) {
+        let mut state = self.lock();
+        if let Some(queue) = state.partitions.get_mut(partition) {
+            while queue
+                .entries
+                .back()
+                .is_some_and(|&(last, _)| last >= offset)
+            {
+                queue.entries.pop_back();
+            }
+        }
+        self.progress.notify_all();
+    }
+
     /// Blocks until no input of the given partitions (all when empty) is pending, or until
     /// `timeout` passes. Returns how many were still pending.
     pub fn wait_drained(&self, partitions: &[TopicPartition], timeout: Duration) -> usize {
@@ -257,6 +290,22 @@ impl OffsetTracker {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn untracked_suffix_no_longer_holds_a_drain() {
+        let tracker = OffsetTracker::new();
+        let partition = TopicPartition::new("t", 0);
+        tracker.assign(std::slice::from_ref(&partition));
+        let first = tracker.track(&partition, 10).unwrap();
+        tracker.track(&partition, 11).unwrap();
+        tracker.track(&partition, 12).unwrap();
+        tracker.set_output_count(&first, 0);
+        tracker.untrack_from(&partition, 11);
+        assert_eq!(tracker.pending(&[]), 0);
+        assert_eq!(tracker.take_committable(), vec![(partition.clone(), 11)]);
+        let progress = tracker.progress_by_topic();
+        assert_eq!(progress.get("t"), Some(&(0, 1)));
+    }
 
     fn partition(number: i32) -> TopicPartition {
         TopicPartition::new("flows", number)

@@ -2,9 +2,11 @@
 //!
 //! Threads: one *source* thread polls the consumer and batches records per input topic; one
 //! *worker* thread per binding owns that binding's operator (plain `&mut self` code), decodes,
-//! scores and emits; librdkafka's producer thread reports deliveries into the offset tracker.
-//! Bounded channels between source and workers and librdkafka's bounded producer queue make
-//! a slow stage slow the source down instead of growing memory.
+//! scores and emits ([`crate::worker`]); librdkafka's producer thread reports deliveries into
+//! the offset tracker. The source never blocks on a worker: a full worker queue, a binding
+//! over its in-flight budget or a stopped binding pauses that topic's partitions
+//! ([`crate::flow_control`]), so memory stays bounded and re-processing after a crash stays
+//! at about `pipeline.max_inflight_ms` of input.
 //!
 //! Delivery guarantee: **at-least-once**. An input's offset is stored only after every record
 //! it produced (scored event, extra records, or its dead-letter record) has been acknowledged
@@ -12,44 +14,51 @@
 //! crash, inputs read since the last commit are processed again (same `event_id`, so
 //! downstream can de-duplicate); keyed state is as good as the operator's checkpoint.
 //!
-//! Shutdown (cancel of the token, e.g. SIGTERM): stop polling, dispatch pending batches,
-//! let workers drain and checkpoint, flush the producer, store and synchronously commit the
-//! final offsets, leave the group — all within `pipeline.shutdown_grace_ms`. Whatever did not
-//! make it is simply not committed and is re-read on restart.
+//! Shutdown (cancel of the token, e.g. SIGTERM, or a fatal failure — see [`Health::fail`]):
+//! stop polling, hand queued batches to the workers, let them drain and checkpoint, flush the
+//! producer, store and synchronously commit the final offsets, leave the group — all within
+//! `pipeline.shutdown_grace_ms`, the rebalance of the final unsubscribe included (it only
+//! commits). Whatever did not make it is simply not committed and is re-read on restart.
+//! [`run`] returns an error after a fatal failure, so the process exits non-zero.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{EngineConfig, TopicBinding};
-use crate::dead_letter::{DeadLetter, DeadLetterReason};
-use crate::decode::{DecodeFailure, Decoder};
-use crate::emit::{DeliveryToken, Emitter};
+use crate::config::EngineConfig;
+use crate::dead_letter_log::DeadLetterLog;
+use crate::decode::Decoder;
+use crate::dispatch::Dispatcher;
+use crate::emit::Emitter;
 use crate::encode::OutputEncoder;
 use crate::events::SchemaKind;
+use crate::flow_control::FlowControl;
 use crate::offsets::{OffsetTracker, TopicPartition};
-use crate::operators::{Operator, OperatorContext, Outcome, SourcedEvent};
-use crate::scored::{now_ms, SourceCoordinates};
-use crate::source::{
-    commit, store_committable, Dispatcher, Health, RawRecord, SourceContext, WorkerMessage,
-};
+use crate::operators::OperatorContext;
+use crate::source::{commit, store_committable, Health, RawRecord, SourceContext, WorkerMessage};
 use crate::telemetry;
+use crate::worker::{OutputRefusals, Worker};
 
 /// How long one consumer poll may block; bounds the reaction time to shutdown and linger.
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often stored offsets are refreshed from the tracker (committed every commit interval).
 const STORE_INTERVAL: Duration = Duration::from_millis(100);
-/// Headroom over `max_message_bytes` for the producer's own limit: a dead letter carries the
-/// input's bytes plus its envelope.
-const PRODUCER_ENVELOPE_HEADROOM: usize = 64 * 1024;
+/// How often flow control re-evaluates pauses and budgets: at 50k inputs/s a binding can
+/// overshoot its budget by about 1k records between two looks.
+const FLOW_CONTROL_INTERVAL: Duration = Duration::from_millis(20);
+/// Headroom of the producer's `message.max.bytes` over `pipeline.max_output_bytes` (which
+/// the workers enforce before enqueueing), for librdkafka's per-message framing.
+const PRODUCER_FRAMING_HEADROOM: usize = 64 * 1024;
+/// Part of `shutdown_grace_ms` kept for the final commit and leaving the group.
+const SHUTDOWN_COMMIT_RESERVE: Duration = Duration::from_millis(1500);
 
 /// Errors that stop the pipeline from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +80,9 @@ pub enum PipelineError {
     /// A thread could not be spawned.
     #[error("cannot spawn thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The engine stopped on a fatal failure (a dead worker, a model that kept failing).
+    #[error("engine failed: {0}")]
+    Failed(String),
 }
 
 /// librdkafka consumer settings: our defaults, then the user's options, then what the
@@ -80,6 +92,10 @@ pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {
     client
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", &config.kafka.group_id)
+        // Failure detection: 10 s instead of librdkafka's 45 s, so a crashed member's
+        // partitions move on (or come back to its restarted self) sooner. Options override.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
@@ -95,6 +111,11 @@ pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {
         .chain(&config.kafka.consumer_options)
     {
         client.set(name, value);
+    }
+    if let Some(instance_id) = config.kafka.effective_group_instance_id() {
+        // Static membership (KIP-345): a restarted member with the same id gets its
+        // partitions back without a rebalance or waiting out its session.
+        client.set("group.instance.id", instance_id);
     }
     if config
         .kafka
@@ -115,7 +136,7 @@ pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {
 pub fn producer_client_config(config: &EngineConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     let message_max_bytes =
-        (config.pipeline.max_message_bytes + PRODUCER_ENVELOPE_HEADROOM).max(1_000_000);
+        (config.pipeline.max_output_bytes + PRODUCER_FRAMING_HEADROOM).max(1_000_000);
     client
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("acks", "all")
@@ -132,44 +153,78 @@ pub fn producer_client_config(config: &EngineConfig) -> ClientConfig {
     client
 }
 
-/// Runs the engine until `shutdown` is cancelled, then shuts down gracefully. Blocking: call
-/// it from a dedicated thread (or `spawn_blocking`).
+/// Runs the engine until `shutdown` is cancelled or a fatal failure, then shuts down within
+/// `pipeline.shutdown_grace_ms`. Blocking: call it from a dedicated thread (or
+/// `spawn_blocking`). Returns [`PipelineError::Failed`] after a fatal failure (the token is
+/// cancelled then too, so the caller's other tasks stop).
 pub fn run(
     config: &EngineConfig,
     shutdown: CancellationToken,
     health: Arc<Health>,
 ) -> Result<(), PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
+    let dead_letters = Arc::new(DeadLetterLog::default());
+    let refusals = Arc::new(OutputRefusals::new(
+        config,
+        health.clone(),
+        dead_letters.clone(),
+    )?);
     let emitter = Arc::new(Emitter::new(
         &producer_client_config(config),
         tracker.clone(),
+        refusals,
     )?);
-    let (worker_channels, workers) = start_workers(config, &tracker, &emitter, &health)?;
+    let (worker_channels, workers) =
+        start_workers(config, &tracker, &emitter, &health, &dead_letters)?;
     health.operators_started.store(true, Ordering::Relaxed);
 
     let dispatcher = Arc::new(Dispatcher::new(
         worker_channels,
         config.pipeline.batch_size,
         Duration::from_millis(config.pipeline.linger_ms),
+        health.clone(),
     ));
-    let context = SourceContext {
-        tracker: tracker.clone(),
-        dispatcher: dispatcher.clone(),
-        health: health.clone(),
-        revoke_drain: Duration::from_millis(config.pipeline.revoke_drain_ms),
-    };
+    let context = SourceContext::new(
+        tracker.clone(),
+        dispatcher.clone(),
+        health.clone(),
+        Duration::from_millis(config.pipeline.revoke_drain_ms),
+    );
     let consumer: BaseConsumer<SourceContext> =
         consumer_client_config(config).create_with_context(context)?;
-    let topics: Vec<&str> = config
+    let topics: Vec<String> = config
         .bindings
         .iter()
-        .map(|binding| binding.topic.as_str())
+        .map(|binding| binding.topic.clone())
         .collect();
-    consumer.subscribe(&topics)?;
-    tracing::info!(?topics, group = %config.kafka.group_id, "engine started");
+    let topic_names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_names)?;
+    tracing::info!(
+        ?topics,
+        group = %config.kafka.group_id,
+        group_instance_id = config.kafka.effective_group_instance_id().unwrap_or_default(),
+        "engine started"
+    );
 
+    let mut flow = FlowControl::new(
+        &topics,
+        Duration::from_millis(config.pipeline.max_inflight_ms),
+        config.pipeline.min_inflight_events,
+    );
     let commit_interval = Duration::from_millis(config.pipeline.commit_interval_ms);
-    poll_until_cancelled(&consumer, &dispatcher, &tracker, commit_interval, &shutdown);
+    poll_until_stopped(
+        &consumer,
+        &dispatcher,
+        &tracker,
+        &mut flow,
+        commit_interval,
+        &shutdown,
+        &dead_letters,
+    );
+    if health.has_failed() {
+        // Stop the HTTP endpoint and signal handlers too; the process exits non-zero.
+        shutdown.cancel();
+    }
 
     let grace = Duration::from_millis(config.pipeline.shutdown_grace_ms);
     shut_down(
@@ -181,21 +236,34 @@ pub fn run(
         grace,
         &health,
     );
-    Ok(())
+    dead_letters.flush_if_due();
+    match health.failure() {
+        Some(failure) => Err(PipelineError::Failed(failure)),
+        None => Ok(()),
+    }
 }
 
-fn poll_until_cancelled(
+fn poll_until_stopped(
     consumer: &BaseConsumer<SourceContext>,
     dispatcher: &Dispatcher,
     tracker: &OffsetTracker,
+    flow: &mut FlowControl,
     commit_interval: Duration,
     shutdown: &CancellationToken,
+    dead_letters: &DeadLetterLog,
 ) {
+    let health = consumer.context().health.clone();
     let mut consumed_by_topic: HashMap<String, u64> = HashMap::new();
     let mut last_store = Instant::now();
     let mut last_commit = Instant::now();
+    let mut last_flow_control = Instant::now() - FLOW_CONTROL_INTERVAL;
     let mut stored_since_commit = false;
-    while !shutdown.is_cancelled() {
+    while !shutdown.is_cancelled() && !health.has_failed() {
+        if last_flow_control.elapsed() >= FLOW_CONTROL_INTERVAL {
+            let epoch = consumer.context().assignment_epoch.load(Ordering::Acquire);
+            flow.update(consumer, dispatcher, tracker, &health, epoch);
+            last_flow_control = Instant::now();
+        }
         // Wake up in time to dispatch a lingering batch, not a whole poll timeout later.
         let timeout = dispatcher
             .next_linger_deadline()
@@ -243,6 +311,7 @@ fn poll_until_cancelled(
             }
             publish_consumed(&mut consumed_by_topic);
             metrics::gauge!(telemetry::INFLIGHT_EVENTS).set(tracker.pending(&[]) as f64);
+            dead_letters.flush_if_due();
             last_store = Instant::now();
         }
     }
@@ -260,6 +329,7 @@ fn publish_consumed(consumed_by_topic: &mut HashMap<String, u64>) {
     }
 }
 
+/// Drains and commits within `grace`, the final unsubscribe's rebalance included.
 fn shut_down(
     consumer: &BaseConsumer<SourceContext>,
     dispatcher: &Dispatcher,
@@ -269,18 +339,21 @@ fn shut_down(
     grace: Duration,
     health: &Health,
 ) {
-    let deadline = Instant::now() + grace;
+    let started = Instant::now();
+    let deadline = started + grace;
+    let drain_deadline = deadline - SHUTDOWN_COMMIT_RESERVE.min(grace / 4);
     health.stopping.store(true, Ordering::Relaxed);
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
         "shutting down: draining"
     );
+    // Hand what the workers' queues can take, then close them: the rest stays uncommitted.
     dispatcher.flush(true);
     dispatcher.close();
     for worker in workers {
         // Workers exit once their queue is empty; a stuck operator is abandoned at the
         // deadline (its inputs stay uncommitted).
-        while !worker.is_finished() && Instant::now() < deadline {
+        while !worker.is_finished() && Instant::now() < drain_deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
         if worker.is_finished() {
@@ -289,27 +362,27 @@ fn shut_down(
             tracing::warn!("operator worker did not finish within the grace period");
         }
     }
-    let left = deadline.saturating_duration_since(Instant::now());
+    let left = drain_deadline.saturating_duration_since(Instant::now());
     if let Err(error) = emitter.flush(left) {
         tracing::warn!(%error, in_flight = emitter.in_flight(), "producer flush incomplete");
     }
-    let pending = tracker.wait_drained(&[], deadline.saturating_duration_since(Instant::now()));
+    let pending = tracker.wait_drained(
+        &[],
+        drain_deadline.saturating_duration_since(Instant::now()),
+    );
     store_committable(consumer, tracker);
     commit(consumer, CommitMode::Sync, "shutdown");
+    // The revoke of this unsubscribe only commits again (nothing left to drain).
+    consumer
+        .context()
+        .shutdown_drained
+        .store(true, Ordering::Release);
     consumer.unsubscribe();
-    tracing::info!(uncommitted = pending, "shutdown complete");
-}
-
-/// Everything a worker thread needs.
-struct Worker {
-    binding: TopicBinding,
-    operator: Box<dyn Operator>,
-    decoder: Decoder,
-    encoder: OutputEncoder,
-    emitter: Arc<Emitter>,
-    tracker: Arc<OffsetTracker>,
-    dead_letter_topic: String,
-    tick: Duration,
+    tracing::info!(
+        uncommitted = pending,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "shutdown complete"
+    );
 }
 
 type WorkerChannels = HashMap<String, SyncSender<WorkerMessage>>;
@@ -318,7 +391,8 @@ fn start_workers(
     config: &EngineConfig,
     tracker: &Arc<OffsetTracker>,
     emitter: &Arc<Emitter>,
-    health: &Health,
+    health: &Arc<Health>,
+    dead_letters: &Arc<DeadLetterLog>,
 ) -> Result<(WorkerChannels, Vec<JoinHandle<()>>), PipelineError> {
     let schema_ids: HashMap<u32, SchemaKind> = config
         .schema_ids
@@ -364,249 +438,14 @@ fn start_workers(
             tracker: tracker.clone(),
             dead_letter_topic: config.output.dead_letter_topic.clone(),
             tick: Duration::from_millis(config.pipeline.tick_ms),
+            max_output_bytes: config.pipeline.max_output_bytes,
+            health: health.clone(),
+            dead_letters: dead_letters.clone(),
         };
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.pipeline.channel_capacity);
-        let handle = std::thread::Builder::new()
-            .name(format!("threatflow-{}", binding.topic))
-            .spawn(move || worker.run(receiver))?;
+        let handle = crate::worker::spawn(worker, receiver)?;
         channels.insert(binding.topic.clone(), sender);
         handles.push(handle);
     }
     Ok((channels, handles))
-}
-
-impl Worker {
-    fn run(mut self, queue: Receiver<WorkerMessage>) {
-        let mut next_tick = Instant::now() + self.tick;
-        loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match queue.recv_timeout(wait) {
-                Ok(WorkerMessage::Batch(records)) => self.process(records),
-                Ok(WorkerMessage::Checkpoint(reply)) => {
-                    self.checkpoint();
-                    let _ = reply.send(());
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if Instant::now() >= next_tick {
-                for extra in self.operator.tick(SystemTime::now()) {
-                    self.emit_untracked(&extra.topic, &extra.key, &extra.scored);
-                }
-                next_tick = Instant::now() + self.tick;
-            }
-        }
-        self.checkpoint();
-    }
-
-    fn checkpoint(&mut self) {
-        if let Err(error) = self.operator.checkpoint() {
-            tracing::error!(operator = self.operator.name(), %error, "operator checkpoint failed");
-        }
-    }
-
-    fn process(&mut self, records: Vec<RawRecord>) {
-        let operator_name = self.binding.operator.name();
-        let decode_start = Instant::now();
-        let mut events = Vec::with_capacity(records.len());
-        let mut failures: Vec<Option<DecodeFailure>> = Vec::with_capacity(records.len());
-        for record in &records {
-            let source = coordinates(record);
-            match self.decoder.decode(record.payload.as_deref()) {
-                Ok(event) => {
-                    let event_id = event
-                        .producer_event_id()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| source.derived_event_id());
-                    events.push(SourcedEvent {
-                        source,
-                        event_id,
-                        event,
-                    });
-                    failures.push(None);
-                }
-                Err(failure) => failures.push(Some(failure)),
-            }
-        }
-        let score_start = Instant::now();
-        let mut outcomes = self.operator.score_batch(&events).into_iter();
-        let emit_start = Instant::now();
-        let scored_count = events.len();
-        let mut missing_outcomes = false;
-        for (record, failure) in records.iter().zip(failures) {
-            if let Some(failure) = failure {
-                self.emit_dead_letter(record, failure);
-                continue;
-            }
-            match outcomes.next() {
-                Some(Outcome::Scored { scored, extra }) => {
-                    self.emit_scored(record, &scored, &extra)
-                }
-                Some(Outcome::Rejected { detail }) => self.emit_dead_letter(
-                    record,
-                    DecodeFailure {
-                        reason: DeadLetterReason::OperatorRejected,
-                        detail,
-                    },
-                ),
-                None => {
-                    missing_outcomes = true;
-                    self.emit_dead_letter(
-                        record,
-                        DecodeFailure {
-                            reason: DeadLetterReason::OperatorRejected,
-                            detail: "operator returned fewer outcomes than events".to_owned(),
-                        },
-                    );
-                }
-            }
-        }
-        if missing_outcomes || outcomes.next().is_some() {
-            tracing::error!(
-                operator = operator_name,
-                "operator broke the one-outcome-per-event contract"
-            );
-        }
-        let done = Instant::now();
-        metrics::counter!(telemetry::EVENTS_SCORED, "operator" => operator_name)
-            .increment(scored_count as u64);
-        metrics::histogram!(telemetry::BATCH_SIZE, "operator" => operator_name)
-            .record(records.len() as f64);
-        for (stage, seconds) in [
-            ("decode", (score_start - decode_start).as_secs_f64()),
-            ("score", (emit_start - score_start).as_secs_f64()),
-            ("emit", (done - emit_start).as_secs_f64()),
-        ] {
-            metrics::histogram!(telemetry::BATCH_DURATION, "operator" => operator_name, "stage" => stage)
-                .record(seconds);
-        }
-    }
-
-    fn emit_scored(
-        &self,
-        record: &RawRecord,
-        scored: &crate::scored::Scored,
-        extra: &[crate::operators::ExtraRecord],
-    ) {
-        let mut outputs: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::with_capacity(1 + extra.len());
-        let key = record
-            .key
-            .clone()
-            .unwrap_or_else(|| scored.event_id.clone().into_bytes());
-        match self.encoder.encode_scored(scored) {
-            Ok(payload) => outputs.push((&self.binding.output_topic, key, payload)),
-            Err(error) => {
-                return self.emit_dead_letter(
-                    record,
-                    DecodeFailure {
-                        reason: DeadLetterReason::OperatorRejected,
-                        detail: format!("scored event does not encode: {error}"),
-                    },
-                );
-            }
-        }
-        for extra_record in extra {
-            match self.encoder.encode_scored(&extra_record.scored) {
-                Ok(payload) => outputs.push((
-                    &extra_record.topic,
-                    extra_record.key.clone().into_bytes(),
-                    payload,
-                )),
-                Err(error) => {
-                    tracing::error!(%error, topic = %extra_record.topic, "extra record does not encode; skipped")
-                }
-            }
-        }
-        self.tracker
-            .set_output_count(&record.tracked, outputs.len());
-        for (topic, key, payload) in outputs {
-            self.emitter
-                .send(topic, Some(&key), &payload, self.token(record));
-        }
-    }
-
-    fn emit_dead_letter(&self, record: &RawRecord, failure: DecodeFailure) {
-        let source = coordinates(record);
-        let topic = source.topic.clone();
-        // The log line names the reason and the coordinates, never the payload or the detail
-        // (which may quote field values).
-        tracing::warn!(
-            topic = %source.topic,
-            partition = source.partition,
-            offset = source.offset,
-            reason = failure.reason.code(),
-            bytes = record.payload.as_ref().map_or(0, Vec::len),
-            "input dead-lettered"
-        );
-        metrics::counter!(
-            telemetry::DEAD_LETTERS,
-            "reason" => failure.reason.code(),
-            "topic" => topic
-        )
-        .increment(1);
-        // An oversized value is not copied: it would not fit the output limits either. Its
-        // coordinates point at the original.
-        let original_value = match failure.reason {
-            DeadLetterReason::Oversized => None,
-            _ => record.payload.clone(),
-        };
-        let dead_letter = DeadLetter {
-            event_id: source.derived_event_id(),
-            source,
-            reason: failure.reason,
-            detail: failure.detail,
-            operator: self.binding.operator.name().to_owned(),
-            original_key: record.key.clone(),
-            original_value,
-            failed_at_ms: now_ms(),
-        };
-        match self.encoder.encode_dead_letter(&dead_letter) {
-            Ok(payload) => {
-                self.tracker.set_output_count(&record.tracked, 1);
-                let key = dead_letter.event_id.as_bytes();
-                self.emitter.send(
-                    &self.dead_letter_topic,
-                    Some(key),
-                    &payload,
-                    self.token(record),
-                );
-            }
-            Err(error) => {
-                // Cannot happen for a schema-conformant record; leaving the input uncommitted
-                // (rather than skipping it) keeps the no-loss promise and makes the bug loud.
-                tracing::error!(%error, "dead letter does not encode; input left uncommitted");
-            }
-        }
-    }
-
-    fn emit_untracked(&self, topic: &str, key: &str, scored: &crate::scored::Scored) {
-        match self.encoder.encode_scored(scored) {
-            Ok(payload) => self.emitter.send(
-                topic,
-                Some(key.as_bytes()),
-                &payload,
-                DeliveryToken {
-                    input: None,
-                    attempts: 0,
-                },
-            ),
-            Err(error) => tracing::error!(%error, topic, "timer record does not encode; skipped"),
-        }
-    }
-
-    fn token(&self, record: &RawRecord) -> DeliveryToken {
-        DeliveryToken {
-            input: Some(record.tracked.clone()),
-            attempts: 0,
-        }
-    }
-}
-
-fn coordinates(record: &RawRecord) -> SourceCoordinates {
-    SourceCoordinates {
-        topic: record.tracked.partition.topic.clone(),
-        partition: record.tracked.partition.partition,
-        offset: record.tracked.offset,
-        timestamp_ms: record.timestamp_ms,
-    }
 }

@@ -4,17 +4,17 @@
 //! - offsets are *stored* only for inputs whose outputs are all acknowledged
 //!   (`enable.auto.offset.store=false`, forced), and what was stored is committed every
 //!   `pipeline.commit_interval_ms` (librdkafka's auto-commit is off);
-//! - on revoke, pending batches are dispatched, in-flight inputs of the revoked partitions are
-//!   given `pipeline.revoke_drain_ms` to finish, operators checkpoint, and the final offsets
-//!   are committed synchronously before the partitions go. What did not finish in time is
-//!   re-read by the next owner (at-least-once: duplicates, never loss);
-//! - the consumer is polled from one plain thread, so the rebalance callbacks (which run inside
-//!   `poll`) may block without starving an async runtime.
+//! - on revoke, records of the revoked partitions not yet handed to a worker are dropped, the
+//!   workers' in-flight inputs of those partitions get `pipeline.revoke_drain_ms` to finish,
+//!   operators checkpoint, and the final offsets are committed synchronously before the
+//!   partitions go. What did not finish in time is re-read by the next owner (at-least-once:
+//!   duplicates, never loss);
+//! - the consumer is polled from one plain thread that never blocks on a worker (see
+//!   [`crate::dispatch`]): backpressure pauses partitions, so rebalance callbacks and
+//!   `max.poll.interval.ms` are never starved.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -22,6 +22,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientContext, Offset};
 
+pub use crate::health::Health;
+
+use crate::dispatch::Dispatcher;
 use crate::offsets::{OffsetTracker, TopicPartition, TrackedInput};
 use crate::telemetry;
 
@@ -47,164 +50,6 @@ pub enum WorkerMessage {
     Checkpoint(std::sync::mpsc::Sender<()>),
 }
 
-/// Readiness facts, updated by the source and read by `/ready`.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// Operators started (models loaded).
-    pub operators_started: AtomicBool,
-    /// The consumer received its first assignment (possibly empty) from the group.
-    pub assignment_received: AtomicBool,
-    /// Partitions currently assigned.
-    pub assigned_partitions: AtomicUsize,
-    /// At least one broker connection is up (from librdkafka statistics).
-    pub broker_up: AtomicBool,
-    /// The engine is shutting down.
-    pub stopping: AtomicBool,
-    /// What each binding's operator loaded, by input topic (served on `/models`).
-    pub models: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
-}
-
-impl Health {
-    /// Ready to take traffic: models loaded, group joined, a broker reachable, not stopping.
-    pub fn is_ready(&self) -> bool {
-        self.operators_started.load(Ordering::Relaxed)
-            && self.assignment_received.load(Ordering::Relaxed)
-            && self.broker_up.load(Ordering::Relaxed)
-            && !self.stopping.load(Ordering::Relaxed)
-    }
-}
-
-/// A batch being filled for one topic.
-#[derive(Debug, Default)]
-struct PendingBatch {
-    records: Vec<RawRecord>,
-    started: Option<Instant>,
-}
-
-/// Batches records per topic and hands them to the topic's worker over a bounded channel.
-/// Shared by the poll loop and the rebalance callback (which flushes before draining).
-pub struct Dispatcher {
-    workers: Mutex<Option<HashMap<String, SyncSender<WorkerMessage>>>>,
-    pending: Mutex<HashMap<String, PendingBatch>>,
-    batch_size: usize,
-    linger: Duration,
-}
-
-impl Dispatcher {
-    /// A dispatcher over the workers' channels, keyed by input topic.
-    pub fn new(
-        workers: HashMap<String, SyncSender<WorkerMessage>>,
-        batch_size: usize,
-        linger: Duration,
-    ) -> Self {
-        Self {
-            workers: Mutex::new(Some(workers)),
-            pending: Mutex::new(HashMap::new()),
-            batch_size,
-            linger,
-        }
-    }
-
-    /// Adds a record; dispatches its topic's batch when full (blocking while the worker's
-    /// queue is full: that is the backpressure).
-    pub fn add(&self, record: RawRecord) {
-        let topic = record.tracked.partition.topic.clone();
-        let full_batch = {
-            let mut pending = lock(&self.pending);
-            let batch = pending.entry(topic.clone()).or_default();
-            batch.started.get_or_insert_with(Instant::now);
-            batch.records.push(record);
-            if batch.records.len() >= self.batch_size {
-                batch.started = None;
-                Some(std::mem::take(&mut batch.records))
-            } else {
-                None
-            }
-        };
-        if let Some(records) = full_batch {
-            self.dispatch(&topic, WorkerMessage::Batch(records));
-        }
-    }
-
-    /// Dispatches every batch whose linger time has passed (all of them when `force`).
-    pub fn flush(&self, force: bool) {
-        let due: Vec<(String, Vec<RawRecord>)> = {
-            let mut pending = lock(&self.pending);
-            pending
-                .iter_mut()
-                .filter(|(_, batch)| {
-                    !batch.records.is_empty()
-                        && (force
-                            || batch
-                                .started
-                                .is_some_and(|start| start.elapsed() >= self.linger))
-                })
-                .map(|(topic, batch)| {
-                    batch.started = None;
-                    (topic.clone(), std::mem::take(&mut batch.records))
-                })
-                .collect()
-        };
-        for (topic, records) in due {
-            self.dispatch(&topic, WorkerMessage::Batch(records));
-        }
-    }
-
-    /// When the oldest pending batch's linger time runs out, if any batch is pending.
-    pub fn next_linger_deadline(&self) -> Option<Instant> {
-        lock(&self.pending)
-            .values()
-            .filter_map(|batch| batch.started)
-            .min()
-            .map(|started| started + self.linger)
-    }
-
-    /// Asks the workers of `topics` to checkpoint and waits for them, up to `timeout`.
-    pub fn checkpoint(&self, topics: &[String], timeout: Duration) {
-        let mut replies = Vec::new();
-        for topic in topics {
-            let (reply, done) = std::sync::mpsc::channel();
-            if self.dispatch(topic, WorkerMessage::Checkpoint(reply)) {
-                replies.push(done);
-            }
-        }
-        let deadline = Instant::now() + timeout;
-        for done in replies {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if done.recv_timeout(left).is_err() {
-                tracing::warn!("operator checkpoint did not finish in time");
-            }
-        }
-    }
-
-    /// Closes every worker channel, so workers finish what is queued and exit.
-    pub fn close(&self) {
-        lock(&self.workers).take();
-    }
-
-    fn dispatch(&self, topic: &str, message: WorkerMessage) -> bool {
-        let sender = lock(&self.workers)
-            .as_ref()
-            .and_then(|workers| workers.get(topic).cloned());
-        let Some(sender) = sender else {
-            // Closed (shutting down) or unknown topic: records stay uncommitted, re-read later.
-            if matches!(message, WorkerMessage::Batch(_)) {
-                tracing::error!(topic, "no worker for topic; records stay uncommitted");
-            }
-            return false;
-        };
-        // Blocks while the worker's queue is full (backpressure). Fails only if the worker
-        // died; its records then stay uncommitted and are re-read after restart.
-        sender.send(message).is_ok()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Consumer context: rebalance handling, statistics into metrics and health.
 pub struct SourceContext {
     /// Offsets of inputs in flight.
@@ -215,6 +60,31 @@ pub struct SourceContext {
     pub health: Arc<Health>,
     /// Time allowed for revoked partitions to drain.
     pub revoke_drain: Duration,
+    /// Bumped after every rebalance, so the flow control re-applies pauses to new
+    /// assignments.
+    pub assignment_epoch: AtomicU64,
+    /// Set when the engine's own shutdown drain is over: the revoke of the final
+    /// unsubscribe/close then only commits, it does not drain (and wait) a second time.
+    pub shutdown_drained: AtomicBool,
+}
+
+impl SourceContext {
+    /// The context of a fresh consumer.
+    pub fn new(
+        tracker: Arc<OffsetTracker>,
+        dispatcher: Arc<Dispatcher>,
+        health: Arc<Health>,
+        revoke_drain: Duration,
+    ) -> Self {
+        Self {
+            tracker,
+            dispatcher,
+            health,
+            revoke_drain,
+            assignment_epoch: AtomicU64::new(0),
+            shutdown_drained: AtomicBool::new(false),
+        }
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -247,11 +117,23 @@ impl ConsumerContext for SourceContext {
             return;
         };
         let partitions = partitions_of(revoked);
+        if self.shutdown_drained.load(Ordering::Acquire) {
+            // The shutdown already drained within its grace period; just commit and go.
+            store_committable(consumer, &self.tracker);
+            commit(consumer, CommitMode::Sync, "revoke");
+            self.tracker.revoke(&partitions);
+            return;
+        }
         tracing::info!(
             partitions = partitions.len(),
             "partitions revoked; draining"
         );
-        self.dispatcher.flush(true);
+        // Records not yet handed to a worker are dropped (the next owner reads them again);
+        // only what workers already have is drained.
+        for (partition, first_offset) in self.dispatcher.discard(&partitions) {
+            self.tracker.untrack_from(&partition, first_offset);
+        }
+        let started = Instant::now();
         let left = self.tracker.wait_drained(&partitions, self.revoke_drain);
         if left > 0 {
             tracing::warn!(
@@ -262,7 +144,8 @@ impl ConsumerContext for SourceContext {
         let mut topics: Vec<String> = partitions.iter().map(|tp| tp.topic.clone()).collect();
         topics.sort();
         topics.dedup();
-        self.dispatcher.checkpoint(&topics, self.revoke_drain);
+        let checkpoint_time = self.revoke_drain.saturating_sub(started.elapsed());
+        self.dispatcher.checkpoint(&topics, checkpoint_time);
         store_committable(consumer, &self.tracker);
         commit(consumer, CommitMode::Sync, "revoke");
         self.tracker.revoke(&partitions);
@@ -287,6 +170,7 @@ impl ConsumerContext for SourceContext {
             .store(true, Ordering::Relaxed);
         // A completed rebalance proves the group coordinator answered; statistics refine it.
         self.health.broker_up.store(true, Ordering::Relaxed);
+        self.assignment_epoch.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!(telemetry::ASSIGNED_PARTITIONS).set(assigned as f64);
     }
 }

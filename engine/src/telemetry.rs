@@ -45,7 +45,15 @@ pub const PROMPT_INFERENCE_DURATION: &str = "threatflow_prompt_inference_seconds
 pub const PROMPT_L2_BATCH_SIZE: &str = "threatflow_prompt_l2_batch_size_sequences";
 /// Counter: prompts scored, by verdict (attack, suspicious, benign) and deciding layer.
 pub const PROMPT_VERDICTS: &str = "threatflow_prompt_verdicts_total";
-/// Counter: L2 inferences that failed (the prompts are dead-lettered, never passed unscored).
+/// Counter: batches an operator failed to score for an engine reason (retried, never
+/// dead-lettered), by operator.
+pub const SCORING_FAILURES: &str = "threatflow_scoring_failures_total";
+/// Gauge: input partitions paused by flow control, by topic and cause (backlog, inflight,
+/// stopped).
+pub const PAUSED_PARTITIONS: &str = "threatflow_paused_partitions";
+/// Gauge: the in-flight budget of a binding (records), by topic.
+pub const INFLIGHT_BUDGET: &str = "threatflow_inflight_budget_events";
+/// Counter: L2 inferences that failed (the batch is retried, never dead-lettered).
 pub const PROMPT_L2_ERRORS: &str = "threatflow_prompt_l2_errors_total";
 
 /// Histogram buckets for stage durations: 50 µs to 5 s.
@@ -168,7 +176,19 @@ fn describe_metrics() {
     );
     describe_counter!(
         PROMPT_L2_ERRORS,
-        "L2 inferences that failed (prompts dead-lettered)"
+        "L2 inferences that failed (the batch is retried, never dead-lettered)"
+    );
+    describe_counter!(
+        SCORING_FAILURES,
+        "Batches an operator failed to score for an engine reason (retried, never dead-lettered), by operator"
+    );
+    describe_gauge!(
+        PAUSED_PARTITIONS,
+        "Input partitions paused by flow control, by topic and cause"
+    );
+    describe_gauge!(
+        INFLIGHT_BUDGET,
+        "Most input records in flight per binding (about max_inflight_ms of input at the consumed rate), by topic"
     );
     describe_counter!(
         ADDRESS_DECISIONS,

@@ -6,8 +6,10 @@
 //! no-op defaults, so a stateless operator implements two methods.
 //!
 //! Contract of [`Operator::score_batch`]: it returns exactly one [`Outcome`] per input event,
-//! in input order. An event it cannot score is an [`Outcome::Rejected`] (dead-lettered with
-//! reason `operator_rejected`), never a panic and never a silent drop.
+//! in input order. An event it cannot score *because of the event* is an
+//! [`Outcome::Rejected`] (dead-lettered with reason `operator_rejected`), never a panic and
+//! never a silent drop. A failure of the engine's own machinery (model not loaded, ONNX
+//! Runtime error) is an `Err` for the whole batch: it is retried and never dead-lettered.
 
 pub mod address;
 pub mod alert;
@@ -110,6 +112,10 @@ pub enum OperatorError {
     /// Writing or reading a state checkpoint failed.
     #[error("checkpoint failed: {0}")]
     Checkpoint(String),
+    /// Scoring failed for a reason that is not the input's (model not loaded, inference
+    /// runtime error): the batch is retried, never dead-lettered.
+    #[error("scoring failed: {0}")]
+    Scoring(String),
     /// The hook is not supported by this operator.
     #[error("{0} is not supported by this operator")]
     Unsupported(&'static str),
@@ -160,8 +166,11 @@ pub trait Operator: Send {
     /// Version of the models in use, written into every scored event.
     fn model_version(&self) -> String;
 
-    /// Scores a batch; one outcome per event, in order.
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome>;
+    /// Scores a batch; one outcome per event, in order. `Err` means the engine could not
+    /// score (model not loaded, ONNX Runtime or another infrastructure failure): nothing of the
+    /// batch is emitted, the pipeline retries it and, if the failure persists, stops the
+    /// engine with the batch uncommitted. Never use it for a property of one event.
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError>;
 
     /// Called once on the worker thread before the first batch: load models, restore state.
     fn start(&mut self, _context: &OperatorContext<'_>) -> Result<(), OperatorError> {

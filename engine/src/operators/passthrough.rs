@@ -4,7 +4,7 @@
 //! load tests run it) and to forward a topic whose real operator is not deployed yet. Its
 //! output says so: label `verdict = "unscored"` and model version `none`.
 
-use crate::operators::{Operator, Outcome, SourcedEvent};
+use crate::operators::{Operator, OperatorError, Outcome, SourcedEvent};
 use crate::scored::{now_ms, Scored};
 
 /// See the module doc.
@@ -20,9 +20,9 @@ impl Operator for PassthroughOperator {
         "none".to_owned()
     }
 
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
         let scored_at_ms = now_ms();
-        events
+        Ok(events
             .iter()
             .map(|sourced| Outcome::Scored {
                 scored: Box::new(Scored {
@@ -39,6 +39,6 @@ impl Operator for PassthroughOperator {
                 }),
                 extra: Vec::new(),
             })
-            .collect()
+            .collect())
     }
 }

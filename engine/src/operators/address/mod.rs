@@ -348,12 +348,18 @@ impl Operator for AddressOperator {
         Ok(())
     }
 
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
+        if self.scorer.is_none() {
+            return Err(OperatorError::Scoring(format!(
+                "{} model not loaded",
+                self.name()
+            )));
+        }
         let scored_at_ms = now_ms();
-        events
+        Ok(events
             .iter()
             .map(|sourced| self.score_one(sourced, scored_at_ms))
-            .collect()
+            .collect())
     }
 
     fn model_info(&self) -> Option<serde_json::Value> {

@@ -48,7 +48,7 @@ fn score_all(operator: &mut AddressOperator, events: Vec<InputEvent>) -> Vec<Out
         .enumerate()
         .map(|(index, event)| SourcedEvent::at_offset("addresses", index as i64, event))
         .collect();
-    operator.score_batch(&sourced)
+    operator.score_batch(&sourced).unwrap()
 }
 
 fn scored(outcome: &Outcome) -> &Scored {

@@ -360,12 +360,18 @@ impl Operator for AlertOperator {
         self.install(model)
     }
 
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
+        if self.scorer.is_none() {
+            return Err(OperatorError::Scoring(format!(
+                "{} model not loaded",
+                self.name()
+            )));
+        }
         let scored_at_ms = now_ms();
-        events
+        Ok(events
             .iter()
             .map(|sourced| self.score_one(sourced, scored_at_ms))
-            .collect()
+            .collect())
     }
 
     fn tick(&mut self, _now: SystemTime) -> Vec<ExtraRecord> {

@@ -48,7 +48,7 @@ fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
     let mut operator =
         AlertOperator::with_model(AlertOperatorConfig::default(), model.clone()).unwrap();
     let alerts = fresh_alerts(600);
-    let outcomes = operator.score_batch(&events(&alerts));
+    let outcomes = operator.score_batch(&events(&alerts)).unwrap();
     assert_eq!(outcomes.len(), alerts.len());
     let shap_tables = FastTreeShap::new(&model.risk, 0);
     let mut encoder_history = crate::operators::alert::history::EntityHistory::default();
@@ -110,10 +110,12 @@ fn a_known_bad_ip_fires_its_rule_and_raises_the_final_risk() {
     with_bad_ip.hosts = vec!["other-host".to_owned()];
     let mut clean = alert;
     clean.ips = vec!["10.1.2.3".to_owned()];
-    let outcomes = operator.score_batch(&[
-        sourced(0, InputEvent::Alert(Box::new(clean))),
-        sourced(1, InputEvent::Alert(Box::new(with_bad_ip))),
-    ]);
+    let outcomes = operator
+        .score_batch(&[
+            sourced(0, InputEvent::Alert(Box::new(clean))),
+            sourced(1, InputEvent::Alert(Box::new(with_bad_ip))),
+        ])
+        .unwrap();
     let (clean_scored, _) = scored(&outcomes[0]);
     let (bad_scored, _) = scored(&outcomes[1]);
     assert!(bad_scored.labels["rule_hits"]
@@ -134,7 +136,7 @@ fn an_intrusion_raises_the_victims_behaviour_score_on_the_entity_topic() {
     };
     let mut operator = AlertOperator::with_model(config, shipped_model()).unwrap();
     let alerts = fresh_alerts(3000);
-    let outcomes = operator.score_batch(&events(&alerts));
+    let outcomes = operator.score_batch(&events(&alerts)).unwrap();
     let mut behaviour: std::collections::HashMap<String, f64> = Default::default();
     let mut records = 0;
     for outcome in &outcomes {
@@ -213,18 +215,19 @@ fn other_schemas_are_rejected_and_odd_alerts_still_scored() {
         session_id: None,
         timestamp_ms: None,
     };
-    let outcomes = operator.score_batch(&[
-        sourced(0, InputEvent::Alert(Box::new(odd))),
-        sourced(1, InputEvent::Prompt(prompt)),
-    ]);
+    let outcomes = operator
+        .score_batch(&[
+            sourced(0, InputEvent::Alert(Box::new(odd))),
+            sourced(1, InputEvent::Prompt(prompt)),
+        ])
+        .unwrap();
     let (odd_scored, _) = scored(&outcomes[0]);
     assert!(odd_scored.scores["risk"].is_finite());
     assert!(matches!(outcomes[1], Outcome::Rejected { .. }));
+    // Without a model it is the engine that cannot score, not the alert that is bad: an
+    // error for the batch (retried, never dead-lettered).
     let unloaded = AlertOperator::default().score_batch(&events(&fresh_alerts(1)));
-    assert!(!unloaded.is_empty());
-    assert!(unloaded
-        .iter()
-        .all(|outcome| matches!(outcome, Outcome::Rejected { .. })));
+    assert!(matches!(unloaded, Err(OperatorError::Scoring(_))));
 }
 
 #[test]

@@ -327,7 +327,10 @@ impl Operator for EmailOperator {
         Ok(())
     }
 
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
+        if self.loaded.is_none() {
+            return Err(OperatorError::Scoring("email model not loaded".to_owned()));
+        }
         let scored_at_ms = now_ms();
         let outcomes = events
             .iter()
@@ -346,7 +349,7 @@ impl Operator for EmailOperator {
         }
         let users: usize = self.partitions.values().map(|p| p.users.len()).sum();
         metrics::gauge!("threatflow_email_active_users").set(users as f64);
-        outcomes
+        Ok(outcomes)
     }
 
     fn tick(&mut self, now: SystemTime) -> Vec<ExtraRecord> {

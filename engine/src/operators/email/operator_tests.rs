@@ -102,7 +102,7 @@ fn messages_are_scored_with_detectors_votes_user_and_explanation() {
     let state = tempfile::tempdir().unwrap();
     let mut operator = started(state.path(), EmailOperatorConfig::default());
     assert_eq!(operator.model_version(), "v1");
-    let outcomes = operator.score_batch(&normal_week(0, 0));
+    let outcomes = operator.score_batch(&normal_week(0, 0)).unwrap();
     let (record, _) = scored(&outcomes[0]);
     assert_eq!(record.operator, "email");
     assert_eq!(record.labels["user"], "user0");
@@ -122,14 +122,16 @@ fn messages_are_scored_with_detectors_votes_user_and_explanation() {
         .iter()
         .any(|c| c.name.starts_with("detector:")));
     assert_eq!(record.explanation.len(), 5 + 3);
-    let bad = operator.score_batch(&[sourced(
-        0,
-        99,
-        exfiltration(
-            "Jane <jane@corp.example>",
-            MONDAY_10 + 5 * DAY + 3 * 3_600_000,
-        ),
-    )]);
+    let bad = operator
+        .score_batch(&[sourced(
+            0,
+            99,
+            exfiltration(
+                "Jane <jane@corp.example>",
+                MONDAY_10 + 5 * DAY + 3 * 3_600_000,
+            ),
+        )])
+        .unwrap();
     let (bad_record, _) = scored(&bad[0]);
     assert!(bad_record.scores["anomaly_score"] > record.scores["anomaly_score"]);
     assert_eq!(bad_record.labels["voted_anomaly"], "true");
@@ -164,12 +166,14 @@ fn malformed_mail_is_rejected_without_quoting_it() {
             timestamp_ms: None,
         }),
     );
-    let outcomes = operator.score_batch(&[
-        sourced(0, 0, no_sender),
-        sourced(0, 1, raw_garbage),
-        sourced(0, 2, negative),
-        prompt,
-    ]);
+    let outcomes = operator
+        .score_batch(&[
+            sourced(0, 0, no_sender),
+            sourced(0, 1, raw_garbage),
+            sourced(0, 2, negative),
+            prompt,
+        ])
+        .unwrap();
     for outcome in &outcomes {
         let Outcome::Rejected { detail } = outcome else {
             panic!("expected a rejection");
@@ -192,7 +196,7 @@ fn an_insiders_user_risk_rises_above_the_benign_users() {
         let at = MONDAY_10 + 10 * DAY + (k / 3) * DAY + 13 * 3_600_000 + k * 60_000;
         events.push(sourced(0, next + k, exfiltration("user3@corp.example", at)));
     }
-    let outcomes = operator.score_batch(&events);
+    let outcomes = operator.score_batch(&events).unwrap();
     let users: Vec<&ExtraRecord> = outcomes.iter().flat_map(|o| scored(o).1).collect();
     assert!(users
         .iter()
@@ -229,7 +233,7 @@ fn state_restored_after_a_restart_equals_the_state_before_and_replays_are_not_fo
         .collect();
     let (before_0, before_3) = {
         let mut operator = started(state.path(), EmailOperatorConfig::default());
-        operator.score_batch(&first_events);
+        operator.score_batch(&first_events).unwrap();
         operator.checkpoint().unwrap();
         (
             operator.partition_state(0).unwrap().clone(),
@@ -242,7 +246,7 @@ fn state_restored_after_a_restart_equals_the_state_before_and_replays_are_not_fo
     assert_eq!(restarted.partition_state(0), Some(&before_0));
     assert_eq!(restarted.partition_state(3), Some(&before_3));
     // At-least-once redelivery of the last 10 events: scored again, state unchanged.
-    let outcomes = restarted.score_batch(&first_events[50..60]);
+    let outcomes = restarted.score_batch(&first_events[50..60]).unwrap();
     for outcome in &outcomes {
         assert_eq!(scored(outcome).0.labels["window"], "replayed");
     }
@@ -269,14 +273,16 @@ fn late_events_are_counted_and_the_timer_emits_changed_users_and_heartbeats() {
         ..EmailOperatorConfig::default()
     };
     let mut operator = started(state.path(), config);
-    let outcomes = operator.score_batch(&normal_week(0, 0));
+    let outcomes = operator.score_batch(&normal_week(0, 0)).unwrap();
     // The first record of a user is always due.
     assert_eq!(outcomes.iter().map(|o| scored(o).1.len()).sum::<usize>(), 6);
-    let late = operator.score_batch(&[sourced(
-        0,
-        500,
-        normal("user1@corp.example", MONDAY_10 - 3 * DAY),
-    )]);
+    let late = operator
+        .score_batch(&[sourced(
+            0,
+            500,
+            normal("user1@corp.example", MONDAY_10 - 3 * DAY),
+        )])
+        .unwrap();
     assert_eq!(scored(&late[0]).0.labels["window"], "late");
     assert_eq!(operator.partition_state(0).unwrap().late_dropped, 1);
     std::thread::sleep(std::time::Duration::from_millis(5));

@@ -275,14 +275,9 @@ impl Operator for FlowOperator {
         self.install(model)
     }
 
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
         let Some(model) = self.model.as_ref() else {
-            return events
-                .iter()
-                .map(|_| Outcome::Rejected {
-                    detail: "flow model not loaded".to_owned(),
-                })
-                .collect();
+            return Err(OperatorError::Scoring("flow model not loaded".to_owned()));
         };
         let width = FeatureEncoder::width();
         let mut rows = std::mem::take(&mut self.rows);
@@ -314,7 +309,7 @@ impl Operator for FlowOperator {
             })
             .collect();
         self.rows = rows;
-        outcomes
+        Ok(outcomes)
     }
 }
 

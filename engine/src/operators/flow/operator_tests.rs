@@ -36,7 +36,7 @@ fn every_event_is_scored_and_explained_exactly() {
     let mut operator =
         FlowOperator::with_model(FlowOperatorConfig::default(), model.clone()).unwrap();
     let events = test_events(200);
-    let outcomes = operator.score_batch(&events);
+    let outcomes = operator.score_batch(&events).unwrap();
     assert_eq!(outcomes.len(), events.len());
     let mut verdicts = std::collections::BTreeSet::new();
     for (sourced, outcome) in events.iter().zip(&outcomes) {
@@ -133,7 +133,7 @@ fn other_schemas_are_rejected_and_unknown_categories_are_scored() {
         ),
         sourced(1, InputEvent::Flow(Box::new(flow))),
     ];
-    let outcomes = operator.score_batch(&events);
+    let outcomes = operator.score_batch(&events).unwrap();
     assert!(matches!(&outcomes[0], Outcome::Rejected { detail } if detail.contains("Prompt")));
     let Outcome::Scored { scored, .. } = &outcomes[1] else {
         panic!("unknown categories must be scored");
@@ -165,7 +165,7 @@ fn team_topics_route_events_that_cross_the_team_threshold() {
     let mut operator = FlowOperator::with_model(config, model).unwrap();
     let events = test_events(200);
     let mut routed = 0;
-    for outcome in operator.score_batch(&events) {
+    for outcome in operator.score_batch(&events).unwrap() {
         let Outcome::Scored { scored, extra } = outcome else {
             panic!("rejected")
         };

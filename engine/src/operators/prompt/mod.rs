@@ -586,9 +586,11 @@ impl Operator for PromptOperator {
         Ok(())
     }
 
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Vec<Outcome> {
+    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
         let Some(scorer) = self.scorer.as_ref() else {
-            return reject_all(events.len(), "prompt operator not started");
+            return Err(OperatorError::Scoring(
+                "prompt operator not started".to_owned(),
+            ));
         };
         let mut texts = Vec::with_capacity(events.len());
         for sourced in events {
@@ -597,24 +599,24 @@ impl Operator for PromptOperator {
                 other => {
                     // The pipeline only binds prompt topics here; refuse rather than guess.
                     tracing::error!(schema = ?other.kind(), "prompt operator got a non-prompt event");
-                    return reject_all(events.len(), "not a prompt event");
+                    return Ok(reject_all(events.len(), "not a prompt event"));
                 }
             }
         }
-        match scorer.assess_batch(&texts) {
-            Ok(assessments) => events
-                .iter()
-                .zip(&assessments)
-                .map(|(sourced, assessment)| Outcome::Scored {
-                    scored: Box::new(self.scored(scorer, sourced, assessment)),
-                    extra: Vec::new(),
-                })
-                .collect(),
-            Err(error) => {
-                tracing::error!(%error, prompts = events.len(), "prompt scoring failed; dead-lettering the batch");
-                reject_all(events.len(), &format!("prompt l2 failed: {error}"))
-            }
-        }
+        // An L2 failure is ONNX Runtime's or the model's, never the prompts': the batch is
+        // handed back as an error (retried, then the engine stops), never dead-lettered.
+        // (The batcher counts the failure in `threatflow_prompt_l2_errors_total`.)
+        let assessments = scorer
+            .assess_batch(&texts)
+            .map_err(|error| OperatorError::Scoring(format!("prompt l2 failed: {error}")))?;
+        Ok(events
+            .iter()
+            .zip(&assessments)
+            .map(|(sourced, assessment)| Outcome::Scored {
+                scored: Box::new(self.scored(scorer, sourced, assessment)),
+                extra: Vec::new(),
+            })
+            .collect())
     }
 
     fn model_info(&self) -> Option<serde_json::Value> {

@@ -1,0 +1,330 @@
+//! Batching per input topic and hand-off to the topic's worker — without ever blocking the
+//! poll thread.
+//!
+//! Records are collected per topic into a batch that is dispatched when it holds the topic's
+//! current batch limit or its linger time has passed. Dispatch is a `try_send` on the
+//! worker's bounded queue: a batch the queue cannot take waits in the topic's *backlog*, and
+//! [`Dispatcher::is_blocked`] tells the poll loop to pause the topic's partitions (Kafka
+//! `pause`/`resume`) until the backlog drains. So backpressure never blocks `poll`, and
+//! rebalance callbacks and `max.poll.interval.ms` are never starved by a slow operator.
+//!
+//! Memory stays bounded: a paused partition is not fetched, so a backlog holds at most what
+//! was fetched before the pause (about one batch plus librdkafka's fetched messages).
+//! On revoke, undispatched records of the revoked partitions are discarded
+//! ([`Dispatcher::discard`]): they were never committed, so the next owner reads them again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::health::Health;
+use crate::offsets::TopicPartition;
+use crate::source::{RawRecord, WorkerMessage};
+
+/// Pause between attempts to enqueue a checkpoint request on a full worker queue.
+const CHECKPOINT_RETRY_PAUSE: Duration = Duration::from_millis(2);
+
+/// One topic's batching state.
+#[derive(Debug)]
+struct TopicQueue {
+    /// The batch being filled.
+    filling: Vec<RawRecord>,
+    /// When the first record of `filling` arrived.
+    started: Option<Instant>,
+    /// Full batches the worker's queue could not take yet, oldest first.
+    backlog: VecDeque<Vec<RawRecord>>,
+    /// Current batch limit (the flow control lowers it with the in-flight budget).
+    batch_limit: usize,
+}
+
+/// Batches records per topic and hands them to the topic's worker over a bounded channel.
+/// Shared by the poll loop and the rebalance callbacks.
+pub struct Dispatcher {
+    workers: Mutex<Option<HashMap<String, SyncSender<WorkerMessage>>>>,
+    topics: Mutex<HashMap<String, TopicQueue>>,
+    batch_size: usize,
+    linger: Duration,
+    health: Arc<Health>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the workers' channels, keyed by input topic.
+    pub fn new(
+        workers: HashMap<String, SyncSender<WorkerMessage>>,
+        batch_size: usize,
+        linger: Duration,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            workers: Mutex::new(Some(workers)),
+            topics: Mutex::new(HashMap::new()),
+            batch_size,
+            linger,
+            health,
+        }
+    }
+
+    /// Adds a record; dispatches its topic's batch when full. Never blocks.
+    pub fn add(&self, record: RawRecord) {
+        let topic = record.tracked.partition.topic.clone();
+        let mut topics = lock(&self.topics);
+        let queue = topics.entry(topic.clone()).or_insert_with(|| TopicQueue {
+            filling: Vec::new(),
+            started: None,
+            backlog: VecDeque::new(),
+            batch_limit: self.batch_size,
+        });
+        queue.started.get_or_insert_with(Instant::now);
+        queue.filling.push(record);
+        if queue.filling.len() >= queue.batch_limit {
+            queue.started = None;
+            let batch = std::mem::take(&mut queue.filling);
+            queue.backlog.push_back(batch);
+            self.drain_backlog(&topic, queue);
+        }
+    }
+
+    /// Dispatches every batch whose linger time has passed (all of them when `force`), and
+    /// whatever backlog the workers' queues can take now. Never blocks.
+    pub fn flush(&self, force: bool) {
+        let mut topics = lock(&self.topics);
+        for (topic, queue) in topics.iter_mut() {
+            let due = !queue.filling.is_empty()
+                && (force
+                    || queue
+                        .started
+                        .is_some_and(|start| start.elapsed() >= self.linger));
+            if due {
+                queue.started = None;
+                let batch = std::mem::take(&mut queue.filling);
+                queue.backlog.push_back(batch);
+            }
+            if !queue.backlog.is_empty() {
+                self.drain_backlog(topic, queue);
+            }
+        }
+    }
+
+    /// Whether `topic` has batches its worker could not take yet (its partitions should be
+    /// paused).
+    pub fn is_blocked(&self, topic: &str) -> bool {
+        lock(&self.topics)
+            .get(topic)
+            .is_some_and(|queue| !queue.backlog.is_empty())
+    }
+
+    /// Records of `topic` read but not handed to its worker yet.
+    pub fn undispatched(&self, topic: &str) -> usize {
+        lock(&self.topics).get(topic).map_or(0, |queue| {
+            queue.filling.len() + queue.backlog.iter().map(Vec::len).sum::<usize>()
+        })
+    }
+
+    /// Sets the batch limit of `topic` (at most `pipeline.batch_size`, at least 1).
+    pub fn set_batch_limit(&self, topic: &str, limit: usize) {
+        let limit = limit.clamp(1, self.batch_size);
+        let mut topics = lock(&self.topics);
+        if let Some(queue) = topics.get_mut(topic) {
+            queue.batch_limit = limit;
+        }
+    }
+
+    /// When the oldest filling batch's linger time runs out, if any batch is filling.
+    pub fn next_linger_deadline(&self) -> Option<Instant> {
+        lock(&self.topics)
+            .values()
+            .filter_map(|queue| queue.started)
+            .min()
+            .map(|started| started + self.linger)
+    }
+
+    /// Drops the undispatched records of `partitions` and returns, per partition, the first
+    /// dropped offset (the caller untracks from there).
+    pub fn discard(&self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
+        let mut first_dropped: HashMap<TopicPartition, i64> = HashMap::new();
+        let mut topics = lock(&self.topics);
+        for queue in topics.values_mut() {
+            let mut keep = |record: &RawRecord| {
+                let partition = &record.tracked.partition;
+                if !partitions.contains(partition) {
+                    return true;
+                }
+                let first = first_dropped.entry(partition.clone()).or_insert(i64::MAX);
+                *first = (*first).min(record.tracked.offset);
+                false
+            };
+            queue.filling.retain(&mut keep);
+            for batch in queue.backlog.iter_mut() {
+                batch.retain(&mut keep);
+            }
+            queue.backlog.retain(|batch| !batch.is_empty());
+            if queue.filling.is_empty() {
+                queue.started = None;
+            }
+        }
+        first_dropped.into_iter().collect()
+    }
+
+    /// Asks the workers of `topics` to checkpoint and waits for them, up to `timeout` in all.
+    pub fn checkpoint(&self, topics: &[String], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut replies = Vec::new();
+        for topic in topics {
+            let Some(sender) = self.sender(topic) else {
+                continue;
+            };
+            let (reply, done) = std::sync::mpsc::channel();
+            let mut message = WorkerMessage::Checkpoint(reply);
+            loop {
+                match sender.try_send(message) {
+                    Ok(()) => {
+                        replies.push(done);
+                        break;
+                    }
+                    Err(TrySendError::Full(returned)) if Instant::now() < deadline => {
+                        message = returned;
+                        std::thread::sleep(CHECKPOINT_RETRY_PAUSE);
+                    }
+                    Err(_) => {
+                        tracing::warn!(topic, "operator checkpoint could not be requested in time");
+                        break;
+                    }
+                }
+            }
+        }
+        for done in replies {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done.recv_timeout(left).is_err() {
+                tracing::warn!("operator checkpoint did not finish in time");
+            }
+        }
+    }
+
+    /// Closes every worker channel, so workers finish what is queued and exit. Undispatched
+    /// records are dropped: they are uncommitted and read again after restart.
+    pub fn close(&self) {
+        lock(&self.workers).take();
+        lock(&self.topics).clear();
+    }
+
+    fn sender(&self, topic: &str) -> Option<SyncSender<WorkerMessage>> {
+        lock(&self.workers)
+            .as_ref()
+            .and_then(|workers| workers.get(topic).cloned())
+    }
+
+    /// Hands the backlog's batches to the worker while its queue takes them.
+    fn drain_backlog(&self, topic: &str, queue: &mut TopicQueue) {
+        let Some(sender) = self.sender(topic) else {
+            // Closed (shutting down): records stay uncommitted, re-read later.
+            queue.backlog.clear();
+            return;
+        };
+        while let Some(batch) = queue.backlog.pop_front() {
+            match sender.try_send(WorkerMessage::Batch(batch)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(WorkerMessage::Batch(batch))) => {
+                    queue.backlog.push_front(batch);
+                    return;
+                }
+                Err(TrySendError::Full(_)) => return,
+                Err(TrySendError::Disconnected(_)) => {
+                    // The worker thread is gone (it panicked): the engine cannot score this
+                    // topic any more. Its records stay uncommitted.
+                    self.health
+                        .fail(format!("the worker of topic {topic} is gone"));
+                    queue.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offsets::TrackedInput;
+
+    fn record(topic: &str, partition: i32, offset: i64) -> RawRecord {
+        RawRecord {
+            tracked: TrackedInput {
+                partition: TopicPartition::new(topic, partition),
+                offset,
+                generation: 1,
+            },
+            timestamp_ms: None,
+            key: None,
+            payload: Some(b"{}".to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_full_worker_queue_backlogs_instead_of_blocking_and_drains_later() {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let dispatcher = Dispatcher::new(
+            HashMap::from([("t".to_owned(), sender)]),
+            2,
+            Duration::from_secs(60),
+            Arc::new(Health::default()),
+        );
+        for offset in 0..6 {
+            dispatcher.add(record("t", 0, offset));
+        }
+        // One batch in the channel, two in the backlog; add() returned every time.
+        assert!(dispatcher.is_blocked("t"));
+        assert_eq!(dispatcher.undispatched("t"), 4);
+        let mut offsets = Vec::new();
+        while offsets.len() < 6 {
+            match receiver.try_recv() {
+                Ok(WorkerMessage::Batch(batch)) => {
+                    offsets.extend(batch.iter().map(|r| r.tracked.offset))
+                }
+                Ok(WorkerMessage::Checkpoint(_)) => unreachable!(),
+                Err(_) => dispatcher.flush(false),
+            }
+        }
+        assert_eq!(offsets, vec![0, 1, 2, 3, 4, 5], "order kept");
+        assert!(!dispatcher.is_blocked("t"));
+    }
+
+    #[test]
+    fn discard_drops_only_the_revoked_partitions_and_reports_their_first_offset() {
+        let (sender, _receiver) = std::sync::mpsc::sync_channel(0);
+        let dispatcher = Dispatcher::new(
+            HashMap::from([("t".to_owned(), sender)]),
+            2,
+            Duration::from_secs(60),
+            Arc::new(Health::default()),
+        );
+        for offset in 0..5 {
+            dispatcher.add(record("t", 0, offset));
+            dispatcher.add(record("t", 1, offset + 100));
+        }
+        let dropped = dispatcher.discard(&[TopicPartition::new("t", 1)]);
+        assert_eq!(dropped, vec![(TopicPartition::new("t", 1), 100)]);
+        assert_eq!(dispatcher.undispatched("t"), 5);
+    }
+
+    #[test]
+    fn a_dead_worker_is_a_fatal_failure() {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        drop(receiver);
+        let health = Arc::new(Health::default());
+        let dispatcher = Dispatcher::new(
+            HashMap::from([("t".to_owned(), sender)]),
+            1,
+            Duration::from_secs(60),
+            health.clone(),
+        );
+        dispatcher.add(record("t", 0, 0));
+        assert!(health.has_failed());
+    }
+}

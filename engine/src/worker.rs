@@ -1,0 +1,480 @@
+//! The worker of one binding: decode, score, emit — and the rules that keep a bad input from
+//! costing more than one dead letter, and an engine failure from costing any.
+//!
+//! Guarantees:
+//! - every input of a batch ends as its outputs, or as exactly one dead letter that fits
+//!   `pipeline.max_output_bytes` (its value cut and flagged if needed), or — when the
+//!   operator reports an engine failure ([`OperatorError`]) — as nothing at all: the batch
+//!   is retried [`SCORE_ATTEMPTS`] times and then left uncommitted while the engine fails
+//!   ([`Health::fail`]), stops and exits non-zero. Infrastructure never makes a dead letter;
+//! - a scored output too large for `pipeline.max_output_bytes` turns its input into a dead
+//!   letter (`oversized`) before anything is enqueued, so the producer never holds a record
+//!   it cannot send;
+//! - a panic in the operator is caught at the thread's edge ([`spawn`]) and fails the engine:
+//!   the batch being scored has no outputs, so its offsets are never committed;
+//! - dead letters are counted per reason and topic and logged through the rate-limited
+//!   [`DeadLetterLog`], never with payload or detail.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::error::KafkaError;
+
+use crate::config::TopicBinding;
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::dead_letter_log::DeadLetterLog;
+use crate::decode::{DecodeFailure, Decoder};
+use crate::emit::{DeliveryToken, Emitter, RefusalHandler, Replacement};
+use crate::encode::OutputEncoder;
+use crate::health::Health;
+use crate::offsets::OffsetTracker;
+use crate::operators::{ExtraRecord, Operator, OperatorError, Outcome, SourcedEvent};
+use crate::scored::{now_ms, Scored, SourceCoordinates};
+use crate::source::{RawRecord, WorkerMessage};
+use crate::telemetry;
+
+/// Attempts at scoring a batch whose operator reports an engine failure, before the engine
+/// gives up on it (a transient ONNX Runtime hiccup passes; a broken model or runtime does not).
+pub const SCORE_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; doubled before each further one.
+const SCORE_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Bytes kept free below `max_output_bytes` for the record's key and Kafka's framing.
+const OUTPUT_FRAMING_BYTES: usize = 512;
+
+/// Everything a worker thread needs.
+pub struct Worker {
+    /// The binding it serves.
+    pub binding: TopicBinding,
+    /// The binding's operator (owned by this thread).
+    pub operator: Box<dyn Operator>,
+    /// Input decoder.
+    pub decoder: Decoder,
+    /// Output encoder.
+    pub encoder: OutputEncoder,
+    /// Shared producer.
+    pub emitter: Arc<Emitter>,
+    /// Shared offset tracker.
+    pub tracker: Arc<OffsetTracker>,
+    /// `output.dead_letter_topic`.
+    pub dead_letter_topic: String,
+    /// `pipeline.tick_ms`.
+    pub tick: Duration,
+    /// `pipeline.max_output_bytes`.
+    pub max_output_bytes: usize,
+    /// Engine health (fatal failures).
+    pub health: Arc<Health>,
+    /// Rate-limited dead-letter log.
+    pub dead_letters: Arc<DeadLetterLog>,
+}
+
+/// Starts `worker` on its own thread. A panic inside it is caught here and fails the engine.
+pub fn spawn(worker: Worker, queue: Receiver<WorkerMessage>) -> std::io::Result<JoinHandle<()>> {
+    let topic = worker.binding.topic.clone();
+    let health = worker.health.clone();
+    std::thread::Builder::new()
+        .name(format!("threatflow-{topic}"))
+        .spawn(move || {
+            if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| worker.run(queue))) {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                health.fail(format!("the worker of topic {topic} panicked: {message}"));
+            }
+        })
+}
+
+impl Worker {
+    fn run(mut self, queue: Receiver<WorkerMessage>) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match queue.recv_timeout(wait) {
+                Ok(WorkerMessage::Batch(records)) => self.process(records),
+                Ok(WorkerMessage::Checkpoint(reply)) => {
+                    self.checkpoint();
+                    let _ = reply.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= next_tick {
+                for extra in self.operator.tick(SystemTime::now()) {
+                    self.emit_untracked(&extra.topic, &extra.key, &extra.scored);
+                }
+                next_tick = Instant::now() + self.tick;
+            }
+        }
+        self.checkpoint();
+    }
+
+    fn checkpoint(&mut self) {
+        if let Err(error) = self.operator.checkpoint() {
+            tracing::error!(operator = self.operator.name(), %error, "operator checkpoint failed");
+        }
+    }
+
+    fn process(&mut self, records: Vec<RawRecord>) {
+        if self.health.has_failed() {
+            // The engine is going down; whatever is queued stays uncommitted.
+            return;
+        }
+        let operator_name = self.binding.operator.name();
+        let decode_start = Instant::now();
+        let mut events = Vec::with_capacity(records.len());
+        let mut failures: Vec<Option<DecodeFailure>> = Vec::with_capacity(records.len());
+        for record in &records {
+            let source = coordinates(record);
+            match self.decoder.decode(record.payload.as_deref()) {
+                Ok(event) => {
+                    let event_id = event
+                        .producer_event_id()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| source.derived_event_id());
+                    events.push(SourcedEvent {
+                        source,
+                        event_id,
+                        event,
+                    });
+                    failures.push(None);
+                }
+                Err(failure) => failures.push(Some(failure)),
+            }
+        }
+        let score_start = Instant::now();
+        let Some(outcomes) = self.score_with_retries(&events) else {
+            return;
+        };
+        let mut outcomes = outcomes.into_iter();
+        let emit_start = Instant::now();
+        let scored_count = events.len();
+        let mut missing_outcomes = false;
+        for (record, failure) in records.iter().zip(failures) {
+            if let Some(failure) = failure {
+                self.emit_dead_letter(record, failure);
+                continue;
+            }
+            match outcomes.next() {
+                Some(Outcome::Scored { scored, extra }) => {
+                    self.emit_scored(record, &scored, &extra)
+                }
+                Some(Outcome::Rejected { detail }) => self.emit_dead_letter(
+                    record,
+                    DecodeFailure {
+                        reason: DeadLetterReason::OperatorRejected,
+                        detail,
+                    },
+                ),
+                None => missing_outcomes = true,
+            }
+        }
+        if missing_outcomes || outcomes.next().is_some() {
+            // A bug in the operator, not a property of the inputs: fail loudly, commit nothing
+            // past the first input without an outcome.
+            self.health.fail(format!(
+                "operator {operator_name} broke the one-outcome-per-event contract"
+            ));
+        }
+        let done = Instant::now();
+        metrics::counter!(telemetry::EVENTS_SCORED, "operator" => operator_name)
+            .increment(scored_count as u64);
+        metrics::histogram!(telemetry::BATCH_SIZE, "operator" => operator_name)
+            .record(records.len() as f64);
+        for (stage, seconds) in [
+            ("decode", (score_start - decode_start).as_secs_f64()),
+            ("score", (emit_start - score_start).as_secs_f64()),
+            ("emit", (done - emit_start).as_secs_f64()),
+        ] {
+            metrics::histogram!(telemetry::BATCH_DURATION, "operator" => operator_name, "stage" => stage)
+                .record(seconds);
+        }
+    }
+
+    /// Scores `events`, retrying an engine failure; `None` when it persists (the engine is
+    /// then failed and the batch stays uncommitted) or the engine is stopping meanwhile.
+    fn score_with_retries(&mut self, events: &[SourcedEvent]) -> Option<Vec<Outcome>> {
+        if events.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pause = SCORE_RETRY_PAUSE;
+        let mut attempt = 1;
+        loop {
+            let error: OperatorError = match self.operator.score_batch(events) {
+                Ok(outcomes) => return Some(outcomes),
+                Err(error) => error,
+            };
+            metrics::counter!(telemetry::SCORING_FAILURES, "operator" => self.binding.operator.name())
+                .increment(1);
+            let stopping = self
+                .health
+                .stopping
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if attempt >= SCORE_ATTEMPTS || stopping || self.health.has_failed() {
+                self.health.fail(format!(
+                    "operator {} failed to score a batch of topic {} ({attempt} attempts): {error}",
+                    self.binding.operator.name(),
+                    self.binding.topic
+                ));
+                return None;
+            }
+            tracing::warn!(
+                operator = self.binding.operator.name(),
+                attempt,
+                %error,
+                "scoring failed; retrying the batch (nothing is dead-lettered)"
+            );
+            std::thread::sleep(pause);
+            pause *= 2;
+            attempt += 1;
+        }
+    }
+
+    fn emit_scored(&self, record: &RawRecord, scored: &Scored, extra: &[ExtraRecord]) {
+        let mut outputs: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::with_capacity(1 + extra.len());
+        let key = record
+            .key
+            .clone()
+            .unwrap_or_else(|| scored.event_id.clone().into_bytes());
+        match self.encoder.encode_scored(scored) {
+            Ok(payload) => outputs.push((&self.binding.output_topic, key, payload)),
+            Err(error) => {
+                return self.emit_dead_letter(
+                    record,
+                    DecodeFailure {
+                        reason: DeadLetterReason::OperatorRejected,
+                        detail: format!("scored event does not encode: {error}"),
+                    },
+                );
+            }
+        }
+        for extra_record in extra {
+            match self.encoder.encode_scored(&extra_record.scored) {
+                Ok(payload) => outputs.push((
+                    &extra_record.topic,
+                    extra_record.key.clone().into_bytes(),
+                    payload,
+                )),
+                Err(error) => {
+                    tracing::error!(%error, topic = %extra_record.topic, "extra record does not encode; skipped")
+                }
+            }
+        }
+        if let Some((topic, key, payload)) = outputs
+            .iter()
+            .find(|(_, key, payload)| key.len() + payload.len() > self.max_output_bytes)
+        {
+            return self.emit_dead_letter(
+                record,
+                DecodeFailure {
+                    reason: DeadLetterReason::Oversized,
+                    detail: format!(
+                        "output record for topic {topic} is {} bytes, over pipeline.max_output_bytes ({})",
+                        key.len() + payload.len(),
+                        self.max_output_bytes
+                    ),
+                },
+            );
+        }
+        self.tracker
+            .set_output_count(&record.tracked, outputs.len());
+        for (topic, key, payload) in outputs {
+            self.emitter
+                .send(topic, Some(&key), &payload, token(record));
+        }
+    }
+
+    fn emit_dead_letter(&self, record: &RawRecord, failure: DecodeFailure) {
+        let source = coordinates(record);
+        let value_len = record.payload.as_ref().map_or(0, Vec::len);
+        self.dead_letters.record(
+            &source.topic,
+            source.partition,
+            source.offset,
+            failure.reason.code(),
+            value_len,
+        );
+        metrics::counter!(
+            telemetry::DEAD_LETTERS,
+            "reason" => failure.reason.code(),
+            "topic" => source.topic.clone()
+        )
+        .increment(1);
+        let dead_letter = DeadLetter {
+            event_id: source.derived_event_id(),
+            source,
+            reason: failure.reason,
+            detail: failure.detail,
+            operator: self.binding.operator.name().to_owned(),
+            original_key: record.key.clone(),
+            original_value: record.payload.clone(),
+            failed_at_ms: now_ms(),
+            original_size: record.payload.as_ref().map(|value| value.len() as i64),
+            value_truncated: false,
+        };
+        let key = dead_letter.event_id.clone().into_bytes();
+        let limit = self
+            .max_output_bytes
+            .saturating_sub(key.len() + OUTPUT_FRAMING_BYTES);
+        match dead_letter.encode_within(limit, |letter| self.encoder.encode_dead_letter(letter)) {
+            Ok(payload) => {
+                self.tracker.set_output_count(&record.tracked, 1);
+                self.emitter
+                    .send(&self.dead_letter_topic, Some(&key), &payload, token(record));
+            }
+            Err(error) => {
+                // Cannot happen for a schema-conformant record; leaving the input uncommitted
+                // (rather than skipping it) keeps the no-loss promise and makes the bug loud.
+                self.health
+                    .fail(format!("a dead letter does not encode: {error}"));
+            }
+        }
+    }
+
+    fn emit_untracked(&self, topic: &str, key: &str, scored: &Scored) {
+        match self.encoder.encode_scored(scored) {
+            Ok(payload) if payload.len() + key.len() > self.max_output_bytes => {
+                tracing::error!(
+                    topic,
+                    bytes = payload.len(),
+                    "timer record over pipeline.max_output_bytes; skipped"
+                )
+            }
+            Ok(payload) => self.emitter.send(
+                topic,
+                Some(key.as_bytes()),
+                &payload,
+                DeliveryToken {
+                    input: None,
+                    attempts: 0,
+                },
+            ),
+            Err(error) => tracing::error!(%error, topic, "timer record does not encode; skipped"),
+        }
+    }
+}
+
+fn token(record: &RawRecord) -> DeliveryToken {
+    DeliveryToken {
+        input: Some(record.tracked.clone()),
+        attempts: 0,
+    }
+}
+
+fn coordinates(record: &RawRecord) -> SourceCoordinates {
+    SourceCoordinates {
+        topic: record.tracked.partition.topic.clone(),
+        partition: record.tracked.partition.partition,
+        offset: record.tracked.offset,
+        timestamp_ms: record.timestamp_ms,
+    }
+}
+
+/// What happens to outputs the broker refuses for good (see [`crate::emit`]): a record too
+/// large for the broker becomes a dead letter for its input (without its payload); an
+/// unwritable topic — or a dead letter that cannot be written — stops the input's binding.
+pub struct OutputRefusals {
+    encoder: OutputEncoder,
+    dead_letter_topic: String,
+    /// Input topic → operator name, for the dead letter.
+    operators: std::collections::HashMap<String, &'static str>,
+    health: Arc<Health>,
+    dead_letters: Arc<DeadLetterLog>,
+}
+
+impl OutputRefusals {
+    /// A handler for the engine of `config`.
+    pub fn new(
+        config: &crate::config::EngineConfig,
+        health: Arc<Health>,
+        dead_letters: Arc<DeadLetterLog>,
+    ) -> Result<Self, crate::encode::EncodeError> {
+        Ok(Self {
+            encoder: OutputEncoder::new(&config.output)?,
+            dead_letter_topic: config.output.dead_letter_topic.clone(),
+            operators: config
+                .bindings
+                .iter()
+                .map(|binding| (binding.topic.clone(), binding.operator.name()))
+                .collect(),
+            health,
+            dead_letters,
+        })
+    }
+}
+
+impl RefusalHandler for OutputRefusals {
+    fn record_refused(
+        &self,
+        topic: &str,
+        token: &DeliveryToken,
+        error: &KafkaError,
+    ) -> Option<Replacement> {
+        if topic == self.dead_letter_topic {
+            self.topic_unwritable(topic, token, error);
+            return None;
+        }
+        let Some(input) = &token.input else {
+            tracing::error!(topic, %error, "timer record refused by the broker; skipped");
+            return None;
+        };
+        let source = SourceCoordinates {
+            topic: input.partition.topic.clone(),
+            partition: input.partition.partition,
+            offset: input.offset,
+            timestamp_ms: None,
+        };
+        let reason = DeadLetterReason::Oversized;
+        self.dead_letters.record(
+            &source.topic,
+            source.partition,
+            source.offset,
+            reason.code(),
+            0,
+        );
+        metrics::counter!(telemetry::DEAD_LETTERS, "reason" => reason.code(), "topic" => source.topic.clone())
+            .increment(1);
+        let dead_letter = DeadLetter {
+            event_id: source.derived_event_id(),
+            operator: self
+                .operators
+                .get(&source.topic)
+                .copied()
+                .unwrap_or("unknown")
+                .to_owned(),
+            source,
+            reason,
+            detail: format!("output record for topic {topic} refused by the broker: {error}"),
+            original_key: None,
+            original_value: None,
+            failed_at_ms: now_ms(),
+            original_size: None,
+            value_truncated: false,
+        };
+        match self.encoder.encode_dead_letter(&dead_letter) {
+            Ok(payload) => Some(Replacement {
+                topic: self.dead_letter_topic.clone(),
+                key: dead_letter.event_id.into_bytes(),
+                payload,
+            }),
+            Err(encode_error) => {
+                self.health
+                    .fail(format!("a dead letter does not encode: {encode_error}"));
+                None
+            }
+        }
+    }
+
+    fn topic_unwritable(&self, topic: &str, token: &DeliveryToken, error: &KafkaError) {
+        match &token.input {
+            Some(input) => self.health.stop_binding(
+                &input.partition.topic,
+                format!("cannot write to topic {topic}: {error}"),
+            ),
+            None => tracing::error!(topic, %error, "timer record cannot be written; skipped"),
+        }
+    }
+}
