@@ -643,6 +643,10 @@ fn run_engine(config: EngineConfig) -> anyhow::Result<()> {
             crate::http::serve(&config.http.bind, health.clone(), shutdown.clone()).await?;
         }
         let engine_shutdown = shutdown.clone();
+        arm_shutdown_watchdog(
+            health.clone(),
+            Duration::from_millis(config.pipeline.shutdown_grace_ms),
+        )?;
         let result = tokio::task::spawn_blocking(move || {
             crate::pipeline::run(&config, engine_shutdown, health)
         })
@@ -651,6 +655,30 @@ fn run_engine(config: EngineConfig) -> anyhow::Result<()> {
         shutdown.cancel();
         Ok(result?)
     })
+}
+
+/// Time the watchdog allows past `shutdown_grace_ms` before it ends the process (the grace
+/// covers drain, flush and commit; this covers a stuck library call inside them).
+const SHUTDOWN_WATCHDOG_SLACK: Duration = Duration::from_secs(3);
+
+/// Once a shutdown starts (signal or fatal failure), ends the process with status 1 if it
+/// has not exited within the grace period plus [`SHUTDOWN_WATCHDOG_SLACK`]: an orchestrator's
+/// grace period must never be overrun by a hung drain.
+fn arm_shutdown_watchdog(health: Arc<Health>, grace: Duration) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("threatflow-watchdog".into())
+        .spawn(move || {
+            while !health.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(grace + SHUTDOWN_WATCHDOG_SLACK);
+            tracing::error!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown overran its grace period; exiting without finishing it"
+            );
+            std::process::exit(1);
+        })?;
+    Ok(())
 }
 
 fn demo(options: &crate::demo::DemoOptions, json: bool) -> ExitCode {

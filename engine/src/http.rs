@@ -65,6 +65,8 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
         "assigned_partitions": health.assigned_partitions.load(Ordering::Relaxed),
         "broker_up": health.broker_up.load(Ordering::Relaxed),
         "stopping": health.stopping.load(Ordering::Relaxed),
+        "failure": health.failure(),
+        "stopped_bindings": health.stopped_bindings(),
     });
     let status = if health.is_ready() {
         StatusCode::OK

@@ -155,8 +155,8 @@ pub fn producer_client_config(config: &EngineConfig) -> ClientConfig {
 
 /// Runs the engine until `shutdown` is cancelled or a fatal failure, then shuts down within
 /// `pipeline.shutdown_grace_ms`. Blocking: call it from a dedicated thread (or
-/// `spawn_blocking`). Returns [`PipelineError::Failed`] after a fatal failure (the token is
-/// cancelled then too, so the caller's other tasks stop).
+/// `spawn_blocking`). Returns [`PipelineError::Failed`] after a fatal failure; `/ready`
+/// answers 503 during the whole shutdown that precedes it.
 pub fn run(
     config: &EngineConfig,
     shutdown: CancellationToken,
@@ -221,11 +221,6 @@ pub fn run(
         &shutdown,
         &dead_letters,
     );
-    if health.has_failed() {
-        // Stop the HTTP endpoint and signal handlers too; the process exits non-zero.
-        shutdown.cancel();
-    }
-
     let grace = Duration::from_millis(config.pipeline.shutdown_grace_ms);
     shut_down(
         &consumer,

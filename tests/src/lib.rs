@@ -253,15 +253,47 @@ impl EngineProcess {
     /// Starts `<binary> run --config <config>`; logs go to `log_path`. Integration tests pass
     /// `env!("CARGO_BIN_EXE_threatflow-under-test")` (only they see that variable).
     pub fn start(binary: &Path, config: &Path, log_path: &Path) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, config, log_path, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (fault injection, overrides).
+    pub fn start_with_env(
+        binary: &Path,
+        config: &Path,
+        log_path: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(log_path)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        Ok(Self { child })
+            .stderr(log);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Ok(Self {
+            child: command.spawn()?,
+        })
+    }
+
+    /// The exit status if the engine has exited by itself within `timeout`.
+    pub fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILL: no drain, no flush, no commit.

@@ -14,6 +14,7 @@
 pub mod address;
 pub mod alert;
 pub mod email;
+pub mod fault;
 pub mod flow;
 pub mod passthrough;
 pub mod prompt;
@@ -156,6 +157,9 @@ pub struct OperatorsConfig {
     /// The LLM prompt operator.
     #[serde(default)]
     pub prompt: prompt::PromptOperatorConfig,
+    /// The fault operator (reliability tests only).
+    #[serde(default)]
+    pub fault: fault::FaultOperatorConfig,
 }
 
 /// One stream operator.
@@ -215,6 +219,8 @@ pub enum OperatorKind {
     Email,
     /// LLM prompts: L1 rules and the L2 transformer classifier on normalized text.
     Prompt,
+    /// Reliability tests only: a passthrough that panics or fails after N events.
+    Fault,
 }
 
 impl OperatorKind {
@@ -227,13 +233,14 @@ impl OperatorKind {
             Self::Address => "address",
             Self::Email => "email",
             Self::Prompt => "prompt",
+            Self::Fault => "fault",
         }
     }
 
     /// Whether this operator scores records of `schema`.
     pub fn accepts(self, schema: SchemaKind) -> bool {
         match self {
-            Self::Passthrough => true,
+            Self::Passthrough | Self::Fault => true,
             Self::Flow => schema == SchemaKind::Flow,
             Self::Alert => schema == SchemaKind::Alert,
             Self::Address => matches!(schema, SchemaKind::Address | SchemaKind::Email),
@@ -251,6 +258,7 @@ impl OperatorKind {
             Self::Address => Box::new(address::AddressOperator::default()),
             Self::Email => Box::new(email::EmailOperator::default()),
             Self::Prompt => Box::new(prompt::PromptOperator::default()),
+            Self::Fault => Box::new(fault::FaultOperator::default()),
         }
     }
 }

@@ -164,6 +164,11 @@ impl Drop for Batcher {
     }
 }
 
+/// Fault injection for reliability tests: with this environment variable set to N, every L2
+/// batch after the first N fails as if ONNX Runtime had (the error goes through the same path
+/// as a real inference error). Unset in production.
+pub const FAULT_INJECTION_ENV: &str = "THREATFLOW_FAULT_INJECT_L2_FAILURE_AFTER_BATCHES";
+
 fn run(
     mut model: L2Model,
     receiver: mpsc::Receiver<Request>,
@@ -171,6 +176,15 @@ fn run(
     stats: &Mutex<BatcherStats>,
 ) {
     let max_batch = settings.max_batch.max(1);
+    let mut fail_after: Option<u64> = std::env::var(FAULT_INJECTION_ENV)
+        .ok()
+        .and_then(|value| value.trim().parse().ok());
+    if let Some(batches) = fail_after {
+        tracing::warn!(
+            batches,
+            "l2 fault injection on: batches after this many fail"
+        );
+    }
     while let Ok(first) = receiver.recv() {
         let deadline = first.enqueued + settings.max_wait;
         let mut batch = Vec::with_capacity(max_batch);
@@ -191,18 +205,35 @@ fn run(
                 None => break,
             }
         }
-        run_batch(&mut model, batch, stats);
+        let inject_failure = match fail_after.as_mut() {
+            Some(0) => true,
+            Some(left) => {
+                *left -= 1;
+                false
+            }
+            None => false,
+        };
+        run_batch(&mut model, batch, stats, inject_failure);
     }
 }
 
-fn run_batch(model: &mut L2Model, batch: Vec<Request>, stats: &Mutex<BatcherStats>) {
+fn run_batch(
+    model: &mut L2Model,
+    batch: Vec<Request>,
+    stats: &Mutex<BatcherStats>,
+    inject_failure: bool,
+) {
     let started = Instant::now();
     let queue_waits: Vec<Duration> = batch
         .iter()
         .map(|request| started.saturating_duration_since(request.enqueued))
         .collect();
     let sequences: Vec<&Sequence> = batch.iter().map(|request| &request.sequence).collect();
-    let result = model.infer(&sequences);
+    let result = if inject_failure {
+        Err(L2Error::Inference("injected fault (test)".to_owned()))
+    } else {
+        model.infer(&sequences)
+    };
     let inference = started.elapsed();
     metrics::histogram!(telemetry::PROMPT_INFERENCE_DURATION).record(inference.as_secs_f64());
     metrics::histogram!(telemetry::PROMPT_L2_BATCH_SIZE).record(batch.len() as f64);
