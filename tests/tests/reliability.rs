@@ -305,3 +305,143 @@ async fn an_onnx_runtime_failure_dead_letters_nothing_and_the_prompts_are_scored
     );
     Ok(())
 }
+
+/// A valid flow event as JSON text with `field` set to `literal` (raw JSON text).
+fn flow_with(seed: u64, field: &str, literal: &str) -> Vec<u8> {
+    let mut generator = EventGenerator::new(seed);
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&encode_json(&generator.event(SchemaKind::Flow)))
+            .unwrap_or_default();
+    object.insert(field.to_owned(), serde_json::json!("@@PLACEHOLDER@@"));
+    serde_json::to_string(&object)
+        .unwrap_or_default()
+        .replace("\"@@PLACEHOLDER@@\"", literal)
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_each_get_their_reason_and_their_text_reaches_no_detail_or_log(
+) -> anyhow::Result<()> {
+    const SECRET: &str = "hunter2-do-not-log";
+    let broker = Broker::start()?;
+    let topics = TestTopics::create(&broker, 1)?;
+    let dir = tempfile::tempdir()?;
+    let mut generator = EventGenerator::new(34);
+    let prompt_avro = threatflow::decode::encode_input_avro(&generator.event(SchemaKind::Prompt))?;
+    let flow_avro = threatflow::decode::encode_input_avro(&generator.event(SchemaKind::Flow))?;
+    let secret_json = format!("\"{SECRET}\"");
+    let mut truncated = flow_with(35, "service", &secret_json);
+    truncated.truncate(truncated.len() - 40);
+    let mut five_mb = format!("{{\"service\": \"{SECRET}").into_bytes();
+    five_mb.resize(5 * 1024 * 1024, b'a');
+    let depth = 100_000;
+    let mut nested = "[".repeat(depth).into_bytes();
+    nested.extend(std::iter::repeat_n(b']', depth));
+    let mut invalid_utf8 = flow_with(36, "service", &secret_json);
+    let at = invalid_utf8
+        .windows(SECRET.len())
+        .position(|window| window == SECRET.as_bytes())
+        .unwrap_or(0);
+    invalid_utf8[at] = 0xff;
+    invalid_utf8[at + 1] = 0xfe;
+    let cases: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
+        ("truncated json", Some(truncated), "undecodable"),
+        ("5 MB", Some(five_mb), "oversized"),
+        ("100k-deep nesting", Some(nested), "undecodable"),
+        (
+            "NaN",
+            Some(flow_with(37, "duration", "NaN")),
+            "invalid_value",
+        ),
+        (
+            "Infinity",
+            Some(flow_with(38, "duration", "Infinity")),
+            "invalid_value",
+        ),
+        (
+            "1e400",
+            Some(flow_with(39, "src_bytes", "1e400")),
+            "invalid_value",
+        ),
+        (
+            "out of range",
+            Some(flow_with(40, "src_bytes", "-5")),
+            "invalid_value",
+        ),
+        (
+            "wrong type",
+            Some(flow_with(41, "src_bytes", &secret_json)),
+            "wrong_schema",
+        ),
+        (
+            "null",
+            Some(flow_with(42, "duration", "null")),
+            "missing_field",
+        ),
+        (
+            "missing field",
+            Some(br#"{"service": "http"}"#.to_vec()),
+            "missing_field",
+        ),
+        (
+            "unknown schema id",
+            Some(confluent_frame(999, &flow_avro)),
+            "unknown_schema_id",
+        ),
+        (
+            "foreign schema id",
+            Some(confluent_frame(8, &prompt_avro)),
+            "wrong_schema",
+        ),
+        ("invalid utf-8", Some(invalid_utf8), "undecodable"),
+        ("empty", Some(Vec::new()), "undecodable"),
+        ("tombstone", None, "undecodable"),
+    ];
+    let mut records: Vec<Option<Vec<u8>>> =
+        cases.iter().map(|(_, value, _)| value.clone()).collect();
+    records.push(Some(encode_json(&generator.event(SchemaKind::Flow))));
+    let landed = produce_raw(&broker.bootstrap, &topics.input, &records).await?;
+    let config = topics.engine_config(
+        &broker.bootstrap,
+        &dir.path().join("state"),
+        "",
+        "[schema_ids]\n\"7\" = \"flow\"\n\"8\" = \"prompt\"\n",
+    );
+    let engine = start(dir.path(), &config, &[])?;
+    let mut outputs = OutputCollector::new(&broker.bootstrap, &topics)?;
+    outputs.collect_until(landed.len(), TIMEOUT)?;
+    drop(engine);
+    let log = engine_log(dir.path());
+    assert!(outputs.missing(&landed).is_empty(), "{log}");
+    assert_eq!(
+        outputs.scored.get(&landed[cases.len()]),
+        Some(&1),
+        "the valid input after them"
+    );
+    for ((name, _, reason), coordinates) in cases.iter().zip(&landed) {
+        assert_eq!(
+            outputs.dead_letters.get(coordinates),
+            Some(&vec![(*reason).to_owned()]),
+            "{name}"
+        );
+    }
+    let letters = read_dead_letters(&broker.bootstrap, &topics.dead_letter, 1, cases.len())?;
+    assert_eq!(letters.len(), cases.len());
+    for letter in &letters {
+        assert!(
+            !letter.detail.contains(SECRET),
+            "detail quotes the input: {}",
+            letter.detail
+        );
+        assert!(!letter.detail.contains("hunter2"), "{}", letter.detail);
+        assert!(letter.detail.len() <= 300, "{}", letter.detail);
+    }
+    let oversized = letters
+        .iter()
+        .find(|letter| letter.reason.code() == "oversized")
+        .ok_or_else(|| anyhow::anyhow!("no oversized dead letter"))?;
+    assert!(oversized.value_truncated);
+    assert_eq!(oversized.original_size, Some(5 * 1024 * 1024));
+    assert!(!log.contains("hunter2"), "the log quotes an input:\n{log}");
+    Ok(())
+}
