@@ -362,10 +362,16 @@ enum EvalCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file (with environment overrides) and print the effective config.
+    /// Validate a config file (with environment overrides), print the effective config, and
+    /// check what it points at: models, rule files and the ONNX Runtime library load, the
+    /// state directory is writable, the brokers answer and the topics exist. Exit 0 when all
+    /// pass, 1 when a check fails, 2 when the config itself is invalid.
     Check {
         /// Config file (TOML).
         file: PathBuf,
+        /// Skip the broker and topic checks (no cluster reachable from here).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -591,24 +597,11 @@ pub fn main() -> ExitCode {
             seed,
         }),
         Command::Config {
-            command: ConfigCommand::Check { file },
-        } => config_check(&file),
+            command: ConfigCommand::Check { file, offline },
+        } => crate::config_check::run(&file, offline),
         Command::Bench {
             command: BenchCommand::Prompt(options),
         } => crate::model_cli::bench_prompt(&options),
-    }
-}
-
-fn config_check(file: &std::path::Path) -> ExitCode {
-    match EngineConfig::load(file) {
-        Ok(config) => {
-            println!("# {}: valid\n{}", file.display(), config.to_masked_toml());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("{}: {error}", file.display());
-            ExitCode::from(2)
-        }
     }
 }
 

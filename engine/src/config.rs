@@ -399,14 +399,38 @@ impl EngineConfig {
     ) -> Result<Self, ConfigError> {
         let mut document: toml::Table =
             toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        // Overrides whose value was read as a number or boolean: if the key turns out to be a
+        // string (`THREATFLOW_KAFKA__GROUP_ID=42`), the value is taken as the string it was.
+        let mut typed_overrides: Vec<(Vec<String>, String)> = Vec::new();
         for (name, value) in env {
-            apply_env_override(&mut document, &name, &value)?;
+            if let Some(path) = apply_env_override(&mut document, &name, &value)? {
+                typed_overrides.push((path, value));
+            }
         }
-        let config: EngineConfig = toml::Value::Table(document)
-            .try_into()
-            .map_err(|error: toml::de::Error| ConfigError::Parse(error.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        loop {
+            let attempt: Result<EngineConfig, _> =
+                serde_path_to_error::deserialize(toml::Value::Table(document.clone()));
+            let error = match attempt {
+                Ok(config) => {
+                    config.validate()?;
+                    return Ok(config);
+                }
+                Err(error) => error,
+            };
+            let failed_path = error.path().to_string();
+            let retyped = typed_overrides
+                .iter()
+                .position(|(path, _)| path.join(".") == failed_path);
+            let Some(index) = retyped else {
+                let message = toml::Value::Table(document)
+                    .try_into::<EngineConfig>()
+                    .err()
+                    .map_or_else(|| error.to_string(), |error| error.to_string());
+                return Err(ConfigError::Parse(message));
+            };
+            let (path, raw) = typed_overrides.remove(index);
+            set_path(&mut document, &path, toml::Value::String(raw));
+        }
     }
 
     /// Checks what serde cannot: values in range, names unique, topics distinct, bindings
@@ -558,17 +582,19 @@ impl EngineConfig {
     }
 }
 
-/// Applies one environment variable to the parsed document if it is an override.
+/// Applies one environment variable to the parsed document if it is an override. Returns
+/// the key's path when the value was read as a number or boolean (so it can be taken as a
+/// string instead if the key is a string).
 fn apply_env_override(
     document: &mut toml::Table,
     name: &str,
     value: &str,
-) -> Result<(), ConfigError> {
+) -> Result<Option<Vec<String>>, ConfigError> {
     let Some(path) = name.strip_prefix(ENV_PREFIX) else {
-        return Ok(());
+        return Ok(None);
     };
     if !path.contains("__") {
-        return Ok(());
+        return Ok(None);
     }
     let segments: Vec<String> = path.split("__").map(str::to_lowercase).collect();
     if segments.iter().any(String::is_empty) {
@@ -599,10 +625,27 @@ fn apply_env_override(
             last.replace('_', "."),
             toml::Value::String(value.to_owned()),
         );
-    } else {
-        table.insert(last.clone(), parse_scalar(value));
+        return Ok(None);
     }
-    Ok(())
+    let parsed = parse_scalar(value);
+    let typed = !parsed.is_str();
+    table.insert(last.clone(), parsed);
+    Ok(typed.then_some(segments))
+}
+
+/// Sets the value at `path` (tables along it exist: an override created them).
+fn set_path(document: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut table = document;
+    for segment in parents {
+        match table.get_mut(segment).and_then(toml::Value::as_table_mut) {
+            Some(next) => table = next,
+            None => return,
+        }
+    }
+    table.insert(last.clone(), value);
 }
 
 /// Parses an environment value as a TOML scalar (integer, float, boolean), else a string.
@@ -669,6 +712,27 @@ output_topic = "scored.flows"
         let text = MINIMAL.replace("\"passthrough\"", "\"magic\"");
         let error = EngineConfig::from_toml_with_env(&text, no_env()).unwrap_err();
         assert!(error.to_string().contains("magic"), "{error}");
+    }
+
+    #[test]
+    fn env_overrides_keep_numeric_strings_as_strings_where_a_string_is_expected() {
+        let config = EngineConfig::from_toml_with_env(
+            MINIMAL,
+            env(&[
+                ("THREATFLOW_KAFKA__GROUP_ID", "42"),
+                ("THREATFLOW_KAFKA__GROUP_INSTANCE_ID", "7"),
+                ("THREATFLOW_PIPELINE__BATCH_SIZE", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.group_id, "42");
+        assert_eq!(config.kafka.group_instance_id, "7");
+        assert_eq!(config.pipeline.batch_size, 64);
+        let wrong = EngineConfig::from_toml_with_env(
+            MINIMAL,
+            env(&[("THREATFLOW_PIPELINE__BATCH_SIZE", "many")]),
+        );
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! topic, and emits scored, explained events — at least once, with bad input dead-lettered.
 //!
 //! Map of the modules:
-//! - [`config`]: TOML + environment overrides → validated [`config::EngineConfig`].
+//! - [`config`]: TOML + environment overrides → validated [`config::EngineConfig`];
+//!   [`config_check`]: `config check`, which also loads what the config points at.
 //! - [`events`]: typed input events and the bundled Avro schemas (`schemas/`).
 //! - [`decode`]: JSON / Avro / Confluent-framed Avro → typed events, failures → reason codes.
 //! - [`scored`], [`dead_letter`]: the output records; [`encode`] writes them;
@@ -26,6 +27,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod dead_letter;
 pub mod dead_letter_log;
 pub mod decode;

@@ -1,10 +1,16 @@
-//! The command line as a user runs it: `config check` accepts the shipped example configs and
-//! rejects a broken one with every problem named and exit status 2.
+//! The command line as a user runs it: `config check` accepts the shipped example configs
+//! (with the repository's models), rejects a broken one with every problem named and exit
+//! status 2, and fails (status 1) a valid config whose models, rule files or ONNX Runtime
+//! library cannot be loaded, or whose broker does not answer.
 
 use std::process::Command;
 
 fn threatflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_threatflow-under-test"))
+}
+
+fn models_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
 }
 
 fn config_check(path: &std::path::Path) -> std::process::Output {
@@ -21,10 +27,13 @@ fn config_check_prints_the_effective_config_with_env_overrides_and_masked_secret
         env!("CARGO_MANIFEST_DIR"),
         "/../deploy/config/threatflow.toml"
     );
+    let state = tempfile::tempdir().unwrap();
     let output = threatflow()
-        .args(["config", "check", example])
+        .args(["config", "check", "--offline", example])
         .env("THREATFLOW_PIPELINE__BATCH_SIZE", "77")
         .env("THREATFLOW_KAFKA__OPTIONS__SASL_PASSWORD", "s3cr3t-value")
+        .env("THREATFLOW_STORAGE__MODEL_DIR", models_dir())
+        .env("THREATFLOW_STORAGE__STATE_DIR", state.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -34,6 +43,12 @@ fn config_check_prints_the_effective_config_with_env_overrides_and_masked_secret
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("batch_size = 77"), "{stdout}");
+    for operator in ["flow", "alert", "email", "prompt"] {
+        assert!(
+            stdout.contains(&format!("# ok    operator {operator} for topic")),
+            "{stdout}"
+        );
+    }
     assert!(
         stdout.contains("\"sasl.password\" = \"********\""),
         "{stdout}"
@@ -75,4 +90,62 @@ batch_size = 0
     let output = config_check(&path);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("brokerz"));
+}
+
+#[test]
+fn config_check_fails_a_config_whose_models_rules_library_or_broker_are_missing() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/config/threatflow.toml"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = |overrides: &[(&str, &str)], offline: bool| {
+        let mut command = threatflow();
+        command.args(["config", "check"]);
+        if offline {
+            command.arg("--offline");
+        }
+        command
+            .arg(example)
+            .env("THREATFLOW_STORAGE__MODEL_DIR", models_dir())
+            .env("THREATFLOW_STORAGE__STATE_DIR", state.path())
+            // Nothing listens on port 9 of loopback: the broker check must fail fast.
+            .env("THREATFLOW_KAFKA__BROKERS", "127.0.0.1:9");
+        for (name, value) in overrides {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let cases = [
+        (
+            "THREATFLOW_OPERATORS__FLOW__VERSION",
+            "v999",
+            "operator flow",
+        ),
+        (
+            "THREATFLOW_OPERATORS__ALERT__RULES_FILE",
+            "/nonexistent/rules.toml",
+            "operator alert",
+        ),
+        (
+            "THREATFLOW_OPERATORS__PROMPT__L2__ONNXRUNTIME_LIBRARY",
+            "/nonexistent/libonnxruntime.so",
+            "operator prompt",
+        ),
+    ];
+    for (name, value, failing) in cases {
+        let (code, stdout) = run(&[(name, value)], true);
+        assert_eq!(code, Some(1), "{name}: {stdout}");
+        assert!(
+            stdout.contains(&format!("# FAIL  {failing}")),
+            "{name}: {stdout}"
+        );
+    }
+    let (code, stdout) = run(&[], false);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("# FAIL  brokers 127.0.0.1:9"), "{stdout}");
 }

@@ -114,10 +114,11 @@ impl Device {
 }
 
 /// The ONNX Runtime library to load: the configured path, else `ORT_DYLIB_PATH`, else the
-/// first that exists of [`DEV_LIBRARY_PATH`] under the working directory or any ancestor of
-/// the executable's directory (a checkout's `cargo run` and test binaries), then
-/// `/usr/local/lib` and `/usr/lib` (container images). When none exists, the development path
-/// is returned so the load error names it.
+/// first that exists of: `libonnxruntime.so` next to the executable or in `../lib` beside it
+/// (an installed or unpacked release), [`DEV_LIBRARY_PATH`] under any ancestor of the
+/// executable's directory (a checkout's `cargo run` and test binaries), `/usr/local/lib` and
+/// `/usr/lib` (container images), and last [`DEV_LIBRARY_PATH`] under the working directory.
+/// When none exists, the first candidate is returned so the load error names it.
 pub fn resolve_library(configured: &str) -> PathBuf {
     if !configured.is_empty() {
         return PathBuf::from(configured);
@@ -127,8 +128,26 @@ pub fn resolve_library(configured: &str) -> PathBuf {
             return PathBuf::from(path);
         }
     }
-    let mut candidates = vec![PathBuf::from(DEV_LIBRARY_PATH)];
+    library_candidates()
+        .into_iter()
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| {
+            library_candidates()
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| PathBuf::from(DEV_LIBRARY_PATH))
+        })
+}
+
+/// Where [`resolve_library`] looks, in order.
+fn library_candidates() -> Vec<PathBuf> {
+    const LIBRARY: &str = "libonnxruntime.so";
+    let mut candidates = Vec::new();
     if let Ok(executable) = std::env::current_exe() {
+        if let Some(dir) = executable.parent() {
+            candidates.push(dir.join(LIBRARY));
+            candidates.push(dir.join("../lib").join(LIBRARY));
+        }
         candidates.extend(
             executable
                 .ancestors()
@@ -136,12 +155,12 @@ pub fn resolve_library(configured: &str) -> PathBuf {
                 .map(|dir| dir.join(DEV_LIBRARY_PATH)),
         );
     }
-    candidates.push(PathBuf::from("/usr/local/lib/libonnxruntime.so"));
-    candidates.push(PathBuf::from("/usr/lib/libonnxruntime.so"));
+    candidates.push(PathBuf::from("/usr/local/lib").join(LIBRARY));
+    candidates.push(PathBuf::from("/usr/lib").join(LIBRARY));
+    if let Ok(working_dir) = std::env::current_dir() {
+        candidates.push(working_dir.join(DEV_LIBRARY_PATH));
+    }
     candidates
-        .into_iter()
-        .find(|candidate| candidate.exists())
-        .unwrap_or_else(|| PathBuf::from(DEV_LIBRARY_PATH))
 }
 
 /// The process-wide ONNX Runtime environment (ONNX Runtime allows one per process, and the
