@@ -54,8 +54,10 @@ const READ_WAIT: Duration = Duration::from_millis(100);
 const WINDOW_FULL_WAIT: Duration = Duration::from_millis(10);
 /// How long the demo waits for the engine to join its consumer group.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the demo waits for the last outputs after the last input was produced.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// After the last input was produced, the demo keeps reading while outputs keep arriving; it
+/// stops once every input is accounted for or no output came for this long (a slow or busy
+/// machine makes outputs late, not lost: the final accounting tells the two apart).
+const DRAIN_QUIET_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options of one demo run.
 #[derive(Debug, Clone)]
@@ -97,8 +99,12 @@ pub struct DemoSummary {
     pub scored: u64,
     /// Distinct inputs dead-lettered.
     pub dead_lettered: u64,
-    /// Produced events with no output (0 when the engine kept its promise).
-    pub missing: u64,
+    /// Produced events with no output whose offsets the engine committed: lost (0 when the
+    /// engine kept its promise).
+    pub lost: u64,
+    /// Produced events with no output yet and not committed: late, not lost (the engine reads
+    /// them again on its next start).
+    pub not_yet_seen: u64,
     /// Output records beyond one per input (re-deliveries).
     pub duplicates: u64,
     /// Accounted events per second, first produce to last output.
@@ -392,10 +398,13 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
     }
     producer.flush(Duration::from_secs(30))?;
 
-    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-    while reader.accounted() < produced_total && Instant::now() < drain_deadline {
+    let mut last_progress = (reader.accounted(), Instant::now());
+    while reader.accounted() < produced_total && last_progress.1.elapsed() < DRAIN_QUIET_TIMEOUT {
         reader.poll_some(READ_WAIT);
         reader.maybe_print_progress(options.progress, produced_total, started);
+        if reader.accounted() > last_progress.0 {
+            last_progress = (reader.accounted(), Instant::now());
+        }
     }
     if options.progress {
         reader.print_progress(produced_total, started);
@@ -410,7 +419,13 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("engine thread panicked"),
     }
-    Ok(reader.summary(produced, produced_total, elapsed))
+    // After the engine's graceful shutdown its commits are final: an input without output
+    // below the committed offset is lost; at or above it, it was simply not read yet.
+    let (lost, not_yet_seen) = reader.unaccounted(&brokers, &group, &topics)?;
+    let mut summary = reader.summary(produced, produced_total, elapsed);
+    summary.lost = lost;
+    summary.not_yet_seen = not_yet_seen;
+    Ok(summary)
 }
 
 /// Reads every output topic from the beginning and accounts inputs by coordinates.
@@ -466,6 +481,52 @@ impl OutputReader {
 
     fn accounted(&self) -> u64 {
         (self.scored.len() + self.dead_lettered.len()) as u64
+    }
+
+    /// Inputs without an output, split by the engine group's committed offsets into
+    /// (lost, not yet seen).
+    fn unaccounted(
+        &self,
+        brokers: &str,
+        group: &str,
+        topics: &DemoTopics,
+    ) -> anyhow::Result<(u64, u64)> {
+        let committed_reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut list = TopicPartitionList::new();
+        for stream in &topics.streams {
+            for partition in 0..DEMO_PARTITIONS {
+                list.add_partition(&stream.input, partition);
+            }
+        }
+        let committed = committed_reader.committed_offsets(list, Duration::from_secs(10))?;
+        let (mut lost, mut not_yet_seen) = (0, 0);
+        for element in committed.elements() {
+            let (low, high) = self.consumer.fetch_watermarks(
+                element.topic(),
+                element.partition(),
+                Duration::from_secs(10),
+            )?;
+            let committed_offset = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => low,
+            };
+            for offset in low..high {
+                let coordinates = (element.topic().to_owned(), element.partition(), offset);
+                if self.scored.contains(&coordinates) || self.dead_lettered.contains(&coordinates) {
+                    continue;
+                }
+                if offset < committed_offset {
+                    lost += 1;
+                } else {
+                    not_yet_seen += 1;
+                }
+            }
+        }
+        Ok((lost, not_yet_seen))
     }
 
     /// Reads outputs for up to `max_wait`; with a zero wait, only what is already buffered.
@@ -582,7 +643,8 @@ impl OutputReader {
             produced: produced_total,
             scored: self.scored.len() as u64,
             dead_lettered: self.dead_lettered.len() as u64,
-            missing: produced_total.saturating_sub(accounted),
+            lost: 0,
+            not_yet_seen: produced_total.saturating_sub(accounted),
             duplicates: self.duplicates,
             events_per_sec: accounted as f64 / elapsed.as_secs_f64().max(0.001),
             latency_p50_ms: self.latency_ms.value_at_quantile(0.5),
@@ -599,8 +661,13 @@ impl DemoSummary {
     pub fn render(&self) -> String {
         let mut text = String::new();
         text.push_str(&format!(
-            "produced {}  scored {}  dead-lettered {}  missing {}  duplicates {}\n",
-            self.produced, self.scored, self.dead_lettered, self.missing, self.duplicates
+            "produced {}  scored {}  dead-lettered {}  lost {}  not yet seen {}  duplicates {}\n",
+            self.produced,
+            self.scored,
+            self.dead_lettered,
+            self.lost,
+            self.not_yet_seen,
+            self.duplicates
         ));
         text.push_str(&format!(
             "throughput {:.0} events/s over {:.1} s; latency p50 {} ms, p99 {} ms\n",
