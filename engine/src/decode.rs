@@ -31,6 +31,9 @@ pub const CONFLUENT_MAGIC: u8 = 0;
 /// Magic byte plus the 4-byte schema id.
 pub const CONFLUENT_HEADER_LEN: usize = 5;
 
+/// Floor of apache-avro's per-allocation limit (see [`Decoder::new`]).
+const MIN_AVRO_ALLOCATION_BYTES: usize = 1024 * 1024;
+
 /// Why a record could not be decoded, for its dead-letter record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeFailure {
@@ -66,6 +69,11 @@ impl Decoder {
         max_message_bytes: usize,
         schema_ids: HashMap<u32, SchemaKind>,
     ) -> Self {
+        // A datum's declared string/bytes length can never legitimately exceed the record:
+        // cap what apache-avro allocates for one (its default is 512 MiB, which a 10-byte
+        // record claiming a huge string could make every worker allocate). Process-wide and
+        // set once: the first decoder's limit holds (every binding shares max_message_bytes).
+        apache_avro::util::max_allocation_bytes(max_message_bytes.max(MIN_AVRO_ALLOCATION_BYTES));
         Self {
             schema,
             format,
@@ -190,8 +198,9 @@ fn confluent_schema_id(payload: &[u8]) -> u32 {
 
 fn json_as<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeFailure> {
     let mut deserializer = serde_json::Deserializer::from_slice(payload);
-    let value = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| classify_json_error(payload, &error.path().to_string(), error.inner()))?;
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        classify_json_error(payload, &schema_field_path(error.path()), error.inner())
+    })?;
     // Trailing bytes after the object, as `serde_json::from_slice` checks them.
     deserializer
         .end()
@@ -199,13 +208,83 @@ fn json_as<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeFailure> {
     Ok(value)
 }
 
+/// The path of a failure for a detail: field names the bundled schemas define are kept; any
+/// other key (it comes from the input, and could be anything) is shown as `?`.
+fn schema_field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let known = schema_field_names();
+    let mut described = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => described.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !described.is_empty() {
+                    described.push('.');
+                }
+                described.push_str(if known.contains(key.as_str()) {
+                    key
+                } else {
+                    "?"
+                });
+            }
+            Segment::Unknown => described.push_str(".?"),
+        }
+    }
+    described
+}
+
+/// Every field name of every bundled input schema (nested records included).
+fn schema_field_names() -> &'static std::collections::HashSet<String> {
+    static NAMES: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        fn collect(value: &serde_json::Value, names: &mut std::collections::HashSet<String>) {
+            match value {
+                serde_json::Value::Object(object) => {
+                    if let Some(serde_json::Value::Array(fields)) = object.get("fields") {
+                        for field in fields {
+                            if let Some(name) = field.get("name").and_then(|name| name.as_str()) {
+                                names.insert(name.to_owned());
+                            }
+                        }
+                    }
+                    object.values().for_each(|nested| collect(nested, names));
+                }
+                serde_json::Value::Array(items) => {
+                    items.iter().for_each(|item| collect(item, names))
+                }
+                _ => {}
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for kind in SchemaKind::ALL {
+            if let Ok(schema) = serde_json::to_value(kind.avro_schema()) {
+                collect(&schema, &mut names);
+            }
+        }
+        names
+    })
+}
+
 /// Maps a JSON failure to its reason code and a detail that names the field and what was
 /// expected, never a value from the input (details end up in dead letters that are read by
 /// people who may not see the payload).
 fn classify_json_error(payload: &[u8], field: &str, inner: &serde_json::Error) -> DecodeFailure {
+    let mut failure = classify_json_error_uncapped(payload, field, inner);
+    if failure.detail.chars().count() > MAX_DETAIL_CHARS {
+        failure.detail = failure.detail.chars().take(MAX_DETAIL_CHARS).collect();
+        failure.detail.push('…');
+    }
+    failure
+}
+
+fn classify_json_error_uncapped(
+    payload: &[u8],
+    field: &str,
+    inner: &serde_json::Error,
+) -> DecodeFailure {
     use serde_json::error::Category;
     let message = inner.to_string();
-    let field_prefix = if field == "." || field.is_empty() {
+    let field_prefix = if field.is_empty() {
         String::new()
     } else {
         format!("field {field}: ")

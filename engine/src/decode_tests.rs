@@ -308,3 +308,26 @@ fn describe_without_values_strips_quoted_and_bracketed_values() {
     );
     assert!(describe_without_values(&"a".repeat(1000)).chars().count() <= MAX_DETAIL_CHARS + 1);
 }
+
+#[test]
+fn keys_the_schema_does_not_define_are_not_echoed_in_details() {
+    let mut object = flow_json_object(24);
+    object.insert("hunter2-secret-key".to_owned(), serde_json::json!(1));
+    let text = serde_json::to_string(&object)
+        .unwrap()
+        .replace("\"hunter2-secret-key\":1", "\"hunter2-secret-key\":NaN");
+    let failure = decoder(SchemaKind::Flow, InputFormat::Json)
+        .decode(Some(text.as_bytes()))
+        .unwrap_err();
+    assert!(!failure.detail.contains("hunter2"), "{}", failure.detail);
+    let mut object = flow_json_object(25);
+    object.insert("duration".to_owned(), serde_json::json!("x"));
+    let failure = decoder(SchemaKind::Flow, InputFormat::Json)
+        .decode(Some(&serde_json::to_vec(&object).unwrap()))
+        .unwrap_err();
+    assert!(
+        failure.detail.starts_with("field duration:"),
+        "{}",
+        failure.detail
+    );
+}

@@ -142,7 +142,8 @@ pub struct DemoTopics {
 }
 
 impl DemoTopics {
-    fn with_suffix(suffix: &str) -> Self {
+    /// The demo's topic names with `suffix` appended (empty: the production names).
+    pub fn with_suffix(suffix: &str) -> Self {
         let streams = [
             (SchemaKind::Prompt, "prompts"),
             (SchemaKind::Flow, "flows"),
@@ -165,7 +166,8 @@ impl DemoTopics {
         }
     }
 
-    fn all(&self) -> impl Iterator<Item = &str> {
+    /// Every topic: inputs, outputs, dead letters, entity and user records.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
         self.streams
             .iter()
             .flat_map(|stream| [stream.input.as_str(), stream.output.as_str()])
@@ -176,7 +178,15 @@ impl DemoTopics {
             ])
     }
 
-    fn outputs(&self) -> impl Iterator<Item = &str> {
+    /// Input topics with their schema.
+    pub fn inputs(&self) -> impl Iterator<Item = (SchemaKind, &str)> {
+        self.streams
+            .iter()
+            .map(|stream| (stream.kind, stream.input.as_str()))
+    }
+
+    /// Scored output topics and the dead-letter topic.
+    pub fn outputs(&self) -> impl Iterator<Item = &str> {
         self.streams
             .iter()
             .map(|stream| stream.output.as_str())
@@ -264,8 +274,11 @@ pub fn demo_model_dir() -> Option<PathBuf> {
         })
 }
 
+/// Partitions of every demo topic.
+pub const DEMO_TOPIC_PARTITIONS: i32 = DEMO_PARTITIONS;
+
 /// Creates the topics on an external cluster with the admin API.
-fn create_external_topics(brokers: &str, topics: &DemoTopics) -> anyhow::Result<()> {
+pub fn create_external_topics(brokers: &str, topics: &DemoTopics) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
