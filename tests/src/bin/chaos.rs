@@ -4,8 +4,9 @@
 //!
 //! What it does: creates a fresh set of the demo's topics (five input streams, every operator
 //! bound as the demo binds them), starts `threatflow run` on the demo's config, produces a mix
-//! of valid and bad inputs open-loop at `--rate`, and `--kills` times waits a random interval
-//! and SIGKILLs the engine, restarting it at once. Then it waits until every input has an
+//! of valid and bad inputs open-loop at `--rate`, and `--kills` times waits until the running
+//! process has written outputs, lets it work a random interval, then SIGKILLs it and restarts
+//! it at once (so every kill lands mid-stream, not during a group join). Then it waits until every input has an
 //! output (or none arrived for `--quiet-secs`), stops the engine with SIGTERM, and prints a
 //! JSON summary on the last line of stdout:
 //! `inputs`, `lost` (committed without an output), `not_yet_seen` (no output, uncommitted),
@@ -49,7 +50,7 @@ struct Options {
 
 fn usage() -> &'static str {
     "threatflow-chaos [--brokers HOST:PORT] [--engine PATH] [--events 100000] [--rate 500] \
-     [--kills 20] [--min-interval-ms 6000] [--max-interval-ms 12000] [--quiet-secs 60] \
+     [--kills 20] [--min-interval-ms 1000] [--max-interval-ms 6000] [--quiet-secs 60] \
      [--bad-ratio 0.01] [--seed 7] [--dynamic-membership] [--work-dir DIR]"
 }
 
@@ -61,8 +62,8 @@ fn parse_options() -> anyhow::Result<Options> {
         events: 100_000,
         rate: 500,
         kills: 20,
-        min_interval: Duration::from_millis(6_000),
-        max_interval: Duration::from_millis(12_000),
+        min_interval: Duration::from_millis(1_000),
+        max_interval: Duration::from_millis(6_000),
         quiet: Duration::from_secs(60),
         bad_ratio: 0.01,
         seed: 7,
@@ -313,7 +314,23 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0x5eed);
     let mut restarts_ms: Vec<i64> = Vec::new();
+    let mut process_started_ms = now_ms();
     for kill in 0..options.kills {
+        // Kill only a process that is working: wait for its first output (bounded), then let
+        // it run the random interval.
+        let first_output_deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < first_output_deadline {
+            let working = seen.lock().is_ok_and(|seen| {
+                seen.outputs
+                    .values()
+                    .flatten()
+                    .any(|&at| at >= process_started_ms)
+            });
+            if working {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let interval = rng.gen_range(options.min_interval..=options.max_interval);
         std::thread::sleep(interval);
         engine.kill_hard()?;
@@ -325,6 +342,7 @@ fn main() -> anyhow::Result<()> {
             &env,
         )?;
         restarts_ms.push(restart_ms);
+        process_started_ms = restart_ms;
         eprintln!(
             "chaos: kill {} of {} at {:.1} s",
             kill + 1,
