@@ -361,10 +361,17 @@ fn shut_down(
     if let Err(error) = emitter.flush(left) {
         tracing::warn!(%error, in_flight = emitter.in_flight(), "producer flush incomplete");
     }
-    let pending = tracker.wait_drained(
-        &[],
-        drain_deadline.saturating_duration_since(Instant::now()),
-    );
+    // After a fatal failure or with a stopped binding, some inputs never get their outputs
+    // (the failed batch, refused records): waiting for them would only delay the restart.
+    // Otherwise the retry queue may still deliver, so wait for it within the grace period.
+    let pending = if health.has_failed() || !health.stopped_bindings().is_empty() {
+        tracker.pending(&[])
+    } else {
+        tracker.wait_drained(
+            &[],
+            drain_deadline.saturating_duration_since(Instant::now()),
+        )
+    };
     store_committable(consumer, tracker);
     commit(consumer, CommitMode::Sync, "shutdown");
     // The revoke of this unsubscribe only commits again (nothing left to drain).
