@@ -43,6 +43,9 @@ pub struct DeliveryToken {
     pub input: Option<TrackedInput>,
     /// Failed attempts so far, for the backoff.
     pub attempts: u32,
+    /// For a dead letter, its reason code: counted in `threatflow_dead_letters_total` when the
+    /// broker acknowledges it, so the metric counts records written, not records attempted.
+    pub dead_letter_reason: Option<&'static str>,
 }
 
 /// How a produce failure is handled.
@@ -78,6 +81,8 @@ pub fn classify(error: &KafkaError) -> FailureClass {
 /// A record to send in place of one that was refused.
 #[derive(Debug)]
 pub struct Replacement {
+    /// Reason code of the dead letter it is.
+    pub reason: &'static str,
     /// Destination topic (the dead-letter topic).
     pub topic: String,
     /// Record key.
@@ -151,6 +156,14 @@ impl ProducerContext for EmitterContext {
             Ok(_) => {
                 if let Some(input) = &token.input {
                     self.tracker.acknowledge(input);
+                    if let Some(reason) = token.dead_letter_reason {
+                        metrics::counter!(
+                            telemetry::DEAD_LETTERS,
+                            "reason" => reason,
+                            "topic" => input.partition.topic.clone()
+                        )
+                        .increment(1);
+                    }
                 }
             }
             Err((error, message)) => {
@@ -169,6 +182,7 @@ impl ProducerContext for EmitterContext {
                                 token: DeliveryToken {
                                     input: token.input.clone(),
                                     attempts: 0,
+                                    dead_letter_reason: Some(replacement.reason),
                                 },
                                 due: Instant::now(),
                             });
@@ -194,6 +208,7 @@ impl ProducerContext for EmitterContext {
                     token: DeliveryToken {
                         input: token.input.clone(),
                         attempts: token.attempts + 1,
+                        dead_letter_reason: token.dead_letter_reason,
                     },
                     due: Instant::now() + retry_backoff(token.attempts),
                 };
@@ -316,6 +331,7 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
                             let token = DeliveryToken {
                                 input: token.input.clone(),
                                 attempts: 0,
+                                dead_letter_reason: Some(replacement.reason),
                             };
                             // A replacement is a small dead letter; if that is refused too,
                             // the handler gives up on it (no recursion beyond one level).

@@ -15,7 +15,7 @@ use crate::config::LogFormat;
 pub const EVENTS_CONSUMED: &str = "threatflow_events_consumed_total";
 /// Events scored by an operator, by operator.
 pub const EVENTS_SCORED: &str = "threatflow_events_scored_total";
-/// Dead-letter records written, by reason and topic.
+/// Dead-letter records written (acknowledged by the broker), by reason and input topic.
 pub const DEAD_LETTERS: &str = "threatflow_dead_letters_total";
 /// Failed deliveries of output records (each is retried), by topic.
 pub const PRODUCE_ERRORS: &str = "threatflow_produce_errors_total";
@@ -128,7 +128,7 @@ fn describe_metrics() {
     describe_counter!(EVENTS_SCORED, "Events scored by an operator, by operator");
     describe_counter!(
         DEAD_LETTERS,
-        "Dead-letter records written, by reason and topic"
+        "Dead-letter records written (acknowledged by the broker), by reason and input topic"
     );
     describe_counter!(
         PRODUCE_ERRORS,

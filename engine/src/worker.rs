@@ -297,12 +297,7 @@ impl Worker {
             failure.reason.code(),
             value_len,
         );
-        metrics::counter!(
-            telemetry::DEAD_LETTERS,
-            "reason" => failure.reason.code(),
-            "topic" => source.topic.clone()
-        )
-        .increment(1);
+        let reason_code = failure.reason.code();
         let dead_letter = DeadLetter {
             event_id: source.derived_event_id(),
             source,
@@ -322,8 +317,12 @@ impl Worker {
         match dead_letter.encode_within(limit, |letter| self.encoder.encode_dead_letter(letter)) {
             Ok(payload) => {
                 self.tracker.set_output_count(&record.tracked, 1);
+                let token = DeliveryToken {
+                    dead_letter_reason: Some(reason_code),
+                    ..token(record)
+                };
                 self.emitter
-                    .send(&self.dead_letter_topic, Some(&key), &payload, token(record));
+                    .send(&self.dead_letter_topic, Some(&key), &payload, token);
             }
             Err(error) => {
                 // Cannot happen for a schema-conformant record; leaving the input uncommitted
@@ -350,6 +349,7 @@ impl Worker {
                 DeliveryToken {
                     input: None,
                     attempts: 0,
+                    dead_letter_reason: None,
                 },
             ),
             Err(error) => tracing::error!(%error, topic, "timer record does not encode; skipped"),
@@ -361,6 +361,7 @@ fn token(record: &RawRecord) -> DeliveryToken {
     DeliveryToken {
         input: Some(record.tracked.clone()),
         attempts: 0,
+        dead_letter_reason: None,
     }
 }
 
@@ -435,8 +436,6 @@ impl RefusalHandler for OutputRefusals {
             reason.code(),
             0,
         );
-        metrics::counter!(telemetry::DEAD_LETTERS, "reason" => reason.code(), "topic" => source.topic.clone())
-            .increment(1);
         let dead_letter = DeadLetter {
             event_id: source.derived_event_id(),
             operator: self
@@ -456,6 +455,7 @@ impl RefusalHandler for OutputRefusals {
         };
         match self.encoder.encode_dead_letter(&dead_letter) {
             Ok(payload) => Some(Replacement {
+                reason: reason.code(),
                 topic: self.dead_letter_topic.clone(),
                 key: dead_letter.event_id.into_bytes(),
                 payload,

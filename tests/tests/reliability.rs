@@ -445,3 +445,45 @@ async fn hostile_inputs_each_get_their_reason_and_their_text_reaches_no_detail_o
     assert!(!log.contains("hunter2"), "the log quotes an input:\n{log}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_dead_letter_topic_stops_the_binding_and_counts_no_dead_letter(
+) -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let mut topics = TestTopics::create(&broker, 1)?;
+    topics.dead_letter = format!("{} is not a valid topic name!", topics.dead_letter);
+    let dir = tempfile::tempdir()?;
+    let garbage: Vec<Vec<u8>> = (0..5)
+        .map(|index| format!("not json {index}").into_bytes())
+        .collect();
+    threatflow_e2e::produce(&broker.bootstrap, &topics.input, &garbage).await?;
+    let http = free_loopback_address()?;
+    let config = topics.engine_config(&broker.bootstrap, &dir.path().join("state"), &http, "");
+    let _engine = start(dir.path(), &config, &[])?;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut body = String::new();
+    while Instant::now() < deadline && !body.contains(&topics.input) {
+        if let Ok((_, text)) = http_get(&http, "/ready") {
+            body = text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ready: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(ready["ready"], false, "{body}");
+    let reason = ready["stopped_bindings"][&topics.input]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("is not a valid topic name"), "{body}");
+    let (_, metrics) = http_get(&http, "/metrics")?;
+    let written = metrics.lines().any(|line| {
+        line.starts_with("threatflow_dead_letters_total") && line.contains(&topics.input)
+    });
+    assert!(
+        !written,
+        "dead letters counted that were never written:\n{metrics}"
+    );
+    let committed =
+        threatflow_e2e::committed_total(&broker.bootstrap, &topics.group, &topics.input, 1)?;
+    assert_eq!(committed, 0);
+    Ok(())
+}
