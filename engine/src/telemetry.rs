@@ -45,6 +45,12 @@ pub const PROMPT_INFERENCE_DURATION: &str = "threatflow_prompt_inference_seconds
 pub const PROMPT_L2_BATCH_SIZE: &str = "threatflow_prompt_l2_batch_size_sequences";
 /// Counter: prompts scored, by verdict (attack, suspicious, benign) and deciding layer.
 pub const PROMPT_VERDICTS: &str = "threatflow_prompt_verdicts_total";
+/// Counter: emails that arrived behind their user's window (older than the allowed lateness).
+pub const EMAIL_LATE_EVENTS: &str = "threatflow_email_late_events_total";
+/// Counter: emails the ensemble's 2-of-3 vote marked anomalous.
+pub const EMAIL_VOTED_ANOMALIES: &str = "threatflow_email_voted_anomalies_total";
+/// Gauge: users with an open window in the email operator.
+pub const EMAIL_ACTIVE_USERS: &str = "threatflow_email_active_users";
 /// Counter: batches an operator failed to score for an engine reason (retried, never
 /// dead-lettered), by operator.
 pub const SCORING_FAILURES: &str = "threatflow_scoring_failures_total";
@@ -177,6 +183,18 @@ fn describe_metrics() {
     describe_counter!(
         PROMPT_L2_ERRORS,
         "L2 inferences that failed (the batch is retried, never dead-lettered)"
+    );
+    describe_counter!(
+        EMAIL_LATE_EVENTS,
+        "Emails behind their user's window beyond the allowed lateness"
+    );
+    describe_counter!(
+        EMAIL_VOTED_ANOMALIES,
+        "Emails the ensemble's 2-of-3 vote marked anomalous"
+    );
+    describe_gauge!(
+        EMAIL_ACTIVE_USERS,
+        "Users with an open window in the email operator"
     );
     describe_counter!(
         SCORING_FAILURES,

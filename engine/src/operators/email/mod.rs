@@ -160,7 +160,7 @@ impl EmailOperator {
             self.dirty = true;
         }
         if fold == Fold::Late {
-            metrics::counter!("threatflow_email_late_events_total").increment(1);
+            metrics::counter!(crate::telemetry::EMAIL_LATE_EVENTS).increment(1);
         }
         let stats = windows.stats(&user, &loaded.window);
         let behaviour = self.behaviour.as_ref().and_then(|feed| {
@@ -183,7 +183,7 @@ impl EmailOperator {
             scored_at_ms,
         );
         if score.voted {
-            metrics::counter!("threatflow_email_voted_anomalies_total").increment(1);
+            metrics::counter!(crate::telemetry::EMAIL_VOTED_ANOMALIES).increment(1);
         }
         let mut extra = Vec::new();
         if let (Some(stats), Some(risk)) = (stats, user_risk) {
@@ -348,7 +348,7 @@ impl Operator for EmailOperator {
             }
         }
         let users: usize = self.partitions.values().map(|p| p.users.len()).sum();
-        metrics::gauge!("threatflow_email_active_users").set(users as f64);
+        metrics::gauge!(crate::telemetry::EMAIL_ACTIVE_USERS).set(users as f64);
         Ok(outcomes)
     }
 
