@@ -8,7 +8,8 @@
 //!   queued for another send after a backoff; the partition's commits wait meanwhile;
 //! - *record refused* (too large for the producer or the broker, invalid record): retrying
 //!   cannot help, so the handler may replace the record with a dead letter for its input
-//!   (sent with the same token, so the input is acknowledged once that is delivered);
+//!   (sent for the same input, so the input is acknowledged once that is delivered); a dead
+//!   letter itself is never replaced: its topic is then treated as unwritable;
 //! - *topic unwritable* (authorization, invalid or unknown topic): the handler stops the
 //!   input's binding and marks the engine not ready; the record is not retried and its input
 //!   stays uncommitted.
@@ -95,7 +96,7 @@ pub struct Replacement {
 pub trait RefusalHandler: Send + Sync {
     /// `topic` refused this record (too large, invalid): return a replacement (a dead letter
     /// for the input, without its payload) or `None` to give up on the record, leaving its
-    /// input uncommitted.
+    /// input uncommitted. Never called for a dead letter (that goes to `topic_unwritable`).
     fn record_refused(
         &self,
         topic: &str,
@@ -105,26 +106,6 @@ pub trait RefusalHandler: Send + Sync {
 
     /// `topic` cannot be written at all: stop the input's binding, report not ready.
     fn topic_unwritable(&self, topic: &str, token: &DeliveryToken, error: &KafkaError);
-}
-
-/// A handler that only logs (for tools without a pipeline: the demo's producers, tests).
-#[derive(Debug, Default)]
-pub struct LogRefusals;
-
-impl RefusalHandler for LogRefusals {
-    fn record_refused(
-        &self,
-        topic: &str,
-        _: &DeliveryToken,
-        error: &KafkaError,
-    ) -> Option<Replacement> {
-        tracing::error!(topic, %error, "output record refused; not retried");
-        None
-    }
-
-    fn topic_unwritable(&self, topic: &str, _: &DeliveryToken, error: &KafkaError) {
-        tracing::error!(topic, %error, "output topic cannot be written; record not retried");
-    }
 }
 
 /// A record to (re-)send, owned.
@@ -169,31 +150,15 @@ impl ProducerContext for EmitterContext {
             Err((error, message)) => {
                 metrics::counter!(telemetry::PRODUCE_ERRORS, "topic" => message.topic().to_owned())
                     .increment(1);
-                match classify(error) {
-                    FailureClass::Transient => {}
-                    FailureClass::RecordRefused => {
-                        if let Some(replacement) =
-                            self.refusals.record_refused(message.topic(), &token, error)
-                        {
-                            let _receiver_alive = self.retries.send(RetryRecord {
-                                topic: replacement.topic,
-                                key: Some(replacement.key),
-                                payload: replacement.payload,
-                                token: DeliveryToken {
-                                    input: token.input.clone(),
-                                    attempts: 0,
-                                    dead_letter_reason: Some(replacement.reason),
-                                },
-                                due: Instant::now(),
-                            });
-                        }
-                        return;
-                    }
-                    FailureClass::TopicUnwritable => {
-                        self.refusals
-                            .topic_unwritable(message.topic(), &token, error);
-                        return;
-                    }
+                if classify(error) != FailureClass::Transient {
+                    refuse(
+                        &*self.refusals,
+                        &self.retries,
+                        message.topic(),
+                        &token,
+                        error,
+                    );
+                    return;
                 }
                 tracing::warn!(
                     topic = message.topic(),
@@ -223,7 +188,6 @@ impl ProducerContext for EmitterContext {
 /// Produces output records; cheap to share between worker threads.
 pub struct Emitter {
     producer: Arc<ThreadedProducer<EmitterContext>>,
-    refusals: Arc<dyn RefusalHandler>,
 }
 
 impl Emitter {
@@ -238,7 +202,7 @@ impl Emitter {
         let context = EmitterContext {
             tracker,
             retries,
-            refusals: refusals.clone(),
+            refusals,
         };
         let producer: Arc<ThreadedProducer<EmitterContext>> =
             Arc::new(client_config.create_with_context(context)?);
@@ -249,13 +213,13 @@ impl Emitter {
             .name("threatflow-retry".into())
             .spawn(move || run_retries(retry_queue, retry_producer))
             .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
-        Ok(Self { producer, refusals })
+        Ok(Self { producer })
     }
 
     /// Enqueues one record; waits (briefly, repeatedly) while librdkafka's queue is full, so
     /// a slow broker slows the operators down instead of growing memory.
     pub fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], token: DeliveryToken) {
-        send_with_backpressure::<[u8]>(&self.producer, topic, key, payload, token, &*self.refusals);
+        send_with_backpressure::<[u8]>(&self.producer, topic, key, payload, token);
     }
 
     /// Waits until every enqueued record is delivered or `timeout` passes.
@@ -288,14 +252,12 @@ fn run_retries(queue: Receiver<RetryRecord>, producer: Weak<ThreadedProducer<Emi
         let Some(producer) = producer.upgrade() else {
             return;
         };
-        let refusals = producer.context().refusals.clone();
         send_with_backpressure(
             &producer,
             &record.topic,
             record.key.as_deref(),
             &record.payload,
             record.token,
-            &*refusals,
         );
     }
 }
@@ -306,7 +268,6 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
     key: Option<&K>,
     payload: &[u8],
     token: DeliveryToken,
-    refusals: &dyn RefusalHandler,
 ) {
     let mut record = BaseRecord::with_opaque_to(topic, Box::new(token)).payload(payload);
     if let Some(key) = key {
@@ -323,33 +284,16 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
             Err((error, returned)) => {
                 metrics::counter!(telemetry::PRODUCE_ERRORS, "topic" => topic.to_owned())
                     .increment(1);
-                match classify(&error) {
-                    FailureClass::Transient => {}
-                    FailureClass::RecordRefused => {
-                        let token = returned.delivery_opaque;
-                        if let Some(replacement) = refusals.record_refused(topic, &token, &error) {
-                            let token = DeliveryToken {
-                                input: token.input.clone(),
-                                attempts: 0,
-                                dead_letter_reason: Some(replacement.reason),
-                            };
-                            // A replacement is a small dead letter; if that is refused too,
-                            // the handler gives up on it (no recursion beyond one level).
-                            send_with_backpressure(
-                                producer,
-                                &replacement.topic,
-                                Some(replacement.key.as_slice()),
-                                &replacement.payload,
-                                token,
-                                &GiveUp(refusals),
-                            );
-                        }
-                        return;
-                    }
-                    FailureClass::TopicUnwritable => {
-                        refusals.topic_unwritable(topic, &returned.delivery_opaque, &error);
-                        return;
-                    }
+                if classify(&error) != FailureClass::Transient {
+                    let context = producer.context();
+                    refuse(
+                        &*context.refusals,
+                        &context.retries,
+                        topic,
+                        &returned.delivery_opaque,
+                        &error,
+                    );
+                    return;
                 }
                 // Refused at enqueue for a reason that may pass (e.g. a local queue or
                 // metadata state): keep the record and try again with backoff. Blocking here
@@ -363,23 +307,37 @@ fn send_with_backpressure<K: ToBytes + ?Sized>(
     }
 }
 
-/// Wraps a handler for a replacement record: a refused replacement is given up on (the
-/// handler is told the topic is unwritable), never replaced again.
-struct GiveUp<'a>(&'a dyn RefusalHandler);
-
-impl RefusalHandler for GiveUp<'_> {
-    fn record_refused(
-        &self,
-        topic: &str,
-        token: &DeliveryToken,
-        error: &KafkaError,
-    ) -> Option<Replacement> {
-        self.0.topic_unwritable(topic, token, error);
-        None
+/// What happens to a record refused for good, at enqueue or in a delivery report (the
+/// caller classified `error` as not transient). A refused record may be replaced once by a dead
+/// letter for its input, queued for sending like a retry; a dead letter is never replaced —
+/// if its topic cannot take it, that topic is unwritable — so there is no second round.
+fn refuse(
+    refusals: &dyn RefusalHandler,
+    retries: &Sender<RetryRecord>,
+    topic: &str,
+    token: &DeliveryToken,
+    error: &KafkaError,
+) {
+    let replaceable =
+        classify(error) == FailureClass::RecordRefused && token.dead_letter_reason.is_none();
+    if !replaceable {
+        refusals.topic_unwritable(topic, token, error);
+        return;
     }
-
-    fn topic_unwritable(&self, topic: &str, token: &DeliveryToken, error: &KafkaError) {
-        self.0.topic_unwritable(topic, token, error);
+    if let Some(replacement) = refusals.record_refused(topic, token, error) {
+        // The receiver lives as long as the emitter; if it is gone the process is shutting
+        // down and the input stays uncommitted, to be re-read: not lost.
+        let _receiver_alive = retries.send(RetryRecord {
+            topic: replacement.topic,
+            key: Some(replacement.key),
+            payload: replacement.payload,
+            token: DeliveryToken {
+                input: token.input.clone(),
+                attempts: 0,
+                dead_letter_reason: Some(replacement.reason),
+            },
+            due: Instant::now(),
+        });
     }
 }
 

@@ -414,10 +414,6 @@ impl RefusalHandler for OutputRefusals {
         token: &DeliveryToken,
         error: &KafkaError,
     ) -> Option<Replacement> {
-        if topic == self.dead_letter_topic {
-            self.topic_unwritable(topic, token, error);
-            return None;
-        }
         let Some(input) = &token.input else {
             tracing::error!(topic, %error, "timer record refused by the broker; skipped");
             return None;
