@@ -115,9 +115,7 @@ impl DeadLetterLog {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
-        self.window
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.window)
     }
 }
 

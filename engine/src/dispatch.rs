@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::health::Health;
 use crate::offsets::TopicPartition;
 use crate::source::{RawRecord, WorkerMessage};
+use crate::sync::lock;
 
 /// Pause between attempts to enqueue a checkpoint request on a full worker queue.
 const CHECKPOINT_RETRY_PAUSE: Duration = Duration::from_millis(2);
@@ -242,16 +243,24 @@ impl Dispatcher {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::offsets::TrackedInput;
+
+    /// A dispatcher for topic `t` over `sender` that never lingers (batches go when full).
+    fn dispatcher_for_t(
+        sender: SyncSender<WorkerMessage>,
+        batch_size: usize,
+        health: Arc<Health>,
+    ) -> Dispatcher {
+        Dispatcher::new(
+            HashMap::from([("t".to_owned(), sender)]),
+            batch_size,
+            Duration::from_secs(60),
+            health,
+        )
+    }
 
     fn record(topic: &str, partition: i32, offset: i64) -> RawRecord {
         RawRecord {
@@ -269,12 +278,7 @@ mod tests {
     #[test]
     fn a_full_worker_queue_backlogs_instead_of_blocking_and_drains_later() {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let dispatcher = Dispatcher::new(
-            HashMap::from([("t".to_owned(), sender)]),
-            2,
-            Duration::from_secs(60),
-            Arc::new(Health::default()),
-        );
+        let dispatcher = dispatcher_for_t(sender, 2, Arc::new(Health::default()));
         for offset in 0..6 {
             dispatcher.add(record("t", 0, offset));
         }
@@ -298,12 +302,7 @@ mod tests {
     #[test]
     fn discard_drops_only_the_revoked_partitions_and_reports_their_first_offset() {
         let (sender, _receiver) = std::sync::mpsc::sync_channel(0);
-        let dispatcher = Dispatcher::new(
-            HashMap::from([("t".to_owned(), sender)]),
-            2,
-            Duration::from_secs(60),
-            Arc::new(Health::default()),
-        );
+        let dispatcher = dispatcher_for_t(sender, 2, Arc::new(Health::default()));
         for offset in 0..5 {
             dispatcher.add(record("t", 0, offset));
             dispatcher.add(record("t", 1, offset + 100));
@@ -318,12 +317,7 @@ mod tests {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         drop(receiver);
         let health = Arc::new(Health::default());
-        let dispatcher = Dispatcher::new(
-            HashMap::from([("t".to_owned(), sender)]),
-            1,
-            Duration::from_secs(60),
-            health.clone(),
-        );
+        let dispatcher = dispatcher_for_t(sender, 1, health.clone());
         dispatcher.add(record("t", 0, 0));
         assert!(health.has_failed());
     }

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::sync::lock;
+
 /// Readiness facts, updated by the pipeline and read by `/ready`.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -92,12 +94,6 @@ impl Health {
         }
         lock(&self.stopped_bindings).clone()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

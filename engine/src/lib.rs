@@ -14,7 +14,7 @@
 //!   hand-off to workers; [`flow_control`]: pause/resume and in-flight budgets;
 //!   [`emit`]: producer, acks and refused records.
 //! - [`pipeline`]: the one loop that runs every operator; [`worker`]: one binding's decode →
-//!   score → emit; [`health`]: readiness and fatal failures.
+//!   score → emit; [`health`]: readiness and fatal failures; [`sync`]: poison-tolerant locking.
 //! - [`operators`]: the operator trait and the operators.
 //! - [`state`]: partition-scoped keyed-state snapshots in sled (per-user email windows).
 //! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting, XGBoost
@@ -49,5 +49,6 @@ pub mod scored;
 pub mod shutdown;
 pub mod source;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 pub mod worker;

@@ -104,11 +104,7 @@ impl OffsetTracker {
     }
 
     fn lock(&self) -> MutexGuard<'_, TrackerState> {
-        // A panic while holding this lock would be a bug in this module; the data is still
-        // consistent (every operation leaves it so), so recover rather than poison the engine.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Starts a new generation for freshly assigned partitions, forgetting anything tracked
