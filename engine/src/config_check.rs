@@ -69,14 +69,8 @@ pub fn checks(config: &EngineConfig, offline: bool) -> Vec<Check> {
     let mut checks = Vec::new();
     for binding in &config.bindings {
         let mut operator = binding.operator.build();
-        let context = OperatorContext {
-            model_dir: &config.storage.model_dir,
-            state_dir: &config.storage.state_dir,
-            operators: &config.operators,
-            input_topic: &binding.topic,
-            // No feeds from other topics: the check must not consume anything.
-            kafka: None,
-        };
+        // No feeds from other topics: the check must not consume anything.
+        let context = OperatorContext::for_binding(config, &binding.topic, false);
         let result = operator
             .start(&context)
             .map(|()| format!("model {} loaded", operator.model_version()))

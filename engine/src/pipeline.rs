@@ -405,13 +405,7 @@ fn start_workers(
     let mut handles = Vec::new();
     for binding in &config.bindings {
         let mut operator = binding.operator.build();
-        let context = OperatorContext {
-            model_dir: &config.storage.model_dir,
-            state_dir: &config.storage.state_dir,
-            operators: &config.operators,
-            input_topic: &binding.topic,
-            kafka: Some(&config.kafka),
-        };
+        let context = OperatorContext::for_binding(config, &binding.topic, true);
         operator
             .start(&context)
             .map_err(|error| PipelineError::OperatorStart {

@@ -138,6 +138,25 @@ pub struct OperatorContext<'a> {
     pub kafka: Option<&'a crate::config::KafkaConfig>,
 }
 
+impl<'a> OperatorContext<'a> {
+    /// The context of the operator bound to `input_topic` in the engine of `config`. With
+    /// `with_feeds` it gets the Kafka settings to read other topics (behaviour feeds); without,
+    /// it consumes nothing (`config check`).
+    pub fn for_binding(
+        config: &'a crate::config::EngineConfig,
+        input_topic: &'a str,
+        with_feeds: bool,
+    ) -> Self {
+        Self {
+            model_dir: &config.storage.model_dir,
+            state_dir: &config.storage.state_dir,
+            operators: &config.operators,
+            input_topic,
+            kafka: with_feeds.then_some(&config.kafka),
+        }
+    }
+}
+
 /// `[operators.*]`: per-operator settings, each with defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
