@@ -146,6 +146,20 @@ async fn a_900_kb_garbage_record_is_one_truncated_dead_letter_and_the_topic_move
     Ok(())
 }
 
+/// Polls `/ready` until its body lists `input_topic` under `stopped_bindings` (or the timeout
+/// passes) and returns the last body seen.
+fn ready_once_binding_stopped(http: &str, input_topic: &str) -> serde_json::Value {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut ready = serde_json::Value::Null;
+    while Instant::now() < deadline && !ready["stopped_bindings"][input_topic].is_string() {
+        if let Ok((_, text)) = http_get(http, "/ready") {
+            ready = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ready
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_output_topic_makes_the_engine_not_ready_without_retrying_forever(
 ) -> anyhow::Result<()> {
@@ -159,17 +173,7 @@ async fn an_unwritable_output_topic_makes_the_engine_not_ready_without_retrying_
     let http = free_loopback_address()?;
     let config = topics.engine_config(&broker.bootstrap, &dir.path().join("state"), &http, "");
     let mut engine = start(dir.path(), &config, &[])?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut body = String::new();
-    while Instant::now() < deadline {
-        if let Ok((_, text)) = http_get(&http, "/ready") {
-            body = text;
-            if body.contains("stopped_bindings") && body.contains(&topics.input) {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let body = ready_once_binding_stopped(&http, &topics.input).to_string();
     let (status, body_now) = http_get(&http, "/ready")?;
     assert_eq!(status, 503, "{body_now}\n{}", engine_log(dir.path()));
     assert!(body.contains(&topics.input), "{body}");
@@ -460,15 +464,8 @@ async fn an_unwritable_dead_letter_topic_stops_the_binding_and_counts_no_dead_le
     let http = free_loopback_address()?;
     let config = topics.engine_config(&broker.bootstrap, &dir.path().join("state"), &http, "");
     let _engine = start(dir.path(), &config, &[])?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut body = String::new();
-    while Instant::now() < deadline && !body.contains(&topics.input) {
-        if let Ok((_, text)) = http_get(&http, "/ready") {
-            body = text;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ready: serde_json::Value = serde_json::from_str(&body)?;
+    let ready = ready_once_binding_stopped(&http, &topics.input);
+    let body = ready.to_string();
     assert_eq!(ready["ready"], false, "{body}");
     let reason = ready["stopped_bindings"][&topics.input]
         .as_str()
