@@ -128,15 +128,13 @@ pub fn resolve_library(configured: &str) -> PathBuf {
             return PathBuf::from(path);
         }
     }
-    library_candidates()
-        .into_iter()
+    let candidates = library_candidates();
+    candidates
+        .iter()
         .find(|candidate| candidate.exists())
-        .unwrap_or_else(|| {
-            library_candidates()
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| PathBuf::from(DEV_LIBRARY_PATH))
-        })
+        .or(candidates.first())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(DEV_LIBRARY_PATH))
 }
 
 /// Where [`resolve_library`] looks, in order.
