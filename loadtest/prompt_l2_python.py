@@ -4,7 +4,7 @@ Runs exactly what `threatflow bench prompt` times on its bare-L2 path: the first
 of a JSONL/CSV file, cut into consecutive batches of each size, each batch tokenized (truncated
 at the manifest's max_length, padded to the batch's longest sequence) and run through one
 ONNX Runtime session on the CPU; one untimed warm-up batch per size. Prints one JSON line.
-Usage: python3 prompt_l2_python.py --data FILE [--model models/prompt/l2/v1] [--limit 512]
+Usage: python3 prompt_l2_python.py --data FILE [--model models/prompt/v1] [--limit 512]
        [--batch-sizes 1,8,32] [--repeats 2] [--threads 0]
 """
 import argparse
@@ -32,7 +32,7 @@ def read_texts(path, limit):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True)
-    parser.add_argument("--model", default="models/prompt/l2/v1")
+    parser.add_argument("--model", default="models/prompt/v1")
     parser.add_argument("--limit", type=int, default=512)
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--repeats", type=int, default=2)

@@ -14,6 +14,7 @@ use threatflow::operators::address::model::AddressModel;
 use threatflow::operators::address::synth::{generate, AddressSources};
 use threatflow::operators::address::{AddressOperator, AddressOperatorConfig};
 use threatflow::operators::{Operator, SourcedEvent};
+use threatflow::runtime::PartitionStates;
 
 const BATCH: usize = 500;
 
@@ -62,7 +63,13 @@ fn bench_address(c: &mut Criterion) {
         .collect();
     let mut operator = AddressOperator::with_model(config, model).expect("operator");
     group.bench_function("operator, 500 address records", |b| {
-        b.iter(|| black_box(operator.score_batch(&events).unwrap()))
+        b.iter(|| {
+            black_box(
+                operator
+                    .score_batch(&events, &mut PartitionStates::new(None))
+                    .unwrap(),
+            )
+        })
     });
     group.finish();
 }

@@ -30,6 +30,7 @@ use threatflow::operators::alert::synth::{generate, GeneratorConfig, LabeledAler
 use threatflow::operators::alert::train::feature_rows;
 use threatflow::operators::alert::{AlertOperator, AlertOperatorConfig};
 use threatflow::operators::{Operator, SourcedEvent};
+use threatflow::runtime::PartitionStates;
 
 const BATCH: usize = 500;
 const TREES: usize = 60;
@@ -80,8 +81,15 @@ fn operator(criterion: &mut Criterion) {
             ..AlertOperatorConfig::default()
         };
         let mut operator = AlertOperator::with_model(config, model.clone()).unwrap();
+        let mut states = PartitionStates::new(Some(threatflow::operators::alert::new_history));
         group.bench_function(name, |bench| {
-            bench.iter(|| black_box(operator.score_batch(black_box(&batch)).unwrap()))
+            bench.iter(|| {
+                black_box(
+                    operator
+                        .score_batch(black_box(&batch), &mut states)
+                        .unwrap(),
+                )
+            })
         });
     }
     group.finish();

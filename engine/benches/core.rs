@@ -12,6 +12,7 @@ use threatflow::events::SchemaKind;
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow::offsets::{OffsetTracker, TopicPartition};
 use threatflow::operators::{passthrough::PassthroughOperator, Operator, Outcome, SourcedEvent};
+use threatflow::runtime::PartitionStates;
 use threatflow::scored::SourceCoordinates;
 
 const BATCH: usize = 500;
@@ -78,7 +79,10 @@ fn score_and_encode(criterion: &mut Criterion) {
             format!("passthrough_score_and_encode/{format:?}"),
             |bencher| {
                 bencher.iter(|| {
-                    for outcome in operator.score_batch(&events).unwrap() {
+                    for outcome in operator
+                        .score_batch(&events, &mut PartitionStates::new(None))
+                        .unwrap()
+                    {
                         if let Outcome::Scored { scored, .. } = outcome {
                             black_box(encoder.encode_scored(&scored).ok());
                         }

@@ -18,6 +18,7 @@ use threatflow::operators::flow::model::FlowModel;
 use threatflow::operators::flow::train::newest_version;
 use threatflow::operators::flow::{FlowOperator, FlowOperatorConfig};
 use threatflow::operators::{Operator, SourcedEvent};
+use threatflow::runtime::PartitionStates;
 
 const BATCH: usize = 500;
 
@@ -84,7 +85,13 @@ fn shipped_model(criterion: &mut Criterion) {
         };
         let mut operator = FlowOperator::with_model(config, model.clone()).unwrap();
         group.bench_function(name, |bencher| {
-            bencher.iter(|| black_box(operator.score_batch(black_box(&events)).unwrap()))
+            bencher.iter(|| {
+                black_box(
+                    operator
+                        .score_batch(black_box(&events), &mut PartitionStates::new(None))
+                        .unwrap(),
+                )
+            })
         });
     }
     group.finish();

@@ -55,7 +55,7 @@ fn bench_l2(c: &mut Criterion) {
         eprintln!("prompt_l2 skipped: no onnx runtime library (run scripts/setup.sh)");
         return;
     }
-    let version = newest_version(&repository().join("models/prompt/l2")).expect("prompt model");
+    let version = newest_version(&repository().join("models/prompt")).expect("prompt model");
     let settings = SessionSettings {
         library,
         device: Device::Cpu,

@@ -342,7 +342,7 @@ enum EvalCommand {
         /// Labelled prompts.
         #[arg(long)]
         data: PathBuf,
-        /// Model root holding `prompt/l2/<version>` and `prompt/rules/rules.toml`.
+        /// Model root holding `prompt/<version>` and `prompt/rules/rules.toml`.
         #[arg(long, default_value = "models")]
         model_dir: PathBuf,
         /// Engine config whose `[operators.prompt]` settings apply; defaults otherwise.
@@ -633,7 +633,7 @@ fn run_engine(config: EngineConfig) -> anyhow::Result<()> {
         crate::shutdown::cancel_on_signal(shutdown.clone());
         let health = Arc::new(Health::default());
         if !config.http.bind.is_empty() {
-            crate::http::serve(&config.http.bind, health.clone(), shutdown.clone()).await?;
+            crate::http::serve(&config.http, health.clone(), shutdown.clone()).await?;
         }
         let engine_shutdown = shutdown.clone();
         arm_shutdown_watchdog(

@@ -161,6 +161,20 @@ pub struct TopicBinding {
     pub input_format: InputFormat,
     /// Topic the scored events go to.
     pub output_topic: String,
+    /// Worker threads scoring this topic; its partitions are spread over them (a partition
+    /// stays on one). Absent: one per core for CPU-bound operators, one for the prompt
+    /// operator (whose ONNX Runtime session is already multi-threaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+}
+
+impl TopicBinding {
+    /// Worker threads for this binding.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| self.operator.default_workers())
+            .max(1)
+    }
 }
 
 fn default_input_format() -> InputFormat {
@@ -248,6 +262,12 @@ pub struct PipelineConfig {
     /// Interval of the operators' `tick` hook, milliseconds.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
+    /// How often keyed state (email windows, alert entity history) is checkpointed to its
+    /// changelog topic, milliseconds (also on revoke and shutdown). An input's offset is
+    /// committed only once its effect on state is checkpointed, so this also delays the
+    /// commits of stateful bindings and bounds what a crash re-folds.
+    #[serde(default = "default_state_checkpoint_ms")]
+    pub state_checkpoint_ms: u64,
 }
 
 fn default_batch_size() -> usize {
@@ -283,6 +303,9 @@ fn default_commit_interval_ms() -> u64 {
 fn default_tick_ms() -> u64 {
     1_000
 }
+fn default_state_checkpoint_ms() -> u64 {
+    1_000
+}
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -298,6 +321,7 @@ impl Default for PipelineConfig {
             revoke_drain_ms: default_revoke_drain_ms(),
             commit_interval_ms: default_commit_interval_ms(),
             tick_ms: default_tick_ms(),
+            state_checkpoint_ms: default_state_checkpoint_ms(),
         }
     }
 }
@@ -337,6 +361,11 @@ pub struct HttpConfig {
     /// Address to bind, `host:port`; port 0 picks a free port. Empty disables the endpoint.
     #[serde(default = "default_http_bind")]
     pub bind: String,
+    /// Serve `POST /models/<input topic>` (swap the binding's model to a version under
+    /// `<model_dir>/<operator>/` without a restart). Off by default: anyone who can reach
+    /// the port could change what scores the stream.
+    #[serde(default)]
+    pub model_admin: bool,
 }
 
 fn default_http_bind() -> String {
@@ -347,6 +376,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             bind: default_http_bind(),
+            model_admin: false,
         }
     }
 }
@@ -460,6 +490,9 @@ impl EngineConfig {
             if binding.output_topic.is_empty() {
                 problems.push(format!("bindings[{index}].output_topic must not be empty"));
             }
+            if binding.workers == Some(0) {
+                problems.push(format!("bindings[{index}].workers must be at least 1"));
+            }
             if !binding.operator.accepts(binding.schema) {
                 problems.push(format!(
                     "bindings[{index}]: operator {} does not score {} records",
@@ -546,6 +579,9 @@ impl EngineConfig {
         }
         if pipeline.commit_interval_ms == 0 {
             problems.push("pipeline.commit_interval_ms must be at least 1".to_owned());
+        }
+        if pipeline.state_checkpoint_ms == 0 {
+            problems.push("pipeline.state_checkpoint_ms must be at least 1".to_owned());
         }
         if pipeline.tick_ms == 0 {
             problems.push("pipeline.tick_ms must be at least 1".to_owned());

@@ -68,12 +68,13 @@ pub fn run(file: &Path, offline: bool) -> ExitCode {
 pub fn checks(config: &EngineConfig, offline: bool) -> Vec<Check> {
     let mut checks = Vec::new();
     for binding in &config.bindings {
-        let mut operator = binding.operator.build();
         // No feeds from other topics: the check must not consume anything.
         let context = OperatorContext::for_binding(config, &binding.topic, false);
-        let result = operator
-            .start(&context)
-            .map(|()| format!("model {} loaded", operator.model_version()))
+        let result = (binding.operator.spec().start)(&context)
+            .map(|runtime| match runtime.model {
+                Some(model) => format!("model {} loaded", model.version()),
+                None => "started (no model)".to_owned(),
+            })
             .map_err(|error| error.to_string());
         checks.push(Check {
             name: format!(

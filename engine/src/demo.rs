@@ -32,6 +32,7 @@ use crate::dead_letter::DeadLetter;
 use crate::events::SchemaKind;
 use crate::generate::{encode_json, BadInput, EventGenerator};
 use crate::ml::artifact::newest_version;
+use crate::operators::table::OPERATORS;
 use crate::operators::OperatorKind;
 use crate::scored::Scored;
 use crate::source::Health;
@@ -202,13 +203,15 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             .as_ref()
             .is_some_and(|root| newest_version(&root.join(operator)).is_some())
     };
-    let operator_for = |kind: SchemaKind| match kind {
-        SchemaKind::Flow if has_model("flow") => OperatorKind::Flow,
-        SchemaKind::Alert if has_model("alert") => OperatorKind::Alert,
-        SchemaKind::Email if has_model("email") => OperatorKind::Email,
-        SchemaKind::Address if has_model("address") => OperatorKind::Address,
-        SchemaKind::Prompt if has_model("prompt/l2") => OperatorKind::Prompt,
-        _ => OperatorKind::Passthrough,
+    // The first operator of the table that scores the stream and has a model; else
+    // passthrough.
+    let operator_for = |kind: SchemaKind| {
+        OPERATORS
+            .iter()
+            .find(|spec| spec.model_dir.is_some_and(&has_model) && (spec.accepts)(kind))
+            .and_then(|spec| OperatorKind::named(spec.name))
+            .or_else(|| OperatorKind::named("passthrough"))
+            .expect("passthrough is in the operator table")
     };
     let mut operators = crate::operators::OperatorsConfig::default();
     if !crate::operators::prompt::l2::resolve_library("").exists() {
@@ -235,6 +238,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
                 topic: stream.input.clone(),
                 schema: stream.kind,
                 operator: operator_for(stream.kind),
+                workers: None,
                 input_format: InputFormat::Auto,
                 output_topic: stream.output.clone(),
             })
@@ -254,6 +258,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
         operators,
         http: HttpConfig {
             bind: String::new(),
+            model_admin: false,
         },
         log: LogConfig::default(),
         schema_ids: BTreeMap::new(),
@@ -268,8 +273,9 @@ pub fn demo_model_dir() -> Option<PathBuf> {
     [PathBuf::from("models"), built_from]
         .into_iter()
         .find(|root| {
-            ["flow", "alert", "address", "email", "prompt/l2"]
+            OPERATORS
                 .iter()
+                .filter_map(|spec| spec.model_dir)
                 .any(|operator| newest_version(&root.join(operator)).is_some())
         })
 }

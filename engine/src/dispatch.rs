@@ -1,8 +1,10 @@
-//! Batching per input topic and hand-off to the topic's worker — without ever blocking the
+//! Batching per input topic and hand-off to the topic's workers — without ever blocking the
 //! poll thread.
 //!
-//! Records are collected per topic into a batch that is dispatched when it holds the topic's
-//! current batch limit or its linger time has passed. Dispatch is a `try_send` on the
+//! A binding has one or more workers (*lanes*); partition `p` always goes to lane
+//! `p mod lanes`, so a partition's records stay in offset order on one worker (and its keyed
+//! state lives there). Records are collected per lane into a batch that is dispatched when it
+//! holds the topic's current batch limit or its linger time has passed. Dispatch is a `try_send` on the
 //! worker's bounded queue: a batch the queue cannot take waits in the topic's *backlog*, and
 //! [`Dispatcher::is_blocked`] tells the poll loop to pause the topic's partitions (Kafka
 //! `pause`/`resume`) until the backlog drains. So backpressure never blocks `poll`, and
@@ -26,7 +28,10 @@ use crate::sync::lock;
 /// Pause between attempts to enqueue a checkpoint request on a full worker queue.
 const CHECKPOINT_RETRY_PAUSE: Duration = Duration::from_millis(2);
 
-/// One topic's batching state.
+/// A topic's lane: the worker partition `p` goes to is lane `p mod lanes`.
+type LaneKey = (String, usize);
+
+/// One lane's batching state.
 #[derive(Debug)]
 struct TopicQueue {
     /// The batch being filled.
@@ -39,25 +44,30 @@ struct TopicQueue {
     batch_limit: usize,
 }
 
-/// Batches records per topic and hands them to the topic's worker over a bounded channel.
+/// Batches records per lane and hands them to the lane's worker over a bounded channel.
 /// Shared by the poll loop and the rebalance callbacks.
 pub struct Dispatcher {
-    workers: Mutex<Option<HashMap<String, SyncSender<WorkerMessage>>>>,
-    topics: Mutex<HashMap<String, TopicQueue>>,
+    workers: Mutex<Option<HashMap<String, Vec<SyncSender<WorkerMessage>>>>>,
+    lanes: HashMap<String, usize>,
+    topics: Mutex<HashMap<LaneKey, TopicQueue>>,
     batch_size: usize,
     linger: Duration,
     health: Arc<Health>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over the workers' channels, keyed by input topic.
+    /// A dispatcher over the workers' channels: per input topic, one sender per lane.
     pub fn new(
-        workers: HashMap<String, SyncSender<WorkerMessage>>,
+        workers: HashMap<String, Vec<SyncSender<WorkerMessage>>>,
         batch_size: usize,
         linger: Duration,
         health: Arc<Health>,
     ) -> Self {
         Self {
+            lanes: workers
+                .iter()
+                .map(|(topic, senders)| (topic.clone(), senders.len().max(1)))
+                .collect(),
             workers: Mutex::new(Some(workers)),
             topics: Mutex::new(HashMap::new()),
             batch_size,
@@ -68,9 +78,12 @@ impl Dispatcher {
 
     /// Adds a record; dispatches its topic's batch when full. Never blocks.
     pub fn add(&self, record: RawRecord) {
-        let topic = record.tracked.partition.topic.clone();
+        let partition = &record.tracked.partition;
+        let lanes = self.lanes.get(&partition.topic).copied().unwrap_or(1);
+        let lane = partition.partition.rem_euclid(lanes as i32) as usize;
+        let key = (partition.topic.clone(), lane);
         let mut topics = lock(&self.topics);
-        let queue = topics.entry(topic.clone()).or_insert_with(|| TopicQueue {
+        let queue = topics.entry(key.clone()).or_insert_with(|| TopicQueue {
             filling: Vec::new(),
             started: None,
             backlog: VecDeque::new(),
@@ -82,7 +95,7 @@ impl Dispatcher {
             queue.started = None;
             let batch = std::mem::take(&mut queue.filling);
             queue.backlog.push_back(batch);
-            self.drain_backlog(&topic, queue);
+            self.drain_backlog(&key, queue);
         }
     }
 
@@ -90,7 +103,7 @@ impl Dispatcher {
     /// whatever backlog the workers' queues can take now. Never blocks.
     pub fn flush(&self, force: bool) {
         let mut topics = lock(&self.topics);
-        for (topic, queue) in topics.iter_mut() {
+        for (key, queue) in topics.iter_mut() {
             let due = !queue.filling.is_empty()
                 && (force
                     || queue
@@ -102,7 +115,7 @@ impl Dispatcher {
                 queue.backlog.push_back(batch);
             }
             if !queue.backlog.is_empty() {
-                self.drain_backlog(topic, queue);
+                self.drain_backlog(key, queue);
             }
         }
     }
@@ -111,23 +124,31 @@ impl Dispatcher {
     /// paused).
     pub fn is_blocked(&self, topic: &str) -> bool {
         lock(&self.topics)
-            .get(topic)
-            .is_some_and(|queue| !queue.backlog.is_empty())
+            .iter()
+            .any(|((lane_topic, _), queue)| lane_topic == topic && !queue.backlog.is_empty())
     }
 
-    /// Records of `topic` read but not handed to its worker yet.
+    /// Records of `topic` read but not handed to its workers yet.
     pub fn undispatched(&self, topic: &str) -> usize {
-        lock(&self.topics).get(topic).map_or(0, |queue| {
-            queue.filling.len() + queue.backlog.iter().map(Vec::len).sum::<usize>()
-        })
+        lock(&self.topics)
+            .iter()
+            .filter(|((lane_topic, _), _)| lane_topic == topic)
+            .map(|(_, queue)| {
+                queue.filling.len() + queue.backlog.iter().map(Vec::len).sum::<usize>()
+            })
+            .sum()
     }
 
-    /// Sets the batch limit of `topic` (at most `pipeline.batch_size`, at least 1).
+    /// Sets the batch limit of each of `topic`'s lanes (at most `pipeline.batch_size`, at
+    /// least 1).
     pub fn set_batch_limit(&self, topic: &str, limit: usize) {
-        let limit = limit.clamp(1, self.batch_size);
+        let lanes = self.lanes.get(topic).copied().unwrap_or(1);
+        let limit = limit.div_ceil(lanes).clamp(1, self.batch_size);
         let mut topics = lock(&self.topics);
-        if let Some(queue) = topics.get_mut(topic) {
-            queue.batch_limit = limit;
+        for ((lane_topic, _), queue) in topics.iter_mut() {
+            if lane_topic == topic {
+                queue.batch_limit = limit;
+            }
         }
     }
 
@@ -167,29 +188,39 @@ impl Dispatcher {
         first_dropped.into_iter().collect()
     }
 
-    /// Asks the workers of `topics` to checkpoint and waits for them, up to `timeout` in all.
-    pub fn checkpoint(&self, topics: &[String], timeout: Duration) {
+    /// Asks every worker of `revoked`'s topics to checkpoint its keyed state and drop the
+    /// state of the revoked partitions, and waits for them, up to `timeout` in all. Workers
+    /// answer after the batches queued before the request, so their folds are included.
+    pub fn checkpoint(&self, revoked: &[TopicPartition], timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let mut topics: Vec<&str> = revoked.iter().map(|tp| tp.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
         let mut replies = Vec::new();
         for topic in topics {
-            let Some(sender) = self.sender(topic) else {
-                continue;
-            };
-            let (reply, done) = std::sync::mpsc::channel();
-            let mut message = WorkerMessage::Checkpoint(reply);
-            loop {
-                match sender.try_send(message) {
-                    Ok(()) => {
-                        replies.push(done);
-                        break;
-                    }
-                    Err(TrySendError::Full(returned)) if Instant::now() < deadline => {
-                        message = returned;
-                        std::thread::sleep(CHECKPOINT_RETRY_PAUSE);
-                    }
-                    Err(_) => {
-                        tracing::warn!(topic, "operator checkpoint could not be requested in time");
-                        break;
+            for sender in self.senders(topic) {
+                let (reply, done) = std::sync::mpsc::channel();
+                let mut message = WorkerMessage::Checkpoint {
+                    revoked: revoked.to_vec(),
+                    reply,
+                };
+                loop {
+                    match sender.try_send(message) {
+                        Ok(()) => {
+                            replies.push(done);
+                            break;
+                        }
+                        Err(TrySendError::Full(returned)) if Instant::now() < deadline => {
+                            message = returned;
+                            std::thread::sleep(CHECKPOINT_RETRY_PAUSE);
+                        }
+                        Err(_) => {
+                            tracing::warn!(
+                                topic,
+                                "operator checkpoint could not be requested in time"
+                            );
+                            break;
+                        }
                     }
                 }
             }
@@ -209,15 +240,23 @@ impl Dispatcher {
         lock(&self.topics).clear();
     }
 
-    fn sender(&self, topic: &str) -> Option<SyncSender<WorkerMessage>> {
+    fn senders(&self, topic: &str) -> Vec<SyncSender<WorkerMessage>> {
         lock(&self.workers)
             .as_ref()
             .and_then(|workers| workers.get(topic).cloned())
+            .unwrap_or_default()
     }
 
-    /// Hands the backlog's batches to the worker while its queue takes them.
-    fn drain_backlog(&self, topic: &str, queue: &mut TopicQueue) {
-        let Some(sender) = self.sender(topic) else {
+    fn sender(&self, (topic, lane): &LaneKey) -> Option<SyncSender<WorkerMessage>> {
+        lock(&self.workers)
+            .as_ref()
+            .and_then(|workers| workers.get(topic)?.get(*lane).cloned())
+    }
+
+    /// Hands the backlog's batches to the lane's worker while its queue takes them.
+    fn drain_backlog(&self, key: &LaneKey, queue: &mut TopicQueue) {
+        let topic = &key.0;
+        let Some(sender) = self.sender(key) else {
             // Closed (shutting down): records stay uncommitted, re-read later.
             queue.backlog.clear();
             return;
@@ -255,7 +294,7 @@ mod tests {
         health: Arc<Health>,
     ) -> Dispatcher {
         Dispatcher::new(
-            HashMap::from([("t".to_owned(), sender)]),
+            HashMap::from([("t".to_owned(), vec![sender])]),
             batch_size,
             Duration::from_secs(60),
             health,
@@ -291,7 +330,7 @@ mod tests {
                 Ok(WorkerMessage::Batch(batch)) => {
                     offsets.extend(batch.iter().map(|r| r.tracked.offset))
                 }
-                Ok(WorkerMessage::Checkpoint(_)) => unreachable!(),
+                Ok(WorkerMessage::Checkpoint { .. }) => unreachable!(),
                 Err(_) => dispatcher.flush(false),
             }
         }

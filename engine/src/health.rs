@@ -10,11 +10,31 @@
 //!   dead-letter topic) cannot be written (authorization, invalid topic). The binding's
 //!   partitions are paused; its inputs stay uncommitted and nothing is retried forever.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::runtime::ModelHandle;
 use crate::sync::lock;
+
+/// A binding's model slot as `/models` and the admin API see it.
+#[derive(Clone)]
+pub struct BoundModel {
+    /// The slot (shared with the binding's workers).
+    pub handle: Arc<dyn ModelHandle>,
+    /// Where the operator's versions live: `<model_dir>/<operator>`.
+    pub versions_dir: PathBuf,
+}
+
+impl std::fmt::Debug for BoundModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundModel")
+            .field("operator", &self.handle.operator())
+            .field("versions_dir", &self.versions_dir)
+            .finish()
+    }
+}
 
 /// Readiness facts, updated by the pipeline and read by `/ready`.
 #[derive(Debug, Default)]
@@ -29,8 +49,10 @@ pub struct Health {
     pub broker_up: AtomicBool,
     /// The engine is shutting down.
     pub stopping: AtomicBool,
-    /// What each binding's operator loaded, by input topic (served on `/models`).
-    pub models: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// Each binding's model slot, by input topic (`/models` reads them live).
+    pub models: Mutex<BTreeMap<String, BoundModel>>,
+    /// Partitions whose keyed state this process holds, by input topic.
+    state_partitions: Mutex<BTreeMap<String, BTreeSet<i32>>>,
     /// Set once by the first fatal failure; read by the poll loop and `/ready`.
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -85,6 +107,33 @@ impl Health {
             stopped.insert(input_topic.to_owned(), reason);
             self.any_binding_stopped.store(true, Ordering::Release);
         }
+    }
+
+    /// Records that this process holds (`true`) or dropped the keyed state of a partition.
+    pub fn set_state_held(&self, topic: &str, partition: i32, held: bool) {
+        let mut partitions = lock(&self.state_partitions);
+        let topic_partitions = partitions.entry(topic.to_owned()).or_default();
+        if held {
+            topic_partitions.insert(partition);
+        } else {
+            topic_partitions.remove(&partition);
+        }
+    }
+
+    /// Partitions whose keyed state this process holds, by input topic.
+    pub fn state_partitions(&self) -> BTreeMap<String, BTreeSet<i32>> {
+        lock(&self.state_partitions).clone()
+    }
+
+    /// `/models`: per input topic, the model currently scoring.
+    pub fn models_json(&self) -> serde_json::Value {
+        let models = lock(&self.models);
+        serde_json::Value::Object(
+            models
+                .iter()
+                .map(|(topic, bound)| (topic.clone(), bound.handle.describe()))
+                .collect(),
+        )
     }
 
     /// Input topics whose bindings are stopped, with the reason.

@@ -1,7 +1,11 @@
 //! The HTTP endpoint: `/health` (the process is alive), `/ready` (partitions assigned or
 //! group joined, broker reachable, models loaded), `/metrics` (Prometheus text format),
-//! `/models` (per input topic: operator, model version and the model's manifest summary,
-//! e.g. the alert classifier's feature importances).
+//! `/models` (per input topic: operator, the model version scoring now and its manifest
+//! summary, e.g. the alert classifier's feature importances — read live from the model
+//! slots). With `http.model_admin`, `POST /models/<input topic>` with `{"version": "v2"}`
+//! swaps the binding's model to `<model_dir>/<operator>/v2` without a restart: the version is
+//! loaded, verified and warmed off the scoring threads, then goes live between two batches;
+//! a version that fails to load is refused (422) and the old one keeps scoring.
 //!
 //! `/ready` answers 503 with the failing facts in its JSON body, so a Kubernetes probe and
 //! a human both see why.
@@ -10,10 +14,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
@@ -23,19 +27,22 @@ use crate::telemetry;
 /// Binds `bind` and serves until `shutdown` is cancelled. Returns the bound address (port 0
 /// picks a free port) once listening.
 pub async fn serve(
-    bind: &str,
+    config: &crate::config::HttpConfig,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let handle = telemetry::metrics_handle();
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     let address = listener.local_addr()?;
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/models", get(models))
-        .route("/metrics", get(move || async move { handle.render() }))
-        .with_state(health);
+        .route("/metrics", get(move || async move { handle.render() }));
+    if config.model_admin {
+        app = app.route("/models/{topic}", post(swap_model));
+    }
+    let app = app.with_state(health);
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -49,12 +56,53 @@ pub async fn serve(
 }
 
 async fn models(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    let models = health
-        .models
-        .lock()
-        .map(|models| serde_json::json!(*models))
-        .unwrap_or_else(|_| serde_json::json!({}));
-    Json(models)
+    Json(health.models_json())
+}
+
+/// Body of `POST /models/<input topic>`.
+#[derive(Debug, serde::Deserialize)]
+struct SwapRequest {
+    /// A version directory name under `<model_dir>/<operator>/`.
+    version: String,
+}
+
+async fn swap_model(
+    State(health): State<Arc<Health>>,
+    Path(topic): Path<String>,
+    Json(request): Json<SwapRequest>,
+) -> impl IntoResponse {
+    let refuse =
+        |status: StatusCode, error: String| (status, Json(serde_json::json!({ "error": error })));
+    let version = request.version.trim().to_owned();
+    let plain_name = !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && version != "."
+        && version != "..";
+    if !plain_name {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "version must be a plain directory name".to_owned(),
+        );
+    }
+    let Some(bound) = crate::sync::lock(&health.models).get(&topic).cloned() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("no model-backed binding for topic {topic}"),
+        );
+    };
+    let directory = bound.versions_dir.join(&version);
+    let handle = bound.handle.clone();
+    let swapped = tokio::task::spawn_blocking(move || handle.swap(&directory)).await;
+    match swapped {
+        Ok(Ok(version)) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "topic": topic, "model_version": version })),
+        ),
+        Ok(Err(error)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
+        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
 }
 
 async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
@@ -67,6 +115,7 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
         "stopping": health.stopping.load(Ordering::Relaxed),
         "failure": health.failure(),
         "stopped_bindings": health.stopped_bindings(),
+        "state_partitions": health.state_partitions(),
     });
     let status = if health.is_ready() {
         StatusCode::OK

@@ -45,6 +45,7 @@ pub mod model_cli;
 pub mod offsets;
 pub mod operators;
 pub mod pipeline;
+pub mod runtime;
 pub mod scored;
 pub mod shutdown;
 pub mod source;

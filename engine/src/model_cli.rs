@@ -578,7 +578,7 @@ pub struct BenchPromptOptions {
     /// Prompts (JSONL or CSV, as `eval prompt` reads; labels are ignored).
     #[arg(long)]
     pub data: PathBuf,
-    /// Model root holding `prompt/l2/<version>` and `prompt/rules/rules.toml`.
+    /// Model root holding `prompt/<version>` and `prompt/rules/rules.toml`.
     #[arg(long, default_value = "models")]
     pub model_dir: PathBuf,
     /// Use the first N prompts of the file.
@@ -650,7 +650,7 @@ fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, S
     config.l2.intra_threads = options.threads;
     config.l2.max_batch = options.max_batch;
     config.l2.max_wait_us = options.max_wait_us;
-    let version_dir = crate::operators::model_version_dir(&options.model_dir, "prompt/l2", "")
+    let version_dir = crate::operators::model_version_dir(&options.model_dir, "prompt", "")
         .map_err(|error| error.to_string())?;
     let settings = l2::SessionSettings {
         library: l2::resolve_library(""),

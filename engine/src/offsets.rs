@@ -15,6 +15,13 @@
 //! Each assignment of a partition gets a new *generation*. Acknowledgements carry the
 //! generation they were issued under; those of a revoked assignment are ignored, so late
 //! deliveries cannot mark records of a newer assignment as done.
+//!
+//! Stateful bindings add a second condition: a partition whose inputs were folded into keyed
+//! state since its last durable checkpoint is *state-pending* from the first such input
+//! ([`OffsetTracker::mark_state_pending`]); no offset past that input is handed out until the
+//! checkpoint is acknowledged ([`OffsetTracker::mark_state_durable`]). So an input's offset is
+//! committed only after its effect on state is in the changelog (see
+//! [`crate::runtime::changelog`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -61,6 +68,10 @@ struct PartitionQueue {
     committable: Option<i64>,
     /// Inputs completed under this assignment (for the consumed-rate estimate).
     completed: u64,
+    /// First input folded into keyed state since the last durable checkpoint.
+    state_pending_from: Option<i64>,
+    /// The last offset handed out while capped by `state_pending_from`.
+    handed_out: Option<i64>,
 }
 
 impl PartitionQueue {
@@ -207,14 +218,46 @@ impl OffsetTracker {
             .partitions
             .iter_mut()
             .filter_map(|(partition, queue)| {
-                queue
-                    .committable
-                    .take()
-                    .map(|offset| (partition.clone(), offset))
+                let offset = queue.committable?;
+                let offset = match queue.state_pending_from {
+                    // Capped: hand out the state barrier once; keep the rest for later.
+                    Some(barrier) if barrier < offset => {
+                        if queue.handed_out.is_some_and(|handed| handed >= barrier) {
+                            return None;
+                        }
+                        barrier
+                    }
+                    _ => {
+                        queue.committable = None;
+                        offset
+                    }
+                };
+                queue.handed_out = Some(offset);
+                Some((partition.clone(), offset))
             })
             .collect();
         committable.sort();
         committable
+    }
+
+    /// Records that inputs of `partition` from `offset` on were folded into keyed state that
+    /// is not durable yet: offsets past `offset` are held back until
+    /// [`Self::mark_state_durable`].
+    pub fn mark_state_pending(&self, partition: &TopicPartition, offset: i64) {
+        let mut state = self.lock();
+        if let Some(queue) = state.partitions.get_mut(partition) {
+            queue.state_pending_from =
+                Some(queue.state_pending_from.map_or(offset, |o| o.min(offset)));
+        }
+    }
+
+    /// Records that every fold of `partition` so far is durable (its checkpoint was
+    /// acknowledged).
+    pub fn mark_state_durable(&self, partition: &TopicPartition) {
+        let mut state = self.lock();
+        if let Some(queue) = state.partitions.get_mut(partition) {
+            queue.state_pending_from = None;
+        }
     }
 
     /// Number of tracked inputs not yet done, over the given partitions (all when empty).
@@ -305,6 +348,27 @@ mod tests {
 
     fn partition(number: i32) -> TopicPartition {
         TopicPartition::new("flows", number)
+    }
+
+    #[test]
+    fn state_pending_inputs_hold_the_commit_until_their_checkpoint_is_durable() {
+        let tracker = OffsetTracker::new();
+        let p0 = partition(0);
+        let inputs: Vec<TrackedInput> = (0..4).map(|o| tracker.track(&p0, o).unwrap()).collect();
+        tracker.set_output_count(&inputs[0], 0);
+        tracker.set_output_count(&inputs[1], 0);
+        assert_eq!(tracker.take_committable(), vec![(p0.clone(), 2)]);
+        // Offsets 2 and 3 are folded into state that is not durable yet.
+        tracker.mark_state_pending(&p0, 2);
+        tracker.set_output_count(&inputs[2], 0);
+        tracker.set_output_count(&inputs[3], 0);
+        assert!(
+            tracker.take_committable().is_empty(),
+            "outputs acked, state not durable"
+        );
+        tracker.mark_state_durable(&p0);
+        assert_eq!(tracker.take_committable(), vec![(p0.clone(), 4)]);
+        assert!(tracker.take_committable().is_empty(), "handed out once");
     }
 
     #[test]

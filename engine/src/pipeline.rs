@@ -1,9 +1,10 @@
 //! The pipeline loop, written once for every operator: source → decode → operator → emit.
 //!
-//! Threads: one *source* thread polls the consumer and batches records per input topic; one
-//! *worker* thread per binding owns that binding's operator (plain `&mut self` code), decodes,
-//! scores and emits ([`crate::worker`]); librdkafka's producer thread reports deliveries into
-//! the offset tracker. The source never blocks on a worker: a full worker queue, a binding
+//! Threads: one *source* thread polls the consumer and batches records per input topic; each
+//! binding has `workers` *worker* threads (partition `p` on worker `p mod workers`), each with
+//! its own scorer over the binding's shared model slot and the keyed state of its partitions;
+//! they decode, score and emit ([`crate::worker`]); librdkafka's producer thread reports
+//! deliveries into the offset tracker. The source never blocks on a worker: a full worker queue, a binding
 //! over its in-flight budget or a stopped binding pauses that topic's partitions
 //! ([`crate::flow_control`]), so memory stays bounded and re-processing after a crash stays
 //! at about `pipeline.max_inflight_ms` of input.
@@ -12,7 +13,8 @@
 //! it produced (scored event, extra records, or its dead-letter record) has been acknowledged
 //! by the broker, in offset order per partition (see [`crate::offsets`]). Caveats: after a
 //! crash, inputs read since the last commit are processed again (same `event_id`, so
-//! downstream can de-duplicate); keyed state is as good as the operator's checkpoint.
+//! downstream can de-duplicate). Keyed state is made durable in a changelog topic before the
+//! offsets of the inputs folded into it are committed ([`crate::runtime::changelog`]).
 //!
 //! Shutdown (cancel of the token, e.g. SIGTERM, or a fatal failure — see [`Health::fail`]):
 //! stop polling, hand queued batches to the workers, let them drain and checkpoint, flush the
@@ -41,8 +43,11 @@ use crate::emit::Emitter;
 use crate::encode::OutputEncoder;
 use crate::events::SchemaKind;
 use crate::flow_control::FlowControl;
+use crate::health::BoundModel;
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::operators::OperatorContext;
+use crate::runtime::changelog::Changelog;
+use crate::runtime::PartitionStates;
 use crate::source::{commit, store_committable, Health, RawRecord, SourceContext, WorkerMessage};
 use crate::telemetry;
 use crate::worker::{OutputRefusals, Worker};
@@ -387,7 +392,7 @@ fn shut_down(
     );
 }
 
-type WorkerChannels = HashMap<String, SyncSender<WorkerMessage>>;
+type WorkerChannels = HashMap<String, Vec<SyncSender<WorkerMessage>>>;
 
 fn start_workers(
     config: &EngineConfig,
@@ -404,44 +409,75 @@ fn start_workers(
     let mut channels = HashMap::new();
     let mut handles = Vec::new();
     for binding in &config.bindings {
-        let mut operator = binding.operator.build();
-        let context = OperatorContext::for_binding(config, &binding.topic, true);
-        operator
-            .start(&context)
-            .map_err(|error| PipelineError::OperatorStart {
-                operator: binding.operator.name().to_owned(),
-                message: error.to_string(),
-            })?;
-        let loaded = serde_json::json!({
-            "operator": operator.name(),
-            "model_version": operator.model_version(),
-            "model": operator.model_info(),
-        });
-        if let Ok(mut models) = health.models.lock() {
-            models.insert(binding.topic.clone(), loaded);
-        }
-        let worker = Worker {
-            binding: binding.clone(),
-            operator,
-            decoder: Decoder::new(
-                binding.schema,
-                binding.input_format,
-                config.pipeline.max_message_bytes,
-                schema_ids.clone(),
-            ),
-            encoder: OutputEncoder::new(&config.output)?,
-            emitter: emitter.clone(),
-            tracker: tracker.clone(),
-            dead_letter_topic: config.output.dead_letter_topic.clone(),
-            tick: Duration::from_millis(config.pipeline.tick_ms),
-            max_output_bytes: config.pipeline.max_output_bytes,
-            health: health.clone(),
-            dead_letters: dead_letters.clone(),
+        let start_error = |message: String| PipelineError::OperatorStart {
+            operator: binding.operator.name().to_owned(),
+            message,
         };
-        let (sender, receiver) = std::sync::mpsc::sync_channel(config.pipeline.channel_capacity);
-        let handle = crate::worker::spawn(worker, receiver)?;
-        channels.insert(binding.topic.clone(), sender);
-        handles.push(handle);
+        let context = OperatorContext::for_binding(config, &binding.topic, true);
+        let runtime = (binding.operator.spec().start)(&context)
+            .map_err(|error| start_error(error.to_string()))?;
+        if let (Some(handle), Some(directory)) = (&runtime.model, binding.operator.spec().model_dir)
+        {
+            crate::sync::lock(&health.models).insert(
+                binding.topic.clone(),
+                BoundModel {
+                    handle: handle.clone(),
+                    versions_dir: config.storage.model_dir.join(directory),
+                },
+            );
+        }
+        let changelog = match runtime.state {
+            Some(_) => Some(
+                Changelog::open(config, &binding.topic, binding.operator.name())
+                    .map_err(|error| start_error(error.to_string()))?,
+            ),
+            None => None,
+        };
+        let lanes = binding.worker_count();
+        tracing::info!(
+            topic = %binding.topic,
+            operator = binding.operator.name(),
+            workers = lanes,
+            changelog = changelog.as_ref().map(|c| c.topic().to_owned()),
+            "binding started"
+        );
+        let mut senders = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            let worker = Worker {
+                binding: binding.clone(),
+                lane,
+                operator: (runtime.new_worker)(),
+                states: PartitionStates::new(runtime.state),
+                changelog: match &changelog {
+                    Some(changelog) => Some(
+                        changelog
+                            .writer()
+                            .map_err(|error| start_error(error.to_string()))?,
+                    ),
+                    None => None,
+                },
+                state_checkpoint: Duration::from_millis(config.pipeline.state_checkpoint_ms),
+                decoder: Decoder::new(
+                    binding.schema,
+                    binding.input_format,
+                    config.pipeline.max_message_bytes,
+                    schema_ids.clone(),
+                ),
+                encoder: OutputEncoder::new(&config.output)?,
+                emitter: emitter.clone(),
+                tracker: tracker.clone(),
+                dead_letter_topic: config.output.dead_letter_topic.clone(),
+                tick: Duration::from_millis(config.pipeline.tick_ms),
+                max_output_bytes: config.pipeline.max_output_bytes,
+                health: health.clone(),
+                dead_letters: dead_letters.clone(),
+            };
+            let (sender, receiver) =
+                std::sync::mpsc::sync_channel(config.pipeline.channel_capacity);
+            handles.push(crate::worker::spawn(worker, receiver)?);
+            senders.push(sender);
+        }
+        channels.insert(binding.topic.clone(), senders);
     }
     Ok((channels, handles))
 }

@@ -46,8 +46,14 @@ pub struct RawRecord {
 pub enum WorkerMessage {
     /// Records to decode, score and emit, in offset order per partition.
     Batch(Vec<RawRecord>),
-    /// Persist keyed state now and reply when done (revoke).
-    Checkpoint(std::sync::mpsc::Sender<()>),
+    /// Make keyed state durable now, drop the state of the `revoked` partitions, and reply
+    /// when done (revoke).
+    Checkpoint {
+        /// Partitions leaving this process.
+        revoked: Vec<TopicPartition>,
+        /// Answered when done.
+        reply: std::sync::mpsc::Sender<()>,
+    },
 }
 
 /// Consumer context: rebalance handling, statistics into metrics and health.
@@ -141,11 +147,8 @@ impl ConsumerContext for SourceContext {
                 "revoke drain timed out; next owner re-reads them"
             );
         }
-        let mut topics: Vec<String> = partitions.iter().map(|tp| tp.topic.clone()).collect();
-        topics.sort();
-        topics.dedup();
         let checkpoint_time = self.revoke_drain.saturating_sub(started.elapsed());
-        self.dispatcher.checkpoint(&topics, checkpoint_time);
+        self.dispatcher.checkpoint(&partitions, checkpoint_time);
         store_committable(consumer, &self.tracker);
         commit(consumer, CommitMode::Sync, "revoke");
         self.tracker.revoke(&partitions);

@@ -61,6 +61,14 @@ pub const PAUSED_PARTITIONS: &str = "threatflow_paused_partitions";
 pub const INFLIGHT_BUDGET: &str = "threatflow_inflight_budget_events";
 /// Counter: L2 inferences that failed (the batch is retried, never dead-lettered).
 pub const PROMPT_L2_ERRORS: &str = "threatflow_prompt_l2_errors_total";
+/// Model versions made current without a restart, by operator.
+pub const MODEL_SWAPS: &str = "threatflow_model_swaps_total";
+/// Keyed-state records written to changelog topics, by changelog topic.
+pub const STATE_CHANGELOG_RECORDS: &str = "threatflow_state_changelog_records_total";
+/// Partition states restored, by input topic and source (cache, changelog, empty).
+pub const STATE_RESTORES: &str = "threatflow_state_restores_total";
+/// Entities held in keyed partition state, by input topic.
+pub const STATE_ENTITIES: &str = "threatflow_state_entities";
 
 /// Histogram buckets for stage durations: 50 µs to 5 s.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -156,6 +164,22 @@ fn describe_metrics() {
     );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Events per batch, by operator");
     describe_counter!(COMMIT_ERRORS, "Offset commits that failed, by cause");
+    describe_counter!(
+        MODEL_SWAPS,
+        "Model versions swapped in without a restart, by operator"
+    );
+    describe_counter!(
+        STATE_CHANGELOG_RECORDS,
+        "Keyed-state entries written to changelog topics, by topic"
+    );
+    describe_counter!(
+        STATE_RESTORES,
+        "Partition states restored, by input topic and source (cache, changelog, empty)"
+    );
+    describe_gauge!(
+        STATE_ENTITIES,
+        "Entities in keyed partition state, by input topic"
+    );
     describe_counter!(
         ALERT_DISPOSITIONS,
         "Alerts scored by the alert operator, by predicted disposition"

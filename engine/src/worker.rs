@@ -13,7 +13,13 @@
 //! - a panic in the operator is caught at the thread's edge ([`spawn`]) and fails the engine:
 //!   the batch being scored has no outputs, so its offsets are never committed;
 //! - dead letters are counted per reason and topic and logged through the rate-limited
-//!   [`DeadLetterLog`], never with payload or detail.
+//!   [`DeadLetterLog`], never with payload or detail;
+//! - for a stateful operator the worker owns its partitions' keyed state: it restores a
+//!   partition's state (changelog or local cache) before the partition's first batch, marks
+//!   the partition state-pending before scoring (its offsets are then held back), makes the
+//!   state durable every `pipeline.state_checkpoint_ms`, on revoke and on exit, and drops the
+//!   state of revoked partitions. A checkpoint or restore that fails fails the engine: state
+//!   that cannot be made durable must not let offsets be committed.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -31,7 +37,10 @@ use crate::emit::{DeliveryToken, Emitter, RefusalHandler, Replacement};
 use crate::encode::OutputEncoder;
 use crate::health::Health;
 use crate::offsets::OffsetTracker;
+use crate::offsets::TopicPartition;
 use crate::operators::{ExtraRecord, Operator, OperatorError, Outcome, SourcedEvent};
+use crate::runtime::changelog::ChangelogWriter;
+use crate::runtime::PartitionStates;
 use crate::scored::{now_ms, Scored, SourceCoordinates};
 use crate::source::{RawRecord, WorkerMessage};
 use crate::telemetry;
@@ -48,8 +57,16 @@ const OUTPUT_FRAMING_BYTES: usize = 512;
 pub struct Worker {
     /// The binding it serves.
     pub binding: TopicBinding,
-    /// The binding's operator (owned by this thread).
+    /// This worker's index among the binding's workers.
+    pub lane: usize,
+    /// This worker's scorer (owned by this thread; the model is the binding's, shared).
     pub operator: Box<dyn Operator>,
+    /// Keyed state of this worker's partitions (empty for a stateless operator).
+    pub states: PartitionStates,
+    /// Where the keyed state is made durable (stateful operators on a broker).
+    pub changelog: Option<ChangelogWriter>,
+    /// `pipeline.state_checkpoint_ms`.
+    pub state_checkpoint: Duration,
     /// Input decoder.
     pub decoder: Decoder,
     /// Output encoder.
@@ -75,7 +92,7 @@ pub fn spawn(worker: Worker, queue: Receiver<WorkerMessage>) -> std::io::Result<
     let topic = worker.binding.topic.clone();
     let health = worker.health.clone();
     std::thread::Builder::new()
-        .name(format!("threatflow-{topic}"))
+        .name(format!("threatflow-{topic}-{}", worker.lane))
         .spawn(move || {
             if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| worker.run(queue))) {
                 let message = panic
@@ -91,31 +108,134 @@ pub fn spawn(worker: Worker, queue: Receiver<WorkerMessage>) -> std::io::Result<
 impl Worker {
     fn run(mut self, queue: Receiver<WorkerMessage>) {
         let mut next_tick = Instant::now() + self.tick;
+        let mut next_checkpoint = Instant::now() + self.state_checkpoint;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wake = next_tick.min(next_checkpoint);
+            let wait = wake.saturating_duration_since(Instant::now());
             match queue.recv_timeout(wait) {
                 Ok(WorkerMessage::Batch(records)) => self.process(records),
-                Ok(WorkerMessage::Checkpoint(reply)) => {
+                Ok(WorkerMessage::Checkpoint { revoked, reply }) => {
                     self.checkpoint();
+                    self.drop_state(&revoked);
                     let _ = reply.send(());
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= next_tick {
-                for extra in self.operator.tick(SystemTime::now()) {
+                for extra in self.operator.tick(SystemTime::now(), &mut self.states) {
                     self.emit_untracked(&extra.topic, &extra.key, &extra.scored);
                 }
                 next_tick = Instant::now() + self.tick;
+            }
+            if Instant::now() >= next_checkpoint {
+                self.checkpoint();
+                next_checkpoint = Instant::now() + self.state_checkpoint;
             }
         }
         self.checkpoint();
     }
 
+    /// Makes every held partition's state durable, then lets its offsets be committed.
     fn checkpoint(&mut self) {
-        if let Err(error) = self.operator.checkpoint() {
-            tracing::error!(operator = self.operator.name(), %error, "operator checkpoint failed");
+        let Some(changelog) = &self.changelog else {
+            return;
+        };
+        if self.health.has_failed() {
+            // Whatever was folded since the last checkpoint stays uncommitted and is re-read.
+            return;
         }
+        let partitions = self.states.partitions();
+        let mut held: Vec<(i32, &mut Box<dyn crate::runtime::PartitionState>)> = Vec::new();
+        // Collect mutable references to every held state (disjoint keys).
+        for (partition, state) in self.states.iter_dyn_mut() {
+            held.push((partition, state));
+        }
+        match changelog.checkpoint(&mut held) {
+            Ok(_) => {
+                for partition in partitions {
+                    self.tracker
+                        .mark_state_durable(&TopicPartition::new(&self.binding.topic, partition));
+                }
+                metrics::gauge!(telemetry::STATE_ENTITIES, "topic" => self.binding.topic.clone(), "worker" => self.lane.to_string())
+                    .set(self.states.entities() as f64);
+            }
+            Err(error) => self.health.fail(format!(
+                "keyed state of topic {} cannot be made durable: {error}",
+                self.binding.topic
+            )),
+        }
+    }
+
+    /// Drops the state of `revoked` partitions this worker holds (after [`Self::checkpoint`]).
+    fn drop_state(&mut self, revoked: &[TopicPartition]) {
+        for partition in revoked {
+            if partition.topic == self.binding.topic
+                && self.states.remove(partition.partition).is_some()
+            {
+                self.health
+                    .set_state_held(&self.binding.topic, partition.partition, false);
+                tracing::info!(topic = %partition.topic, partition = partition.partition, "partition state dropped (revoked)");
+            }
+        }
+    }
+
+    /// Restores the state of every partition of `records` this worker does not hold yet, and
+    /// marks those partitions state-pending from their first offset in the batch. `false`
+    /// when a restore failed (the engine is then failed).
+    fn prepare_state(&mut self, records: &[RawRecord]) -> bool {
+        if !self.states.is_stateful() {
+            return true;
+        }
+        let mut first_offsets: Vec<(i32, i64)> = Vec::new();
+        for record in records {
+            let partition = record.tracked.partition.partition;
+            if !first_offsets.iter().any(|(p, _)| *p == partition) {
+                first_offsets.push((partition, record.tracked.offset));
+            }
+        }
+        for &(partition, first_offset) in &first_offsets {
+            if !self.states.holds(partition) {
+                let Some(mut state) = self.states.empty() else {
+                    return true;
+                };
+                if let Some(changelog) = &self.changelog {
+                    let started = Instant::now();
+                    match changelog.changelog().restore(partition, state.as_mut()) {
+                        Ok((source, entries)) => {
+                            metrics::counter!(telemetry::STATE_RESTORES, "topic" => self.binding.topic.clone(), "source" => source)
+                                .increment(1);
+                            tracing::info!(
+                                topic = %self.binding.topic,
+                                partition,
+                                source,
+                                entries,
+                                entities = state.entities(),
+                                restore_ms = started.elapsed().as_millis() as u64,
+                                "partition state restored"
+                            );
+                        }
+                        Err(error) => {
+                            self.health.fail(format!(
+                                "cannot restore the state of {} partition {partition}: {error}",
+                                self.binding.topic
+                            ));
+                            return false;
+                        }
+                    }
+                }
+                self.states.insert(partition, state);
+                self.health
+                    .set_state_held(&self.binding.topic, partition, true);
+            }
+            if self.changelog.is_some() {
+                self.tracker.mark_state_pending(
+                    &TopicPartition::new(&self.binding.topic, partition),
+                    first_offset,
+                );
+            }
+        }
+        true
     }
 
     fn process(&mut self, records: Vec<RawRecord>) {
@@ -144,6 +264,9 @@ impl Worker {
                 }
                 Err(failure) => failures.push(Some(failure)),
             }
+        }
+        if !self.prepare_state(&records) {
+            return;
         }
         let score_start = Instant::now();
         let Some(outcomes) = self.score_with_retries(&events) else {
@@ -203,7 +326,7 @@ impl Worker {
         let mut pause = SCORE_RETRY_PAUSE;
         let mut attempt = 1;
         loop {
-            let error: OperatorError = match self.operator.score_batch(events) {
+            let error: OperatorError = match self.operator.score_batch(events, &mut self.states) {
                 Ok(outcomes) => return Some(outcomes),
                 Err(error) => error,
             };

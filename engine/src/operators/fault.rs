@@ -8,8 +8,34 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::operators::passthrough::PassthroughOperator;
-use crate::operators::{Operator, OperatorContext, OperatorError, Outcome, SourcedEvent};
+use crate::events::SchemaKind;
+use crate::operators::passthrough::unscored;
+use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::{
+    BindingRuntime, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+};
+use crate::runtime::PartitionStates;
+
+/// The operator-table entry.
+pub const SPEC: OperatorSpec = OperatorSpec {
+    name: "fault",
+    summary: "reliability tests only: a passthrough that panics or fails after N events",
+    accepts: |_: SchemaKind| true,
+    // One worker, so `after_events` counts the whole binding's events.
+    default_workers: DefaultWorkers::One,
+    model_dir: None,
+    start,
+};
+
+fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
+    let config = context.operators.fault.clone();
+    Ok(BindingRuntime::stateless(move || {
+        Box::new(FaultOperator {
+            config: config.clone(),
+            seen: 0,
+        })
+    }))
+}
 
 /// How the fault operator fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,16 +72,11 @@ impl Operator for FaultOperator {
         "fault"
     }
 
-    fn model_version(&self) -> String {
-        "none".to_owned()
-    }
-
-    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
-        self.config = context.operators.fault.clone();
-        Ok(())
-    }
-
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        _state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError> {
         if self.seen + events.len() as u64 > self.config.after_events {
             match self.config.mode {
                 FaultMode::Panic => panic!("fault operator: injected panic"),
@@ -67,7 +88,7 @@ impl Operator for FaultOperator {
             }
         }
         self.seen += events.len() as u64;
-        PassthroughOperator.score_batch(events)
+        Ok(unscored(self.name(), events))
     }
 }
 
@@ -95,14 +116,18 @@ mod tests {
             },
             seen: 0,
         };
-        assert_eq!(operator.score_batch(&events(3)).unwrap().len(), 3);
+        let mut state = PartitionStates::new(None);
+        assert_eq!(
+            operator.score_batch(&events(3), &mut state).unwrap().len(),
+            3
+        );
         assert!(matches!(
-            operator.score_batch(&events(1)),
+            operator.score_batch(&events(1), &mut state),
             Err(OperatorError::Scoring(_))
         ));
         let mut panicking = FaultOperator::default();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            panicking.score_batch(&events(1))
+            panicking.score_batch(&events(1), &mut state)
         }));
         assert!(result.is_err());
     }

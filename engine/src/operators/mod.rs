@@ -1,9 +1,13 @@
-//! The operator trait every stream operator implements, and the registry of operator kinds.
+//! The operator trait every stream operator implements, what an operator starts per binding
+//! ([`BindingRuntime`]), and the operator table ([`table`]).
 //!
-//! An operator is plain synchronous code owned by one worker thread (`&mut self`, no locks):
-//! the pipeline hands it batches of decoded, validated events of the schema it accepts, in
-//! offset order per partition, and emits what it returns. Hooks other than `score_batch` have
-//! no-op defaults, so a stateless operator implements two methods.
+//! An operator is a spec in [`table::OPERATORS`]: its name, the schemas it accepts, and a
+//! `start` function that loads its model into a shared [`ModelSlot`](crate::runtime::ModelSlot)
+//! and returns a [`BindingRuntime`]: the slot, the partition-state type if it keeps keyed
+//! state, and a factory of per-worker scorers ([`Operator`]). A scorer is plain synchronous
+//! code owned by one worker thread (`&mut self`): the pipeline hands it batches of decoded,
+//! validated events of the schema it accepts, in offset order per partition, together with
+//! the keyed state of their partitions, and emits what it returns.
 //!
 //! Contract of [`Operator::score_batch`]: it returns exactly one [`Outcome`] per input event,
 //! in input order. An event it cannot score *because of the event* is an
@@ -19,13 +23,21 @@ pub mod flow;
 pub mod passthrough;
 pub mod prompt;
 
+pub mod table;
+#[cfg(test)]
+pub mod testing;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{InputEvent, SchemaKind};
+use crate::events::InputEvent;
+use crate::runtime::{ModelHandle, PartitionStates, StateFactory};
 use crate::scored::{Scored, SourceCoordinates};
+
+pub use table::{OperatorKind, OperatorSpec};
 
 /// A decoded event with the coordinates and stable id it was read under.
 #[derive(Debug, Clone)]
@@ -110,16 +122,10 @@ pub enum OperatorError {
     /// Loading a model or its manifest failed.
     #[error("model load failed: {0}")]
     Model(String),
-    /// Writing or reading a state checkpoint failed.
-    #[error("checkpoint failed: {0}")]
-    Checkpoint(String),
-    /// Scoring failed for a reason that is not the input's (model not loaded, inference
-    /// runtime error): the batch is retried, never dead-lettered.
+    /// Scoring failed for a reason that is not the input's (inference runtime error): the
+    /// batch is retried, never dead-lettered.
     #[error("scoring failed: {0}")]
     Scoring(String),
-    /// The hook is not supported by this operator.
-    #[error("{0} is not supported by this operator")]
-    Unsupported(&'static str),
 }
 
 /// What an operator gets at start.
@@ -127,8 +133,6 @@ pub enum OperatorError {
 pub struct OperatorContext<'a> {
     /// `storage.model_dir`.
     pub model_dir: &'a Path,
-    /// `storage.state_dir`, for keyed state checkpoints.
-    pub state_dir: &'a Path,
     /// The `[operators]` config section.
     pub operators: &'a OperatorsConfig,
     /// The input topic the operator is bound to (keyed state is stored per topic).
@@ -149,7 +153,6 @@ impl<'a> OperatorContext<'a> {
     ) -> Self {
         Self {
             model_dir: &config.storage.model_dir,
-            state_dir: &config.storage.state_dir,
             operators: &config.operators,
             input_topic,
             kafka: with_feeds.then_some(&config.kafka),
@@ -181,103 +184,68 @@ pub struct OperatorsConfig {
     pub fault: fault::FaultOperatorConfig,
 }
 
-/// One stream operator.
+/// One worker's scorer of a binding: plain synchronous code owned by one worker thread
+/// (`&mut self`, no locks). The binding's model is shared through its model slot and read
+/// once per batch; keyed state belongs to the pipeline and is handed in per call.
 pub trait Operator: Send {
     /// Operator name, as in config and in the scored envelope.
     fn name(&self) -> &'static str;
 
-    /// Version of the models in use, written into every scored event.
-    fn model_version(&self) -> String;
-
     /// Scores a batch; one outcome per event, in order. `Err` means the engine could not
-    /// score (model not loaded, ONNX Runtime or another infrastructure failure): nothing of the
-    /// batch is emitted, the pipeline retries it and, if the failure persists, stops the
-    /// engine with the batch uncommitted. Never use it for a property of one event.
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError>;
-
-    /// Called once on the worker thread before the first batch: load models, restore state.
-    fn start(&mut self, _context: &OperatorContext<'_>) -> Result<(), OperatorError> {
-        Ok(())
-    }
+    /// score (ONNX Runtime or another infrastructure failure): nothing of the batch is
+    /// emitted, the pipeline retries it and, if the failure persists, stops the engine with
+    /// the batch uncommitted. Never use it for a property of one event. `state` holds the
+    /// keyed state of every partition of the batch (empty for a stateless operator).
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError>;
 
     /// Called every `pipeline.tick_ms`; may emit records not tied to one input (timers).
-    fn tick(&mut self, _now: SystemTime) -> Vec<ExtraRecord> {
+    fn tick(&mut self, _now: SystemTime, _state: &mut PartitionStates) -> Vec<ExtraRecord> {
         Vec::new()
     }
-
-    /// Called before offsets are committed on revoke and on shutdown: persist keyed state.
-    fn checkpoint(&mut self) -> Result<(), OperatorError> {
-        Ok(())
-    }
-
-    /// What `/models` shows about the loaded models (manifest summary), if any.
-    fn model_info(&self) -> Option<serde_json::Value> {
-        None
-    }
-
-    /// Replaces the models with the version in `version_dir` without a restart.
-    fn swap_model(&mut self, _version_dir: &Path) -> Result<(), OperatorError> {
-        Err(OperatorError::Unsupported("model swap"))
-    }
 }
 
-/// The operators the engine can run, as named in config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperatorKind {
-    /// Scores nothing; wraps each valid event in the envelope. For pipeline checks, load
-    /// tests and topics whose operator has not landed yet.
-    Passthrough,
-    /// Network flows: gradient-boosted severity with TreeSHAP explanations.
-    Flow,
-    /// SIEM alerts: disposition, anomaly flag and 0–100 risk blended with rules.
-    Alert,
-    /// Email addresses (address records, or the sender of emails): fraud risk and decision.
-    Address,
-    /// Emails: insider-threat anomaly ensemble per message and windowed risk per user.
-    Email,
-    /// LLM prompts: L1 rules and the L2 transformer classifier on normalized text.
-    Prompt,
-    /// Reliability tests only: a passthrough that panics or fails after N events.
-    Fault,
+/// Makes one worker's scorer.
+pub type WorkerFactory = Box<dyn Fn() -> Box<dyn Operator> + Send + Sync>;
+
+/// What an operator starts for one binding: shared by all the binding's workers.
+pub struct BindingRuntime {
+    /// The model slot (`None` for operators without a model).
+    pub model: Option<Arc<dyn ModelHandle>>,
+    /// The partition state type (`None` for a stateless operator).
+    pub state: Option<StateFactory>,
+    /// Makes one worker's scorer.
+    pub new_worker: WorkerFactory,
 }
 
-impl OperatorKind {
-    /// Name as in config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Passthrough => "passthrough",
-            Self::Flow => "flow",
-            Self::Alert => "alert",
-            Self::Address => "address",
-            Self::Email => "email",
-            Self::Prompt => "prompt",
-            Self::Fault => "fault",
+impl BindingRuntime {
+    /// A stateless binding without a model whose workers are made by `new_worker`.
+    pub fn stateless(new_worker: impl Fn() -> Box<dyn Operator> + Send + Sync + 'static) -> Self {
+        Self {
+            model: None,
+            state: None,
+            new_worker: Box::new(new_worker),
         }
     }
 
-    /// Whether this operator scores records of `schema`.
-    pub fn accepts(self, schema: SchemaKind) -> bool {
-        match self {
-            Self::Passthrough | Self::Fault => true,
-            Self::Flow => schema == SchemaKind::Flow,
-            Self::Alert => schema == SchemaKind::Alert,
-            Self::Address => matches!(schema, SchemaKind::Address | SchemaKind::Email),
-            Self::Email => schema == SchemaKind::Email,
-            Self::Prompt => schema == SchemaKind::Prompt,
+    /// A binding with `model`, whose workers are made by `new_worker`.
+    pub fn with_model(
+        model: Arc<dyn ModelHandle>,
+        new_worker: impl Fn() -> Box<dyn Operator> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            model: Some(model),
+            state: None,
+            new_worker: Box::new(new_worker),
         }
     }
 
-    /// A fresh instance of the operator.
-    pub fn build(self) -> Box<dyn Operator> {
-        match self {
-            Self::Passthrough => Box::new(passthrough::PassthroughOperator),
-            Self::Flow => Box::new(flow::FlowOperator::default()),
-            Self::Alert => Box::new(alert::AlertOperator::default()),
-            Self::Address => Box::new(address::AddressOperator::default()),
-            Self::Email => Box::new(email::EmailOperator::default()),
-            Self::Prompt => Box::new(prompt::PromptOperator::default()),
-            Self::Fault => Box::new(fault::FaultOperator::default()),
-        }
+    /// Adds keyed partition state made by `factory`.
+    pub fn with_state(mut self, factory: StateFactory) -> Self {
+        self.state = Some(factory);
+        self
     }
 }

@@ -3,9 +3,31 @@
 //! It exists to check and measure the streaming core on its own (the core's end-to-end and
 //! load tests run it) and to forward a topic whose real operator is not deployed yet. Its
 //! output says so: label `verdict = "unscored"` and model version `none`.
+//!
+//! It is also the smallest example of an operator: a [`SPEC`] line for the operator table,
+//! a `start` that returns what the binding's workers share (here nothing), and a scorer.
 
-use crate::operators::{Operator, OperatorError, Outcome, SourcedEvent};
+use crate::events::SchemaKind;
+use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::{
+    BindingRuntime, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+};
+use crate::runtime::PartitionStates;
 use crate::scored::{now_ms, Scored};
+
+/// The operator-table entry.
+pub const SPEC: OperatorSpec = OperatorSpec {
+    name: "passthrough",
+    summary: "scores nothing; wraps each valid event in the envelope (pipeline checks, load tests)",
+    accepts: |_: SchemaKind| true,
+    default_workers: DefaultWorkers::PerCore,
+    model_dir: None,
+    start,
+};
+
+fn start(_context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
+    Ok(BindingRuntime::stateless(|| Box::new(PassthroughOperator)))
+}
 
 /// See the module doc.
 #[derive(Debug, Default)]
@@ -16,20 +38,27 @@ impl Operator for PassthroughOperator {
         "passthrough"
     }
 
-    fn model_version(&self) -> String {
-        "none".to_owned()
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        _state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError> {
+        Ok(unscored(self.name(), events))
     }
+}
 
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
+/// Each event in the envelope, unscored (`verdict = "unscored"`, model version `none`).
+pub fn unscored(operator: &'static str, events: &[SourcedEvent]) -> Vec<Outcome> {
+    {
         let scored_at_ms = now_ms();
-        Ok(events
+        events
             .iter()
             .map(|sourced| Outcome::Scored {
                 scored: Box::new(Scored {
                     event_id: sourced.event_id.clone(),
                     source: sourced.source.clone(),
-                    operator: self.name().to_owned(),
-                    model_version: self.model_version(),
+                    operator: operator.to_owned(),
+                    model_version: "none".to_owned(),
                     scores: Default::default(),
                     labels: [("verdict".to_owned(), "unscored".to_owned())].into(),
                     explanation: Vec::new(),
@@ -39,6 +68,6 @@ impl Operator for PassthroughOperator {
                 }),
                 extra: Vec::new(),
             })
-            .collect())
+            .collect()
     }
 }

@@ -279,7 +279,7 @@ def export(args, data):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=os.path.join(HERE, "..", "data"))
-    parser.add_argument("--out", default=os.path.join(HERE, "..", "l2", "v1"))
+    parser.add_argument("--out", default=os.path.join(HERE, "..", "v1"))
     parser.add_argument("--work", default="/tmp/threatflow-prompt-l2")
     parser.add_argument("--stage", choices=["all", "baselines", "train", "export"], default="all")
     parser.add_argument("--epochs", type=int, default=3)

@@ -34,13 +34,17 @@ pub mod train;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::InputEvent;
+use crate::events::{InputEvent, SchemaKind};
+use crate::operators::table::{DefaultWorkers, OperatorSpec};
 use crate::operators::{
-    model_version_dir, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+    model_version_dir, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
+    SourcedEvent,
 };
+use crate::runtime::{ModelLoader, ModelSlot, PartitionStates};
 use crate::scored::{now_ms, Contribution, Scored};
 use features::FEATURES;
 use model::AddressModel;
@@ -164,24 +168,89 @@ impl AddressOperatorConfig {
     }
 }
 
-/// The operator; see the module doc.
-#[derive(Debug, Default)]
-pub struct AddressOperator {
+/// The operator-table entry.
+pub const SPEC: OperatorSpec = OperatorSpec {
+    name: "address",
+    summary: "email addresses (address records, or the sender of emails): fraud risk and decision",
+    accepts: |schema| matches!(schema, SchemaKind::Address | SchemaKind::Email),
+    default_workers: DefaultWorkers::PerCore,
+    model_dir: Some("address"),
+    start,
+};
+
+fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
+    let config = context.operators.address.clone();
+    config.validate().map_err(OperatorError::Model)?;
+    let directory = model_version_dir(context.model_dir, "address", &config.version)?;
+    let slot = ModelSlot::load("address", AddressLoader { config }, &directory)?;
+    Ok(BindingRuntime::with_model(slot.clone(), move || {
+        Box::new(AddressOperator::over(slot.clone()))
+    }))
+}
+
+/// Loads address model versions for the operator's settings.
+pub struct AddressLoader {
     config: AddressOperatorConfig,
-    scorer: Option<AddressScorer>,
+}
+
+impl ModelLoader for AddressLoader {
+    type Model = AddressScorer;
+
+    fn load(&self, version_dir: &Path) -> Result<AddressScorer, OperatorError> {
+        let model = AddressModel::load(version_dir)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
+        self.config.scorer(model).map_err(OperatorError::Model)
+    }
+
+    fn version(scorer: &AddressScorer) -> String {
+        scorer.model.manifest.version.clone()
+    }
+
+    fn describe(scorer: &AddressScorer) -> serde_json::Value {
+        let manifest = &scorer.model.manifest;
+        let calibration = &scorer.model.calibration;
+        serde_json::json!({
+            "kind": manifest.kind,
+            "version": manifest.version,
+            "created_at": manifest.created_at,
+            "calibration_version": manifest.calibration_version,
+            "domain_lists_version": manifest.domain_lists_version,
+            "disposable_domains": scorer.model.lists.disposable.len(),
+            "free_domains": scorer.model.lists.free.len(),
+            "calibration_weights": FEATURES.iter().zip(&calibration.weights)
+                .map(|((name, _), weight)| (name.to_string(), *weight))
+                .collect::<BTreeMap<_, _>>(),
+            "markov_risk": manifest.markov_risk,
+            "metrics": manifest.metrics,
+            "thresholds": {"review_at": scorer.thresholds.review_at, "block_at": scorer.thresholds.block_at},
+            "guardrail": {"min_length": scorer.guardrail.min_length, "max_length": scorer.guardrail.max_length},
+        })
+    }
+}
+
+/// One worker's address scorer; see the module doc.
+pub struct AddressOperator {
+    slot: Arc<ModelSlot<AddressLoader>>,
 }
 
 impl AddressOperator {
-    /// An operator over an already loaded model (tests, benchmarks).
+    /// A scorer over the binding's model slot.
+    pub fn over(slot: Arc<ModelSlot<AddressLoader>>) -> Self {
+        Self { slot }
+    }
+
+    /// A scorer over an already loaded model (tests, benchmarks).
     pub fn with_model(
         config: AddressOperatorConfig,
         model: AddressModel,
     ) -> Result<Self, OperatorError> {
         let scorer = config.scorer(model).map_err(OperatorError::Model)?;
-        Ok(Self {
-            config,
-            scorer: Some(scorer),
-        })
+        Ok(Self::over(ModelSlot::with_model(
+            "address",
+            AddressLoader { config },
+            scorer,
+            Path::new("(in memory)"),
+        )))
     }
 
     fn explain(&self, assessment: &AddressAssessment) -> Vec<Contribution> {
@@ -200,7 +269,7 @@ impl AddressOperator {
         explanation.extend(
             order
                 .into_iter()
-                .take(self.config.top_contributors)
+                .take(self.slot.loader().config.top_contributors)
                 .map(|index| Contribution {
                     name: FEATURES[index].0.to_owned(),
                     value: Some(assessment.features.row[index]),
@@ -218,7 +287,12 @@ impl AddressOperator {
         explanation
     }
 
-    fn score_one(&self, sourced: &SourcedEvent, scored_at_ms: i64) -> Outcome {
+    fn score_one(
+        &self,
+        scorer: &AddressScorer,
+        sourced: &SourcedEvent,
+        scored_at_ms: i64,
+    ) -> Outcome {
         let (text, mut labels) = match &sourced.event {
             InputEvent::Address(event) => {
                 let mut labels = BTreeMap::from([
@@ -245,11 +319,6 @@ impl AddressOperator {
                     detail: format!("address operator got a {:?} event", other.kind()),
                 }
             }
-        };
-        let Some(scorer) = &self.scorer else {
-            return Outcome::Rejected {
-                detail: "address model not loaded".to_owned(),
-            };
         };
         let assessment = match scorer.score(text) {
             Ok(assessment) => assessment,
@@ -318,70 +387,17 @@ impl Operator for AddressOperator {
         "address"
     }
 
-    fn model_version(&self) -> String {
-        self.scorer.as_ref().map_or_else(
-            || "none".to_owned(),
-            |scorer| scorer.model.manifest.version.clone(),
-        )
-    }
-
-    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
-        self.config = context.operators.address.clone();
-        let directory = model_version_dir(context.model_dir, "address", &self.config.version)?;
-        let model = AddressModel::load(&directory)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
-        tracing::info!(
-            version = %model.manifest.version,
-            calibration = %model.manifest.calibration_version,
-            lists = %model.manifest.domain_lists_version,
-            directory = %directory.display(),
-            "address model loaded"
-        );
-        self.scorer = Some(self.config.scorer(model).map_err(OperatorError::Model)?);
-        Ok(())
-    }
-
-    fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
-        let model = AddressModel::load(version_dir)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
-        self.scorer = Some(self.config.scorer(model).map_err(OperatorError::Model)?);
-        Ok(())
-    }
-
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
-        if self.scorer.is_none() {
-            return Err(OperatorError::Scoring(format!(
-                "{} model not loaded",
-                self.name()
-            )));
-        }
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        _state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError> {
+        let loaded = self.slot.current();
         let scored_at_ms = now_ms();
         Ok(events
             .iter()
-            .map(|sourced| self.score_one(sourced, scored_at_ms))
+            .map(|sourced| self.score_one(&loaded.model, sourced, scored_at_ms))
             .collect())
-    }
-
-    fn model_info(&self) -> Option<serde_json::Value> {
-        let scorer = self.scorer.as_ref()?;
-        let manifest = &scorer.model.manifest;
-        let calibration = &scorer.model.calibration;
-        Some(serde_json::json!({
-            "kind": manifest.kind,
-            "version": manifest.version,
-            "created_at": manifest.created_at,
-            "calibration_version": manifest.calibration_version,
-            "domain_lists_version": manifest.domain_lists_version,
-            "disposable_domains": scorer.model.lists.disposable.len(),
-            "free_domains": scorer.model.lists.free.len(),
-            "calibration_weights": FEATURES.iter().zip(&calibration.weights)
-                .map(|((name, _), weight)| (name.to_string(), *weight))
-                .collect::<BTreeMap<_, _>>(),
-            "markov_risk": manifest.markov_risk,
-            "metrics": manifest.metrics,
-            "thresholds": {"review_at": self.config.review_at, "block_at": self.config.block_at},
-            "guardrail": {"min_length": self.config.guardrail_min_length, "max_length": self.config.guardrail_max_length},
-        }))
     }
 }
 

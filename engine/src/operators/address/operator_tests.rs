@@ -48,7 +48,9 @@ fn score_all(operator: &mut AddressOperator, events: Vec<InputEvent>) -> Vec<Out
         .enumerate()
         .map(|(index, event)| SourcedEvent::at_offset("addresses", index as i64, event))
         .collect();
-    operator.score_batch(&sourced).unwrap()
+    operator
+        .score_batch(&sourced, &mut PartitionStates::new(None))
+        .unwrap()
 }
 
 fn scored(outcome: &Outcome) -> &Scored {

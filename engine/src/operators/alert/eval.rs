@@ -117,15 +117,16 @@ pub fn evaluate(
     let model_version = model.manifest.version.clone();
     let contamination = model.manifest.anomaly_contamination;
     let classes: Vec<String> = DISPOSITIONS.iter().map(|c| (*c).to_owned()).collect();
-    let mut scorer = AlertScorer::new(model, rules, weights);
+    let scorer = AlertScorer::new(model, rules, weights);
+    let mut history = crate::operators::alert::history::EntityHistory::default();
     let mut confusion = ConfusionMatrix::new(classes.clone());
     let mut baseline = ConfusionMatrix::new(classes.clone());
     let mut truth_risk = Vec::new();
     let (mut ml_risk, mut final_risk, mut rule_risk) = (Vec::new(), Vec::new(), Vec::new());
     let (mut anomaly_scores, mut is_true_positive, mut flagged) =
         (Vec::new(), Vec::new(), Vec::new());
-    for labeled in alerts {
-        let score = scorer.score(&labeled.alert);
+    for (offset, labeled) in alerts.iter().enumerate() {
+        let score = scorer.score(&mut history, &labeled.alert, offset as i64);
         if labeled.warmup {
             continue;
         }

@@ -10,13 +10,20 @@
 //! An entity keeps at most [`MAX_SIGHTINGS`] sightings (the oldest go first), so one noisy
 //! scanner cannot grow without bound.
 //!
-//! Scope: one history per operator instance, i.e. per input topic in this process. With
-//! several pods, each sees the entities of its partitions; key the alerts topic by entity
-//! (or repartition) for exact per-entity counts across pods.
+//! Scope: one history per input partition — the pipeline's keyed partition state
+//! ([`crate::runtime::PartitionState`]): checkpointed to the binding's changelog, restored
+//! where the partition goes, dropped on revoke. Each entity records the input offset after
+//! the last alert it folded, so a re-delivered alert is scored again but not recorded twice.
+//! Key the alerts topic by entity (or repartition) for exact per-entity counts across pods.
 
+use std::any::Any;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{PartitionState, StateChange};
 
 use crate::events::AlertEvent;
 use crate::operators::alert::attack::catalogue;
@@ -45,7 +52,7 @@ pub struct HistoryFacts {
     pub max_stage_24h: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Sighting {
     time_ms: i64,
     rule: u64,
@@ -73,6 +80,28 @@ pub struct EntityHistory {
     entities: HashMap<String, VecDeque<Sighting>>,
     /// Last behaviour score published per entity (the operator's change detection).
     published: HashMap<String, f64>,
+    /// Per entity, the input offset after the last alert recorded for it.
+    next_offsets: HashMap<String, i64>,
+    watermark_ms: i64,
+    /// Entities changed or removed since the last checkpoint.
+    changed: HashSet<String>,
+    watermark_changed: bool,
+}
+
+/// The changelog key of the partition-wide facts (entity keys always hold a `:`).
+const META_KEY: &str = "@partition";
+
+/// One entity as written to the changelog.
+#[derive(Debug, Serialize, Deserialize)]
+struct EntityEntry {
+    sightings: VecDeque<Sighting>,
+    published: Option<f64>,
+    next_offset: i64,
+}
+
+/// The partition-wide facts as written to the changelog.
+#[derive(Debug, Serialize, Deserialize)]
+struct MetaEntry {
     watermark_ms: i64,
 }
 
@@ -145,8 +174,14 @@ impl EntityHistory {
         facts
     }
 
-    /// Records `alert` with its final risk.
+    /// Records `alert` with its final risk (offline: no input offsets).
     pub fn record(&mut self, alert: &AlertEvent, risk: f64) {
+        self.record_at(alert, risk, -1);
+    }
+
+    /// Records `alert`, read at input `offset`, with its final risk, in every entity that
+    /// does not reflect that offset yet (all of them, for a negative offset).
+    pub fn record_at(&mut self, alert: &AlertEvent, risk: f64, offset: i64) {
         let sighting = Sighting {
             time_ms: alert.last_seen_ms,
             rule: rule_hash(&alert.rule_id),
@@ -154,8 +189,19 @@ impl EntityHistory {
             stage: kill_chain_stage(&alert.tactics).and_then(|s| u8::try_from(s).ok()),
             risk,
         };
-        self.watermark_ms = self.watermark_ms.max(alert.last_seen_ms);
+        if alert.last_seen_ms > self.watermark_ms {
+            self.watermark_ms = alert.last_seen_ms;
+            self.watermark_changed = true;
+        }
         for key in entity_keys(alert) {
+            if offset >= 0 {
+                let next = self.next_offsets.entry(key.clone()).or_insert(0);
+                if offset < *next {
+                    continue;
+                }
+                *next = offset + 1;
+            }
+            self.changed.insert(key.clone());
             let sightings = self.entities.entry(key).or_default();
             let position = sightings.partition_point(|s| s.time_ms <= sighting.time_ms);
             sightings.insert(position, sighting);
@@ -199,10 +245,18 @@ impl EntityHistory {
     pub fn expire(&mut self) -> usize {
         let before = self.entities.len();
         let horizon = self.watermark_ms - WINDOW_MS;
-        self.entities
-            .retain(|_, sightings| sightings.back().is_some_and(|s| s.time_ms >= horizon));
+        let changed = &mut self.changed;
+        self.entities.retain(|key, sightings| {
+            let keep = sightings.back().is_some_and(|s| s.time_ms >= horizon);
+            if !keep {
+                changed.insert(key.clone());
+            }
+            keep
+        });
         let entities = &self.entities;
         self.published.retain(|key, _| entities.contains_key(key));
+        self.next_offsets
+            .retain(|key, _| entities.contains_key(key));
         before - self.entities.len()
     }
 
@@ -214,6 +268,24 @@ impl EntityHistory {
     /// Remembers that `score` was published for `key`.
     pub fn mark_published(&mut self, key: &str, score: f64) {
         self.published.insert(key.to_owned(), score);
+        self.changed.insert(key.to_owned());
+    }
+
+    fn entry(&self, key: &str) -> Option<Vec<u8>> {
+        let sightings = self.entities.get(key)?;
+        serde_json::to_vec(&EntityEntry {
+            sightings: sightings.clone(),
+            published: self.published.get(key).copied(),
+            next_offset: self.next_offsets.get(key).copied().unwrap_or(0),
+        })
+        .ok()
+    }
+
+    fn meta(&self) -> Vec<u8> {
+        serde_json::to_vec(&MetaEntry {
+            watermark_ms: self.watermark_ms,
+        })
+        .unwrap_or_default()
     }
 
     /// Entities held.
@@ -224,6 +296,65 @@ impl EntityHistory {
     /// Whether no entity is held.
     pub fn is_empty(&self) -> bool {
         self.entities.is_empty()
+    }
+}
+
+impl PartitionState for EntityHistory {
+    fn take_changes(&mut self) -> Vec<StateChange> {
+        let mut changes: Vec<StateChange> = std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|key| {
+                let value = self.entry(&key);
+                (key, value)
+            })
+            .collect();
+        if std::mem::take(&mut self.watermark_changed) {
+            changes.push((META_KEY.to_owned(), Some(self.meta())));
+        }
+        changes
+    }
+
+    fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        let mut entries: Vec<(String, Vec<u8>)> = self
+            .entities
+            .keys()
+            .filter_map(|key| Some((key.clone(), self.entry(key)?)))
+            .collect();
+        entries.push((META_KEY.to_owned(), self.meta()));
+        entries
+    }
+
+    fn restore_entry(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), String> {
+        let Some(value) = value else {
+            self.entities.remove(key);
+            self.published.remove(key);
+            self.next_offsets.remove(key);
+            return Ok(());
+        };
+        if key == META_KEY {
+            let meta: MetaEntry = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+            self.watermark_ms = self.watermark_ms.max(meta.watermark_ms);
+            return Ok(());
+        }
+        let entry: EntityEntry = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+        if let Some(newest) = entry.sightings.back() {
+            self.watermark_ms = self.watermark_ms.max(newest.time_ms);
+        }
+        match entry.published {
+            Some(published) => self.published.insert(key.to_owned(), published),
+            None => self.published.remove(key),
+        };
+        self.next_offsets.insert(key.to_owned(), entry.next_offset);
+        self.entities.insert(key.to_owned(), entry.sightings);
+        Ok(())
+    }
+
+    fn entities(&self) -> usize {
+        self.entities.len()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 

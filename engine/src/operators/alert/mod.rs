@@ -18,8 +18,8 @@
 //! when its behaviour score moved by at least `entity_min_change` since the last record —
 //! the per-user score the email operator fuses.
 //!
-//! Entity history is held in memory per operator instance (see [`history`]); it is rebuilt
-//! from the stream after a restart, not checkpointed.
+//! Entity history is keyed partition state (see [`history`]): the pipeline checkpoints it to
+//! the binding's changelog topic and restores it wherever the partition goes.
 
 pub mod attack;
 pub mod eval;
@@ -33,16 +33,21 @@ pub mod train;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{AlertEvent, InputEvent};
+use crate::events::{AlertEvent, InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
+use crate::operators::table::{DefaultWorkers, OperatorSpec};
 use crate::operators::{
-    model_version_dir, ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+    model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
+    Outcome, SourcedEvent,
 };
+use crate::runtime::{ModelLoader, ModelSlot, PartitionState, PartitionStates};
 use crate::scored::{now_ms, Contribution, Scored};
+use history::EntityHistory;
 use model::AlertModel;
 use rules::RuleSet;
 use scorer::{risk_level, AlertScore, AlertScorer, BlendWeights};
@@ -136,69 +141,146 @@ impl AlertOperatorConfig {
     }
 }
 
-/// The operator; see the module doc.
-#[derive(Debug, Default)]
-pub struct AlertOperator {
+/// The operator-table entry.
+pub const SPEC: OperatorSpec = OperatorSpec {
+    name: "alert",
+    summary: "SIEM alerts: disposition, anomaly flag and 0-100 risk blended with rules",
+    accepts: |schema| schema == SchemaKind::Alert,
+    default_workers: DefaultWorkers::PerCore,
+    model_dir: Some("alert"),
+    start,
+};
+
+fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
+    let config = context.operators.alert.clone();
+    config.validate().map_err(OperatorError::Model)?;
+    let directory = model_version_dir(context.model_dir, "alert", &config.version)?;
+    let slot = ModelSlot::load("alert", AlertLoader { config }, &directory)?;
+    Ok(BindingRuntime::with_model(slot.clone(), move || {
+        Box::new(AlertOperator::over(slot.clone()))
+    })
+    .with_state(new_history))
+}
+
+/// An empty entity history (the partition state of the alert operator).
+pub fn new_history() -> Box<dyn PartitionState> {
+    Box::new(EntityHistory::default())
+}
+
+/// Loads alert model versions (with the rule layer) for the operator's settings.
+pub struct AlertLoader {
     config: AlertOperatorConfig,
-    scorer: Option<AlertScorer>,
-    shap_tables: Option<FastTreeShap>,
+}
+
+/// A loaded alert model, its rules and its TreeSHAP tables.
+pub struct LoadedAlert {
+    scorer: AlertScorer,
+    shap_tables: FastTreeShap,
     shap_base_value: f64,
 }
 
+impl AlertLoader {
+    fn prepare(&self, model: AlertModel) -> Result<LoadedAlert, OperatorError> {
+        self.config.validate().map_err(OperatorError::Model)?;
+        let rules = RuleSet::load(self.config.rules_file.as_deref(), &model.manifest.features)
+            .map_err(|error| OperatorError::Model(error.to_string()))?;
+        Ok(LoadedAlert {
+            shap_base_value: model.risk.expected_value()[0],
+            shap_tables: FastTreeShap::new(&model.risk, 0),
+            scorer: AlertScorer::new(model, rules, self.config.weights()),
+        })
+    }
+}
+
+impl ModelLoader for AlertLoader {
+    type Model = LoadedAlert;
+
+    fn load(&self, version_dir: &Path) -> Result<LoadedAlert, OperatorError> {
+        let model = AlertModel::load(version_dir)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
+        self.prepare(model)
+    }
+
+    fn version(loaded: &LoadedAlert) -> String {
+        loaded.scorer.model.manifest.version.clone()
+    }
+
+    fn describe(loaded: &LoadedAlert) -> serde_json::Value {
+        let scorer = &loaded.scorer;
+        let manifest = &scorer.model.manifest;
+        serde_json::json!({
+            "kind": manifest.kind,
+            "version": manifest.version,
+            "created_at": manifest.created_at,
+            "attack_source": manifest.attack_source,
+            "classes": manifest.classes,
+            "feature_importances": manifest.feature_importances,
+            "anomaly_threshold": manifest.anomaly_threshold,
+            "metrics": manifest.metrics,
+            "rules_version": scorer.rules.version,
+            "rules": scorer.rules.rules.iter().map(|rule| serde_json::json!({
+                "id": rule.id, "score": rule.score, "description": rule.description,
+            })).collect::<Vec<_>>(),
+            "weights": {"ml": scorer.weights.ml, "rules": scorer.weights.rules},
+        })
+    }
+}
+
+/// One worker's alert scorer; see the module doc.
+pub struct AlertOperator {
+    slot: Arc<ModelSlot<AlertLoader>>,
+}
+
 impl AlertOperator {
-    /// An operator over an already loaded model (tests, benchmarks).
+    /// A scorer over the binding's model slot.
+    pub fn over(slot: Arc<ModelSlot<AlertLoader>>) -> Self {
+        Self { slot }
+    }
+
+    /// A scorer over an already loaded model (tests, benchmarks).
     pub fn with_model(
         config: AlertOperatorConfig,
         model: AlertModel,
     ) -> Result<Self, OperatorError> {
-        let mut operator = Self {
-            config,
-            ..Self::default()
-        };
-        operator.install(model)?;
-        Ok(operator)
+        let loader = AlertLoader { config };
+        let loaded = loader.prepare(model)?;
+        Ok(Self::over(ModelSlot::with_model(
+            "alert",
+            loader,
+            loaded,
+            Path::new("(in memory)"),
+        )))
     }
 
-    fn install(&mut self, model: AlertModel) -> Result<(), OperatorError> {
-        self.config.validate().map_err(OperatorError::Model)?;
-        let rules = RuleSet::load(self.config.rules_file.as_deref(), &model.manifest.features)
-            .map_err(|error| OperatorError::Model(error.to_string()))?;
-        self.shap_base_value = model.risk.expected_value()[0];
-        self.shap_tables = Some(FastTreeShap::new(&model.risk, 0));
-        // A swapped model keeps the entity history: it describes the stream, not the model.
-        let history = self.scorer.take().map(|scorer| scorer.history);
-        let mut scorer = AlertScorer::new(model, rules, self.config.weights());
-        if let Some(history) = history {
-            scorer.history = history;
-        }
-        self.scorer = Some(scorer);
-        Ok(())
+    fn config(&self) -> &AlertOperatorConfig {
+        &self.slot.loader().config
     }
 
-    fn explain(&self, scorer: &AlertScorer, score: &AlertScore) -> Vec<Contribution> {
+    fn explain(&self, loaded: &LoadedAlert, score: &AlertScore) -> Vec<Contribution> {
+        let scorer = &loaded.scorer;
+        let top = self.config().top_contributors;
         let mut explanation = Vec::new();
-        if let (Some(tables), true) = (&self.shap_tables, self.config.top_contributors > 0) {
-            let shap = tables.shap_values(&scorer.model.risk, &score.row);
+        if top > 0 {
+            let shap = loaded
+                .shap_tables
+                .shap_values(&scorer.model.risk, &score.row);
             let mut order: Vec<usize> = (0..shap.len()).filter(|&i| shap[i] != 0.0).collect();
             order.sort_by(|&a, &b| shap[b].abs().total_cmp(&shap[a].abs()));
-            explanation.extend(
-                order
-                    .into_iter()
-                    .take(self.config.top_contributors)
-                    .map(|index| Contribution {
-                        name: scorer.model.manifest.features[index].clone(),
-                        value: score.row[index].is_finite().then_some(score.row[index]),
-                        contribution: shap[index],
-                        detail: Some(
-                            if shap[index] > 0.0 {
-                                "raises ML risk (points)"
-                            } else {
-                                "lowers ML risk (points)"
-                            }
-                            .to_owned(),
-                        ),
-                    }),
-            );
+            explanation.extend(order.into_iter().take(top).map(|index| {
+                Contribution {
+                    name: scorer.model.manifest.features[index].clone(),
+                    value: score.row[index].is_finite().then_some(score.row[index]),
+                    contribution: shap[index],
+                    detail: Some(
+                        if shap[index] > 0.0 {
+                            "raises ML risk (points)"
+                        } else {
+                            "lowers ML risk (points)"
+                        }
+                        .to_owned(),
+                    ),
+                }
+            }));
         }
         explanation.extend(score.rule_hits.iter().map(|hit| {
             Contribution {
@@ -218,29 +300,30 @@ impl AlertOperator {
 
     fn entity_records(
         &self,
-        scorer: &mut AlertScorer,
+        scorer: &AlertScorer,
+        history: &mut EntityHistory,
         sourced: &SourcedEvent,
         alert: &AlertEvent,
         scored_at_ms: i64,
     ) -> Vec<ExtraRecord> {
-        if self.config.entity_topic.is_empty() {
+        let config = self.config();
+        if config.entity_topic.is_empty() {
             return Vec::new();
         }
         let mut records = Vec::new();
-        for entity in scorer.history.summaries(alert) {
+        for entity in history.summaries(alert) {
             let behaviour = entity.max_risk_24h / 100.0;
-            let previous = scorer.history.published(&entity.key);
-            if previous.is_some_and(|last| (behaviour - last).abs() < self.config.entity_min_change)
-            {
+            let previous = history.published(&entity.key);
+            if previous.is_some_and(|last| (behaviour - last).abs() < config.entity_min_change) {
                 continue;
             }
-            scorer.history.mark_published(&entity.key, behaviour);
+            history.mark_published(&entity.key, behaviour);
             let (kind, name) = entity
                 .key
                 .split_once(':')
                 .unwrap_or(("entity", &entity.key));
             records.push(ExtraRecord {
-                topic: self.config.entity_topic.clone(),
+                topic: config.entity_topic.clone(),
                 key: entity.key.clone(),
                 scored: Scored {
                     event_id: format!("{}:{}", sourced.event_id, entity.key),
@@ -267,18 +350,20 @@ impl AlertOperator {
         records
     }
 
-    fn score_one(&mut self, sourced: &SourcedEvent, scored_at_ms: i64) -> Outcome {
+    fn score_one(
+        &self,
+        loaded: &LoadedAlert,
+        history: &mut EntityHistory,
+        sourced: &SourcedEvent,
+        scored_at_ms: i64,
+    ) -> Outcome {
         let InputEvent::Alert(alert) = &sourced.event else {
             return Outcome::Rejected {
                 detail: format!("alert operator got a {:?} event", sourced.event.kind()),
             };
         };
-        let Some(mut scorer) = self.scorer.take() else {
-            return Outcome::Rejected {
-                detail: "alert model not loaded".to_owned(),
-            };
-        };
-        let score = scorer.score(alert);
+        let scorer = &loaded.scorer;
+        let score = scorer.score(history, alert, sourced.source.offset);
         let assessment = &score.assessment;
         let disposition = DISPOSITIONS
             .get(assessment.disposition)
@@ -290,7 +375,7 @@ impl AlertOperator {
             ("rule_score".to_owned(), score.rule_score),
             ("disposition_confidence".to_owned(), assessment.confidence),
             ("anomaly_score".to_owned(), assessment.anomaly_score),
-            ("ml_shap_base_value".to_owned(), self.shap_base_value),
+            ("ml_shap_base_value".to_owned(), loaded.shap_base_value),
         ]);
         for (class, probability) in DISPOSITIONS.iter().zip(&assessment.class_probabilities) {
             scores.insert(format!("p_{class}"), *probability);
@@ -315,13 +400,12 @@ impl AlertOperator {
             model_version: scorer.model.manifest.version.clone(),
             scores,
             labels,
-            explanation: self.explain(&scorer, &score),
+            explanation: self.explain(loaded, &score),
             thresholds_crossed,
             event_time_ms: sourced.event.event_time_ms(),
             scored_at_ms,
         };
-        let extra = self.entity_records(&mut scorer, sourced, alert, scored_at_ms);
-        self.scorer = Some(scorer);
+        let extra = self.entity_records(scorer, history, sourced, alert, scored_at_ms);
         Outcome::Scored {
             scored: Box::new(scored),
             extra,
@@ -334,71 +418,32 @@ impl Operator for AlertOperator {
         "alert"
     }
 
-    fn model_version(&self) -> String {
-        self.scorer.as_ref().map_or_else(
-            || "none".to_owned(),
-            |scorer| scorer.model.manifest.version.clone(),
-        )
-    }
-
-    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
-        self.config = context.operators.alert.clone();
-        let directory = model_version_dir(context.model_dir, "alert", &self.config.version)?;
-        let model = AlertModel::load(&directory)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
-        tracing::info!(
-            version = %model.manifest.version,
-            directory = %directory.display(),
-            "alert model loaded"
-        );
-        self.install(model)
-    }
-
-    fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
-        let model = AlertModel::load(version_dir)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
-        self.install(model)
-    }
-
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
-        if self.scorer.is_none() {
-            return Err(OperatorError::Scoring(format!(
-                "{} model not loaded",
-                self.name()
-            )));
-        }
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError> {
+        let loaded = self.slot.current();
         let scored_at_ms = now_ms();
-        Ok(events
+        let outcomes = events
             .iter()
-            .map(|sourced| self.score_one(sourced, scored_at_ms))
-            .collect())
+            .map(|sourced| {
+                let history = state
+                    .partition::<EntityHistory>(sourced.source.partition)
+                    .ok_or_else(|| {
+                        OperatorError::Scoring("alert history state missing".to_owned())
+                    })?;
+                Ok(self.score_one(&loaded.model, history, sourced, scored_at_ms))
+            })
+            .collect::<Result<Vec<_>, OperatorError>>()?;
+        Ok(outcomes)
     }
 
-    fn tick(&mut self, _now: SystemTime) -> Vec<ExtraRecord> {
-        if let Some(scorer) = self.scorer.as_mut() {
-            scorer.history.expire();
+    fn tick(&mut self, _now: SystemTime, state: &mut PartitionStates) -> Vec<ExtraRecord> {
+        for (_, history) in state.iter_mut::<EntityHistory>() {
+            history.expire();
         }
         Vec::new()
-    }
-
-    fn model_info(&self) -> Option<serde_json::Value> {
-        let scorer = self.scorer.as_ref()?;
-        let manifest = &scorer.model.manifest;
-        Some(serde_json::json!({
-            "kind": manifest.kind,
-            "version": manifest.version,
-            "created_at": manifest.created_at,
-            "attack_source": manifest.attack_source,
-            "classes": manifest.classes,
-            "feature_importances": manifest.feature_importances,
-            "anomaly_threshold": manifest.anomaly_threshold,
-            "metrics": manifest.metrics,
-            "rules_version": scorer.rules.version,
-            "rules": scorer.rules.rules.iter().map(|rule| serde_json::json!({
-                "id": rule.id, "score": rule.score, "description": rule.description,
-            })).collect::<Vec<_>>(),
-            "weights": {"ml": self.config.ml_weight, "rules": self.config.rule_weight},
-        }))
     }
 }
 

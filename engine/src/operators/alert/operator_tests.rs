@@ -48,7 +48,9 @@ fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
     let mut operator =
         AlertOperator::with_model(AlertOperatorConfig::default(), model.clone()).unwrap();
     let alerts = fresh_alerts(600);
-    let outcomes = operator.score_batch(&events(&alerts)).unwrap();
+    let outcomes = operator
+        .score_batch(&events(&alerts), &mut states())
+        .unwrap();
     assert_eq!(outcomes.len(), alerts.len());
     let shap_tables = FastTreeShap::new(&model.risk, 0);
     let mut encoder_history = crate::operators::alert::history::EntityHistory::default();
@@ -111,10 +113,13 @@ fn a_known_bad_ip_fires_its_rule_and_raises_the_final_risk() {
     let mut clean = alert;
     clean.ips = vec!["10.1.2.3".to_owned()];
     let outcomes = operator
-        .score_batch(&[
-            sourced(0, InputEvent::Alert(Box::new(clean))),
-            sourced(1, InputEvent::Alert(Box::new(with_bad_ip))),
-        ])
+        .score_batch(
+            &[
+                sourced(0, InputEvent::Alert(Box::new(clean))),
+                sourced(1, InputEvent::Alert(Box::new(with_bad_ip))),
+            ],
+            &mut states(),
+        )
         .unwrap();
     let (clean_scored, _) = scored(&outcomes[0]);
     let (bad_scored, _) = scored(&outcomes[1]);
@@ -136,7 +141,9 @@ fn an_intrusion_raises_the_victims_behaviour_score_on_the_entity_topic() {
     };
     let mut operator = AlertOperator::with_model(config, shipped_model()).unwrap();
     let alerts = fresh_alerts(3000);
-    let outcomes = operator.score_batch(&events(&alerts)).unwrap();
+    let outcomes = operator
+        .score_batch(&events(&alerts), &mut states())
+        .unwrap();
     let mut behaviour: std::collections::HashMap<String, f64> = Default::default();
     let mut records = 0;
     for outcome in &outcomes {
@@ -216,18 +223,17 @@ fn other_schemas_are_rejected_and_odd_alerts_still_scored() {
         timestamp_ms: None,
     };
     let outcomes = operator
-        .score_batch(&[
-            sourced(0, InputEvent::Alert(Box::new(odd))),
-            sourced(1, InputEvent::Prompt(prompt)),
-        ])
+        .score_batch(
+            &[
+                sourced(0, InputEvent::Alert(Box::new(odd))),
+                sourced(1, InputEvent::Prompt(prompt)),
+            ],
+            &mut states(),
+        )
         .unwrap();
     let (odd_scored, _) = scored(&outcomes[0]);
     assert!(odd_scored.scores["risk"].is_finite());
     assert!(matches!(outcomes[1], Outcome::Rejected { .. }));
-    // Without a model it is the engine that cannot score, not the alert that is bad: an
-    // error for the batch (retried, never dead-lettered).
-    let unloaded = AlertOperator::default().score_batch(&events(&fresh_alerts(1)));
-    assert!(matches!(unloaded, Err(OperatorError::Scoring(_))));
 }
 
 #[test]
@@ -237,15 +243,13 @@ fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
     let operators = crate::operators::OperatorsConfig::default();
     let context = OperatorContext {
         model_dir: &models,
-        state_dir: state.path(),
         operators: &operators,
         input_topic: "test",
         kafka: None,
     };
-    let mut operator = AlertOperator::default();
-    operator.start(&context).unwrap();
-    assert_ne!(operator.model_version(), "none");
-    let info = operator.model_info().unwrap();
+    let started = start_alert(&context).unwrap();
+    assert!(!started.model_version().is_empty());
+    let info = started.model_info().unwrap();
     assert!(info["feature_importances"].as_array().unwrap().len() > 20);
 
     let mut negative = crate::operators::OperatorsConfig::default();
@@ -254,7 +258,7 @@ fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
         operators: &negative,
         ..context.clone()
     };
-    assert!(AlertOperator::default().start(&context_negative).is_err());
+    assert!(start_alert(&context_negative).is_err());
 
     let rules_file = state.path().join("rules.toml");
     std::fs::write(
@@ -268,6 +272,16 @@ fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
         operators: &bad_rules,
         ..context
     };
-    let error = AlertOperator::default().start(&context_rules).unwrap_err();
+    let error = start_alert(&context_rules).err().unwrap();
     assert!(error.to_string().contains("no_such_fact"), "{error}");
+}
+
+fn states() -> PartitionStates {
+    PartitionStates::new(Some(new_history))
+}
+
+fn start_alert(
+    context: &OperatorContext<'_>,
+) -> Result<crate::operators::testing::Started, OperatorError> {
+    crate::operators::testing::start("alert", context)
 }

@@ -65,7 +65,8 @@ pub fn risk_level(risk: f64) -> &'static str {
     }
 }
 
-/// Model, rules, blend and the entity history they read.
+/// Model, rules and blend (the entity history they read is kept apart: it is the
+/// partition's state, not the model's).
 #[derive(Debug)]
 pub struct AlertScorer {
     /// The model set.
@@ -74,31 +75,34 @@ pub struct AlertScorer {
     pub rules: RuleSet,
     /// The blend.
     pub weights: BlendWeights,
-    /// Keyed entity history.
-    pub history: EntityHistory,
 }
 
 impl AlertScorer {
-    /// A scorer with an empty history.
+    /// A scorer.
     pub fn new(model: AlertModel, rules: RuleSet, weights: BlendWeights) -> Self {
         Self {
             model,
             rules,
             weights,
-            history: EntityHistory::default(),
         }
     }
 
-    /// Scores `alert` against the history so far, then records it.
-    pub fn score(&mut self, alert: &AlertEvent) -> AlertScore {
-        let facts = self.history.facts(alert);
+    /// Scores `alert` (read at input `offset`) against `history` so far, then records it
+    /// there — unless an entity already reflects that offset (a re-delivered input).
+    pub fn score(
+        &self,
+        history: &mut EntityHistory,
+        alert: &AlertEvent,
+        offset: i64,
+    ) -> AlertScore {
+        let facts = history.facts(alert);
         let mut row = Vec::with_capacity(self.model.manifest.features.len());
         self.model.encoder().encode_into(alert, &facts, &mut row);
         let assessment = self.model.assess(&row);
         let rule_hits = self.rules.evaluate(&row, &alert.ips);
         let rule_score = combined_score(&rule_hits);
         let risk = self.weights.blend(assessment.ml_risk, rule_score);
-        self.history.record(alert, risk);
+        history.record_at(alert, risk, offset);
         AlertScore {
             row,
             assessment,

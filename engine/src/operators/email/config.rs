@@ -68,9 +68,6 @@ pub struct EmailOperatorConfig {
     /// ignored.
     #[serde(default = "default_window_ms")]
     pub behaviour_max_age_ms: u64,
-    /// Keyed state is checkpointed at least this often (and on revoke and shutdown).
-    #[serde(default = "default_checkpoint_interval_ms")]
-    pub checkpoint_interval_ms: u64,
     /// Features per message in `explanation`.
     #[serde(default = "default_top_contributors")]
     pub top_contributors: usize,
@@ -123,9 +120,6 @@ fn default_behaviour_weight() -> f64 {
 fn default_behaviour_field() -> String {
     "behaviour_score".to_owned()
 }
-fn default_checkpoint_interval_ms() -> u64 {
-    5_000
-}
 fn default_top_contributors() -> usize {
     5
 }
@@ -172,8 +166,8 @@ impl EmailOperatorConfig {
                 "message_weight and behaviour_weight must be non-negative, not both 0".into(),
             );
         }
-        if self.user_timer_ms == 0 || self.checkpoint_interval_ms == 0 {
-            return fail("user_timer_ms and checkpoint_interval_ms must be positive".into());
+        if self.user_timer_ms == 0 {
+            return fail("user_timer_ms must be positive".into());
         }
         if let Some(features) = &self.features {
             features

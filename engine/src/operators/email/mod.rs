@@ -19,12 +19,10 @@
 //! last record, and by a timer every `user_timer_ms` for users whose risk changed at all or
 //! whose last record is older than `user_refresh_ms`.
 //!
-//! State: one [`window::PartitionWindows`] per input partition, checkpointed to sled
-//! ([`crate::state`]) every `checkpoint_interval_ms`, on revoke and on shutdown, restored at
-//! start; events below a restored snapshot's offset are scored but not folded in again. A
-//! hard kill loses at most the folds since the last checkpoint from the state (their offsets
-//! may already be committed). With several pods, a partition's state is local to the pod that
-//! held it; a partition that moves starts from what the new pod has (rebuilt over a window).
+//! State: one [`window::PartitionWindows`] per input partition — the pipeline's keyed
+//! partition state, checkpointed to the binding's changelog topic and restored wherever the
+//! partition goes (see [`crate::runtime::changelog`]); a re-delivered message is scored but
+//! not folded into its user's window again.
 
 pub mod behaviour;
 pub mod config;
@@ -40,51 +38,80 @@ pub mod train;
 pub mod user_key;
 pub mod window;
 
-use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use config::EmailOperatorConfig;
 
-use crate::events::InputEvent;
+use crate::events::{InputEvent, SchemaKind};
+use crate::operators::table::{DefaultWorkers, OperatorSpec};
 use crate::operators::{
-    model_version_dir, ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+    model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
+    Outcome, SourcedEvent,
 };
+use crate::runtime::{ModelLoader, ModelSlot, PartitionState, PartitionStates};
 use crate::scored::now_ms;
-use crate::state::CheckpointStore;
 use behaviour::BehaviourFeed;
 use features::FeatureExtractor;
 use message::MailMessage;
 use model::{EmailModel, EnsembleSettings};
 use window::{Fold, PartitionWindows, Sighting, WindowSettings};
 
-/// Everything loaded at start.
-struct Loaded {
+/// The operator-table entry.
+pub const SPEC: OperatorSpec = OperatorSpec {
+    name: "email",
+    summary: "emails: insider-threat anomaly ensemble per message and windowed risk per user",
+    accepts: |schema| schema == SchemaKind::Email,
+    default_workers: DefaultWorkers::PerCore,
+    model_dir: Some("email"),
+    start,
+};
+
+fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
+    let config = context.operators.email.clone();
+    config.validate().map_err(OperatorError::Model)?;
+    let directory = model_version_dir(context.model_dir, "email", &config.version)?;
+    let behaviour = match (config.behaviour_topic.is_empty(), context.kafka) {
+        (false, Some(kafka)) => Some(Arc::new(
+            BehaviourFeed::start(kafka, &config.behaviour_topic, &config.behaviour_field)
+                .map_err(|e| OperatorError::Model(format!("behaviour feed: {e}")))?,
+        )),
+        _ => None,
+    };
+    let slot = ModelSlot::load("email", EmailLoader { config }, &directory)?;
+    Ok(BindingRuntime::with_model(slot.clone(), move || {
+        Box::new(EmailOperator {
+            slot: slot.clone(),
+            behaviour: behaviour.clone(),
+            next_timer: None,
+        })
+    })
+    .with_state(new_windows))
+}
+
+/// Empty windows (the partition state of the email operator).
+pub fn new_windows() -> Box<dyn PartitionState> {
+    Box::new(PartitionWindows::default())
+}
+
+/// Loads email model versions for the operator's settings.
+pub struct EmailLoader {
+    config: EmailOperatorConfig,
+}
+
+/// Everything scoring derives from one model version.
+pub struct Loaded {
     model: EmailModel,
     extractor: FeatureExtractor,
     ensemble: EnsembleSettings,
     window: WindowSettings,
 }
 
-/// The email operator.
-#[derive(Default)]
-pub struct EmailOperator {
-    config: EmailOperatorConfig,
-    loaded: Option<Loaded>,
-    store: Option<CheckpointStore>,
-    partitions: HashMap<i32, PartitionWindows>,
-    behaviour: Option<BehaviourFeed>,
-    last_checkpoint: Option<Instant>,
-    next_timer: Option<Instant>,
-    dirty: bool,
-}
+impl ModelLoader for EmailLoader {
+    type Model = Loaded;
 
-impl EmailOperator {
-    /// The window state of `partition` (for tests and `/models`).
-    pub fn partition_state(&self, partition: i32) -> Option<&PartitionWindows> {
-        self.partitions.get(&partition)
-    }
-
-    fn load_model(&self, directory: &std::path::Path) -> Result<Loaded, OperatorError> {
+    fn load(&self, directory: &Path) -> Result<Loaded, OperatorError> {
         let model = EmailModel::load(directory).map_err(|e| {
             OperatorError::Model(format!("email model {}: {e}", directory.display()))
         })?;
@@ -114,15 +141,51 @@ impl EmailOperator {
         })
     }
 
-    fn score_one(&mut self, sourced: &SourcedEvent, scored_at_ms: i64) -> Outcome {
+    fn version(loaded: &Loaded) -> String {
+        loaded.model.manifest.version.clone()
+    }
+
+    fn describe(loaded: &Loaded) -> serde_json::Value {
+        let manifest = &loaded.model.manifest;
+        serde_json::json!({
+            "kind": manifest.kind,
+            "version": manifest.version,
+            "created_at": manifest.created_at,
+            "features": manifest.features.len(),
+            "detectors": manifest.detectors,
+            "weights": loaded.ensemble.weights,
+            "vote_percentile": loaded.ensemble.vote_percentile,
+            "votes_needed": loaded.ensemble.votes_needed,
+            "normal_vote_rate": loaded.window.normal_vote_rate,
+            "one_class_support_vectors": loaded.model.one_class.support_count(),
+            "window_ms": loaded.window.window_ms,
+        })
+    }
+}
+
+/// One worker's email scorer; see the module doc.
+pub struct EmailOperator {
+    slot: Arc<ModelSlot<EmailLoader>>,
+    behaviour: Option<Arc<BehaviourFeed>>,
+    next_timer: Option<Instant>,
+}
+
+impl EmailOperator {
+    fn config(&self) -> &EmailOperatorConfig {
+        &self.slot.loader().config
+    }
+
+    fn score_one(
+        &self,
+        loaded: &Loaded,
+        windows: &mut PartitionWindows,
+        sourced: &SourcedEvent,
+        scored_at_ms: i64,
+    ) -> Outcome {
+        let config = self.config();
         let InputEvent::Email(email) = &sourced.event else {
             return Outcome::Rejected {
                 detail: format!("email operator got a {:?} event", sourced.event.kind()),
-            };
-        };
-        let Some(loaded) = &self.loaded else {
-            return Outcome::Rejected {
-                detail: "email model not loaded".to_owned(),
             };
         };
         let message = match MailMessage::from_event(email) {
@@ -145,7 +208,6 @@ impl EmailOperator {
         let score = loaded
             .model
             .score(&loaded.extractor, &message, sent_ms, &loaded.ensemble);
-        let windows = self.partitions.entry(sourced.source.partition).or_default();
         let fold = windows.fold(
             sourced.source.offset,
             &user,
@@ -156,9 +218,6 @@ impl EmailOperator {
             },
             &loaded.window,
         );
-        if fold != Fold::Replayed {
-            self.dirty = true;
-        }
         if fold == Fold::Late {
             metrics::counter!(crate::telemetry::EMAIL_LATE_EVENTS).increment(1);
         }
@@ -167,12 +226,12 @@ impl EmailOperator {
             feed.score(
                 &user,
                 sent_ms,
-                i64::try_from(self.config.behaviour_max_age_ms).unwrap_or(i64::MAX),
+                i64::try_from(config.behaviour_max_age_ms).unwrap_or(i64::MAX),
             )
         });
-        let user_risk = stats.map(|s| self.config.fuse(s.message_risk, behaviour));
+        let user_risk = stats.map(|s| config.fuse(s.message_risk, behaviour));
         let scored = output::message_record(
-            &self.config,
+            config,
             &loaded.model,
             sourced,
             &user,
@@ -190,14 +249,15 @@ impl EmailOperator {
             let window = windows.users.get_mut(&user);
             let due = window.as_ref().is_some_and(|w| {
                 w.last_emitted
-                    .is_none_or(|(last, _)| (risk - last).abs() >= self.config.user_min_change)
+                    .is_none_or(|(last, _)| (risk - last).abs() >= config.user_min_change)
             });
-            if due && !self.config.user_topic.is_empty() {
+            if due && !config.user_topic.is_empty() {
                 if let Some(window) = window {
                     window.last_emitted = Some((risk, scored_at_ms));
                 }
+                windows.touch(&user);
                 extra.push(output::user_record(
-                    &self.config,
+                    config,
                     &loaded.model,
                     &format!("{}:user:{user}", sourced.event_id),
                     sourced.source.clone(),
@@ -216,27 +276,19 @@ impl EmailOperator {
         }
     }
 
-    fn save_all(&mut self) -> Result<(), OperatorError> {
-        let Some(store) = &self.store else {
-            return Ok(());
-        };
-        store
-            .save_all(self.partitions.iter().map(|(p, w)| (*p, w)))
-            .map_err(|e| OperatorError::Checkpoint(e.to_string()))?;
-        self.dirty = false;
-        self.last_checkpoint = Some(Instant::now());
-        Ok(())
-    }
-
-    fn timer_records(&mut self, now_wall_ms: i64) -> Vec<ExtraRecord> {
-        let (Some(loaded), false) = (&self.loaded, self.config.user_topic.is_empty()) else {
+    fn timer_records(&self, state: &mut PartitionStates, now_wall_ms: i64) -> Vec<ExtraRecord> {
+        let config = self.config();
+        if config.user_topic.is_empty() {
             return Vec::new();
-        };
-        let refresh = i64::try_from(self.config.user_refresh_ms).unwrap_or(i64::MAX);
-        let max_age = i64::try_from(self.config.behaviour_max_age_ms).unwrap_or(i64::MAX);
+        }
+        let loaded = self.slot.current();
+        let loaded = &loaded.model;
+        let refresh = i64::try_from(config.user_refresh_ms).unwrap_or(i64::MAX);
+        let max_age = i64::try_from(config.behaviour_max_age_ms).unwrap_or(i64::MAX);
         let mut records = Vec::new();
-        for (partition, windows) in &mut self.partitions {
+        for (partition, windows) in state.iter_mut::<PartitionWindows>() {
             let stream_time_ms = windows.stream_time_ms;
+            let mut touched = Vec::new();
             for (user, window) in &mut windows.users {
                 let Some(stats) = window.stats(stream_time_ms, &loaded.window) else {
                     continue;
@@ -245,7 +297,7 @@ impl EmailOperator {
                     .behaviour
                     .as_ref()
                     .and_then(|feed| feed.score(user, window.last_seen_ms, max_age));
-                let risk = self.config.fuse(stats.message_risk, behaviour);
+                let risk = config.fuse(stats.message_risk, behaviour);
                 let due = match window.last_emitted {
                     None => true,
                     Some((last, at)) => {
@@ -256,15 +308,15 @@ impl EmailOperator {
                     continue;
                 }
                 window.last_emitted = Some((risk, now_wall_ms));
-                self.dirty = true;
+                touched.push(user.clone());
                 let source = crate::scored::SourceCoordinates {
-                    topic: self.config.user_topic.clone(),
-                    partition: *partition,
+                    topic: config.user_topic.clone(),
+                    partition,
                     offset: -1,
                     timestamp_ms: None,
                 };
                 records.push(output::user_record(
-                    &self.config,
+                    config,
                     &loaded.model,
                     &format!("timer:{now_wall_ms}:user:{user}"),
                     source,
@@ -276,6 +328,9 @@ impl EmailOperator {
                     now_wall_ms,
                 ));
             }
+            for user in touched {
+                windows.touch(&user);
+            }
         }
         records
     }
@@ -286,84 +341,37 @@ impl Operator for EmailOperator {
         "email"
     }
 
-    fn model_version(&self) -> String {
-        self.loaded
-            .as_ref()
-            .map(|l| l.model.manifest.version.clone())
-            .unwrap_or_default()
-    }
-
-    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
-        self.config = context.operators.email.clone();
-        let directory = model_version_dir(context.model_dir, "email", &self.config.version)?;
-        self.loaded = Some(self.load_model(&directory)?);
-        let store = CheckpointStore::open(context.state_dir, "email", context.input_topic)
-            .map_err(|e| OperatorError::Checkpoint(e.to_string()))?;
-        for partition in store.partitions() {
-            let restored: Option<PartitionWindows> = store
-                .load(partition)
-                .map_err(|e| OperatorError::Checkpoint(e.to_string()))?;
-            if let Some(restored) = restored {
-                tracing::info!(
-                    partition,
-                    users = restored.users.len(),
-                    next_offset = restored.next_offset,
-                    "restored email window state"
-                );
-                self.partitions.insert(partition, restored);
-            }
-        }
-        self.store = Some(store);
-        if let (false, Some(kafka)) = (self.config.behaviour_topic.is_empty(), context.kafka) {
-            self.behaviour = Some(
-                BehaviourFeed::start(
-                    kafka,
-                    &self.config.behaviour_topic,
-                    &self.config.behaviour_field,
-                )
-                .map_err(|e| OperatorError::Model(format!("behaviour feed: {e}")))?,
-            );
-        }
-        Ok(())
-    }
-
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
-        if self.loaded.is_none() {
-            return Err(OperatorError::Scoring("email model not loaded".to_owned()));
-        }
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError> {
+        let loaded = self.slot.current();
+        let loaded = &loaded.model;
         let scored_at_ms = now_ms();
-        let outcomes = events
-            .iter()
-            .map(|event| self.score_one(event, scored_at_ms))
-            .collect();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let windows = state
+                .partition::<PartitionWindows>(event.source.partition)
+                .ok_or_else(|| OperatorError::Scoring("email window state missing".to_owned()))?;
+            outcomes.push(self.score_one(loaded, windows, event, scored_at_ms));
+        }
         // Expiry walks every user of a partition: once per batch, not per message (statistics
         // only count messages inside the window either way).
-        if let Some(loaded) = &self.loaded {
-            let touched: std::collections::HashSet<i32> =
-                events.iter().map(|e| e.source.partition).collect();
-            for partition in touched {
-                if let Some(windows) = self.partitions.get_mut(&partition) {
-                    windows.expire(&loaded.window);
-                }
+        let mut touched: Vec<i32> = events.iter().map(|e| e.source.partition).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for partition in touched {
+            if let Some(windows) = state.partition::<PartitionWindows>(partition) {
+                windows.expire(&loaded.window);
             }
         }
-        let users: usize = self.partitions.values().map(|p| p.users.len()).sum();
-        metrics::gauge!(crate::telemetry::EMAIL_ACTIVE_USERS).set(users as f64);
+        metrics::gauge!(crate::telemetry::EMAIL_ACTIVE_USERS).set(state.entities() as f64);
         Ok(outcomes)
     }
 
-    fn tick(&mut self, now: SystemTime) -> Vec<ExtraRecord> {
-        let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
-        if self.dirty
-            && self
-                .last_checkpoint
-                .is_none_or(|at| at.elapsed() >= interval)
-        {
-            if let Err(error) = self.save_all() {
-                tracing::error!(%error, "email state checkpoint failed");
-            }
-        }
-        let timer = Duration::from_millis(self.config.user_timer_ms);
+    fn tick(&mut self, now: SystemTime, state: &mut PartitionStates) -> Vec<ExtraRecord> {
+        let timer = Duration::from_millis(self.config().user_timer_ms);
         let due = self.next_timer.is_none_or(|at| Instant::now() >= at);
         if !due {
             return Vec::new();
@@ -372,37 +380,6 @@ impl Operator for EmailOperator {
         let now_ms = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        self.timer_records(now_ms)
-    }
-
-    fn checkpoint(&mut self) -> Result<(), OperatorError> {
-        self.save_all()
-    }
-
-    fn model_info(&self) -> Option<serde_json::Value> {
-        let loaded = self.loaded.as_ref()?;
-        let manifest = &loaded.model.manifest;
-        Some(serde_json::json!({
-            "kind": manifest.kind,
-            "version": manifest.version,
-            "created_at": manifest.created_at,
-            "features": manifest.features.len(),
-            "detectors": manifest.detectors,
-            "weights": loaded.ensemble.weights,
-            "vote_percentile": loaded.ensemble.vote_percentile,
-            "votes_needed": loaded.ensemble.votes_needed,
-            "normal_vote_rate": loaded.window.normal_vote_rate,
-            "one_class_support_vectors": loaded.model.one_class.support_count(),
-            "window_ms": loaded.window.window_ms,
-            "restored_partitions": self.partitions.len(),
-            "behaviour_topic": self.config.behaviour_topic,
-            "user_topic": self.config.user_topic,
-        }))
-    }
-
-    fn swap_model(&mut self, version_dir: &std::path::Path) -> Result<(), OperatorError> {
-        // The windows hold scores of the old model; they age out over one window.
-        self.loaded = Some(self.load_model(version_dir)?);
-        Ok(())
+        self.timer_records(state, now_ms)
     }
 }

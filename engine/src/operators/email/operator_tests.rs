@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::events::{Attachment, EmailEvent, PromptEvent};
+use crate::operators::testing::Started;
 use crate::operators::OperatorsConfig;
+use crate::runtime::PartitionState;
 
 const DAY: i64 = 86_400_000;
 /// Monday 2026-03-02 10:00 UTC.
@@ -12,22 +14,38 @@ fn models_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
 }
 
-fn started(state_dir: &std::path::Path, config: EmailOperatorConfig) -> EmailOperator {
+fn started(_state_dir: &std::path::Path, config: EmailOperatorConfig) -> Started {
     let operators = OperatorsConfig {
         email: config,
         ..OperatorsConfig::default()
     };
-    let mut operator = EmailOperator::default();
-    operator
-        .start(&OperatorContext {
+    crate::operators::testing::start(
+        "email",
+        &OperatorContext {
             model_dir: &models_root(),
-            state_dir,
             operators: &operators,
             input_topic: "emails",
             kafka: None,
-        })
-        .unwrap();
+        },
+    )
+    .unwrap()
+}
+
+/// The window state of `partition`.
+fn windows(operator: &mut Started, partition: i32) -> &mut PartitionWindows {
     operator
+        .state
+        .partition::<PartitionWindows>(partition)
+        .unwrap()
+}
+
+/// A fresh state rebuilt from changelog records, as a restore does.
+fn restored(records: &[crate::runtime::StateChange]) -> PartitionWindows {
+    let mut state = PartitionWindows::default();
+    for (key, value) in records {
+        state.restore_entry(key, value.as_deref()).unwrap();
+    }
+    state
 }
 
 fn normal(from: &str, date_ms: i64) -> EmailEvent {
@@ -219,7 +237,7 @@ fn an_insiders_user_risk_rises_above_the_benign_users() {
     }
     let record = users.iter().rev().find(|r| r.key == "user3").unwrap();
     assert!(record.scored.scores["voted_anomalies"] >= 2.0);
-    let window = &operator.partition_state(0).unwrap().users["user3"];
+    let window = &windows(&mut operator, 0).users["user3"];
     assert!(window.sightings.iter().filter(|s| s.voted).count() >= 5);
     assert_eq!(record.scored.labels["behaviour"], "absent");
 }
@@ -231,20 +249,32 @@ fn state_restored_after_a_restart_equals_the_state_before_and_replays_are_not_fo
         .into_iter()
         .chain(normal_week(3, 100))
         .collect();
-    let (before_0, before_3) = {
-        let mut operator = started(state.path(), EmailOperatorConfig::default());
-        operator.score_batch(&first_events).unwrap();
-        operator.checkpoint().unwrap();
-        (
-            operator.partition_state(0).unwrap().clone(),
-            operator.partition_state(3).unwrap().clone(),
-        )
-    };
+    let mut operator = started(state.path(), EmailOperatorConfig::default());
+    operator.score_batch(&first_events).unwrap();
+    let before_0 = windows(&mut operator, 0).clone();
+    let before_3 = windows(&mut operator, 3).clone();
     assert_eq!(before_0.next_offset, 60);
     assert_eq!(before_3.next_offset, 160);
+    // What a checkpoint writes to the changelog rebuilds the same state elsewhere.
+    let changes_0 = windows(&mut operator, 0).take_changes();
+    let changes_3 = windows(&mut operator, 3).take_changes();
+    assert_eq!(
+        changes_0.len(),
+        before_0.users.len() + 1,
+        "users + partition facts"
+    );
+    assert!(
+        windows(&mut operator, 0).take_changes().is_empty(),
+        "nothing changed since"
+    );
+    let (moved_0, moved_3) = (restored(&changes_0), restored(&changes_3));
+    assert_eq!(moved_0.users, before_0.users);
+    assert_eq!(moved_3.users, before_3.users);
+    assert_eq!(moved_0.next_offset, 60);
+    assert_eq!(moved_0.stream_time_ms, before_0.stream_time_ms);
     let mut restarted = started(state.path(), EmailOperatorConfig::default());
-    assert_eq!(restarted.partition_state(0), Some(&before_0));
-    assert_eq!(restarted.partition_state(3), Some(&before_3));
+    restarted.state.insert(0, Box::new(moved_0));
+    restarted.state.insert(3, Box::new(moved_3));
     // At-least-once redelivery of the last 10 events: scored again, state unchanged.
     let outcomes = restarted.score_batch(&first_events[50..60]).unwrap();
     for outcome in &outcomes {
@@ -256,10 +286,7 @@ fn state_restored_after_a_restart_equals_the_state_before_and_replays_are_not_fo
         .map(|(k, w)| (k.clone(), w.sightings.clone()))
         .collect();
     for (user, sightings) in users_before {
-        assert_eq!(
-            restarted.partition_state(0).unwrap().users[&user].sightings,
-            sightings
-        );
+        assert_eq!(windows(&mut restarted, 0).users[&user].sightings, sightings);
     }
 }
 
@@ -284,7 +311,8 @@ fn late_events_are_counted_and_the_timer_emits_changed_users_and_heartbeats() {
         )])
         .unwrap();
     assert_eq!(scored(&late[0]).0.labels["window"], "late");
-    assert_eq!(operator.partition_state(0).unwrap().late_dropped, 1);
+    assert_eq!(windows(&mut operator, 0).late_dropped, 1);
+    windows(&mut operator, 0).take_changes();
     std::thread::sleep(std::time::Duration::from_millis(5));
     let records = operator.tick(SystemTime::now());
     assert_eq!(
@@ -295,9 +323,13 @@ fn late_events_are_counted_and_the_timer_emits_changed_users_and_heartbeats() {
     assert!(records
         .iter()
         .all(|r| r.scored.labels["trigger"] == "timer"));
-    // The tick also checkpointed the dirty state.
-    drop(operator);
-    let reopened = crate::state::CheckpointStore::open(state.path(), "email", "emails").unwrap();
-    let saved: Option<PartitionWindows> = reopened.load(0).unwrap();
-    assert_eq!(saved.unwrap().late_dropped, 1);
+    // The timer's emitted risks are state too: the next checkpoint carries every user.
+    let changes = windows(&mut operator, 0).take_changes();
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|(key, _)| key.starts_with("user"))
+            .count(),
+        6
+    );
 }

@@ -26,14 +26,18 @@ pub mod train;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::InputEvent;
+use crate::events::{InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
+use crate::operators::table::{DefaultWorkers, OperatorSpec};
 use crate::operators::{
-    model_version_dir, ExtraRecord, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+    model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
+    Outcome, SourcedEvent,
 };
+use crate::runtime::{ModelLoader, ModelSlot, PartitionStates};
 use crate::scored::{now_ms, Contribution, Scored};
 use dataset::CLASSES;
 use features::FeatureEncoder;
@@ -69,38 +73,43 @@ impl Default for FlowOperatorConfig {
     }
 }
 
-/// The operator; see the module doc.
-#[derive(Debug, Default)]
-pub struct FlowOperator {
-    config: FlowOperatorConfig,
-    model: Option<FlowModel>,
-    /// Team index → output topic, resolved against the loaded manifest.
-    team_routes: Vec<Option<String>>,
-    /// The binary model's expected margin (TreeSHAP base value), computed once per model.
-    shap_base_value: f64,
-    /// TreeSHAP tables of the binary model, built once per model.
-    shap_tables: Option<FastTreeShap>,
-    /// Row buffer reused across batches.
-    rows: Vec<f64>,
+/// The operator-table entry.
+pub const SPEC: OperatorSpec = OperatorSpec {
+    name: "flow",
+    summary: "network flows: gradient-boosted severity with TreeSHAP explanations",
+    accepts: |schema| schema == SchemaKind::Flow,
+    default_workers: DefaultWorkers::PerCore,
+    model_dir: Some("flow"),
+    start,
+};
+
+fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
+    let config = context.operators.flow.clone();
+    let directory = model_version_dir(context.model_dir, "flow", &config.version)?;
+    let slot = ModelSlot::load("flow", FlowLoader { config }, &directory)?;
+    Ok(BindingRuntime::with_model(slot.clone(), move || {
+        Box::new(FlowOperator::over(slot.clone()))
+    }))
 }
 
-impl FlowOperator {
-    /// An operator with `config`, model not loaded yet.
-    pub fn new(config: FlowOperatorConfig) -> Self {
-        Self {
-            config,
-            ..Self::default()
-        }
-    }
+/// Loads flow model versions for the operator's settings.
+pub struct FlowLoader {
+    config: FlowOperatorConfig,
+}
 
-    /// An operator over an already loaded model (tests, benchmarks, eval).
-    pub fn with_model(config: FlowOperatorConfig, model: FlowModel) -> Result<Self, OperatorError> {
-        let mut operator = Self::new(config);
-        operator.install(model)?;
-        Ok(operator)
-    }
+/// A loaded flow model with what scoring derives from it once.
+pub struct LoadedFlow {
+    model: FlowModel,
+    /// Team index → output topic, resolved against the manifest.
+    team_routes: Vec<Option<String>>,
+    /// The binary model's expected margin (TreeSHAP base value).
+    shap_base_value: f64,
+    /// TreeSHAP tables of the binary model.
+    shap_tables: FastTreeShap,
+}
 
-    fn install(&mut self, model: FlowModel) -> Result<(), OperatorError> {
+impl FlowLoader {
+    fn prepare(&self, model: FlowModel) -> Result<LoadedFlow, OperatorError> {
         let teams: Vec<&str> = model
             .manifest
             .teams
@@ -117,29 +126,89 @@ impl FlowOperator {
                 "operators.flow.team_topics names team {unknown:?}; the model has {teams:?}"
             )));
         }
-        self.team_routes = teams
-            .iter()
-            .map(|team| self.config.team_topics.get(*team).cloned())
-            .collect();
-        self.shap_base_value = model.binary.expected_value()[0];
-        self.shap_tables = Some(FastTreeShap::new(&model.binary, 0));
-        self.model = Some(model);
-        Ok(())
+        Ok(LoadedFlow {
+            team_routes: teams
+                .iter()
+                .map(|team| self.config.team_topics.get(*team).cloned())
+                .collect(),
+            shap_base_value: model.binary.expected_value()[0],
+            shap_tables: FastTreeShap::new(&model.binary, 0),
+            model,
+        })
+    }
+}
+
+impl ModelLoader for FlowLoader {
+    type Model = LoadedFlow;
+
+    fn load(&self, version_dir: &Path) -> Result<LoadedFlow, OperatorError> {
+        let model = FlowModel::load(version_dir)
+            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
+        self.prepare(model)
     }
 
-    fn explain(&self, model: &FlowModel, row: &[f64]) -> Vec<Contribution> {
-        if self.config.top_contributors == 0 {
+    fn version(loaded: &LoadedFlow) -> String {
+        loaded.model.manifest.version.clone()
+    }
+
+    fn describe(loaded: &LoadedFlow) -> serde_json::Value {
+        let manifest = &loaded.model.manifest;
+        serde_json::json!({
+            "kind": manifest.kind,
+            "version": manifest.version,
+            "created_at": manifest.created_at,
+            "classes": manifest.classes,
+            "decision_threshold": manifest.decision_threshold,
+            "teams": manifest.teams,
+            "metrics": manifest.metrics,
+        })
+    }
+}
+
+/// One worker's flow scorer; see the module doc.
+pub struct FlowOperator {
+    slot: Arc<ModelSlot<FlowLoader>>,
+    /// Row buffer reused across batches.
+    rows: Vec<f64>,
+}
+
+impl FlowOperator {
+    /// A scorer over the binding's model slot.
+    pub fn over(slot: Arc<ModelSlot<FlowLoader>>) -> Self {
+        Self {
+            slot,
+            rows: Vec::new(),
+        }
+    }
+
+    /// A scorer over an already loaded model (tests, benchmarks).
+    pub fn with_model(config: FlowOperatorConfig, model: FlowModel) -> Result<Self, OperatorError> {
+        let loader = FlowLoader { config };
+        let loaded = loader.prepare(model)?;
+        Ok(Self::over(ModelSlot::with_model(
+            "flow",
+            loader,
+            loaded,
+            Path::new("(in memory)"),
+        )))
+    }
+
+    fn config(&self) -> &FlowOperatorConfig {
+        &self.slot.loader().config
+    }
+
+    fn explain(&self, loaded: &LoadedFlow, row: &[f64]) -> Vec<Contribution> {
+        let top = self.config().top_contributors;
+        if top == 0 {
             return Vec::new();
         }
-        let Some(shap_tables) = self.shap_tables.as_ref() else {
-            return Vec::new();
-        };
-        let shap = shap_tables.shap_values(&model.binary, row);
+        let model = &loaded.model;
+        let shap = loaded.shap_tables.shap_values(&model.binary, row);
         let mut order: Vec<usize> = (0..shap.len()).filter(|&i| shap[i] != 0.0).collect();
         order.sort_by(|&a, &b| shap[b].abs().total_cmp(&shap[a].abs()));
         order
             .into_iter()
-            .take(self.config.top_contributors)
+            .take(top)
             .map(|index| Contribution {
                 name: model.manifest.features[index].clone(),
                 value: row[index].is_finite().then_some(row[index]),
@@ -158,12 +227,13 @@ impl FlowOperator {
 
     fn score_one(
         &self,
-        model: &FlowModel,
+        loaded: &LoadedFlow,
         sourced: &SourcedEvent,
         row: &[f64],
         assessment: FlowAssessment,
         scored_at_ms: i64,
     ) -> Outcome {
+        let model = &loaded.model;
         let margin = assessment.attack_margin;
         let level = risk_level(assessment.severity);
         let mut scores = BTreeMap::from([
@@ -173,7 +243,7 @@ impl FlowOperator {
             ),
             ("severity".to_owned(), assessment.severity),
             ("attack_margin".to_owned(), margin),
-            ("shap_base_value".to_owned(), self.shap_base_value),
+            ("shap_base_value".to_owned(), loaded.shap_base_value),
         ]);
         for (class, probability) in CLASSES.iter().zip(assessment.class_probabilities) {
             scores.insert(format!("p_{class}"), probability);
@@ -206,7 +276,7 @@ impl FlowOperator {
             model_version: model.manifest.version.clone(),
             scores,
             labels,
-            explanation: self.explain(model, row),
+            explanation: self.explain(loaded, row),
             thresholds_crossed: assessment
                 .teams_crossed
                 .iter()
@@ -218,7 +288,7 @@ impl FlowOperator {
         let extra = assessment
             .teams_crossed
             .iter()
-            .filter_map(|&team| self.team_routes.get(team).cloned().flatten())
+            .filter_map(|&team| loaded.team_routes.get(team).cloned().flatten())
             .map(|topic| ExtraRecord {
                 topic,
                 key: sourced.event_id.clone(),
@@ -237,48 +307,15 @@ impl Operator for FlowOperator {
         "flow"
     }
 
-    fn model_version(&self) -> String {
-        self.model
-            .as_ref()
-            .map_or_else(|| "none".to_owned(), |model| model.manifest.version.clone())
-    }
-
-    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
-        self.config = context.operators.flow.clone();
-        let directory = model_version_dir(context.model_dir, "flow", &self.config.version)?;
-        let model = FlowModel::load(&directory)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", directory.display())))?;
-        tracing::info!(
-            version = %model.manifest.version,
-            directory = %directory.display(),
-            "flow model loaded"
-        );
-        self.install(model)
-    }
-
-    fn model_info(&self) -> Option<serde_json::Value> {
-        let manifest = &self.model.as_ref()?.manifest;
-        Some(serde_json::json!({
-            "kind": manifest.kind,
-            "version": manifest.version,
-            "created_at": manifest.created_at,
-            "classes": manifest.classes,
-            "decision_threshold": manifest.decision_threshold,
-            "teams": manifest.teams,
-            "metrics": manifest.metrics,
-        }))
-    }
-
-    fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
-        let model = FlowModel::load(version_dir)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
-        self.install(model)
-    }
-
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
-        let Some(model) = self.model.as_ref() else {
-            return Err(OperatorError::Scoring("flow model not loaded".to_owned()));
-        };
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        _state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError> {
+        // One model for the whole batch, even if a swap lands meanwhile.
+        let loaded = self.slot.current();
+        let loaded = &loaded.model;
+        let model = &loaded.model;
         let width = FeatureEncoder::width();
         let mut rows = std::mem::take(&mut self.rows);
         rows.clear();
@@ -300,7 +337,7 @@ impl Operator for FlowOperator {
                 }
                 match (flow_rows.next(), assessments.next()) {
                     (Some(row), Some(assessment)) => {
-                        self.score_one(model, sourced, row, assessment, scored_at_ms)
+                        self.score_one(loaded, sourced, row, assessment, scored_at_ms)
                     }
                     _ => Outcome::Rejected {
                         detail: "feature row missing".to_owned(),

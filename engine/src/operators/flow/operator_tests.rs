@@ -36,7 +36,9 @@ fn every_event_is_scored_and_explained_exactly() {
     let mut operator =
         FlowOperator::with_model(FlowOperatorConfig::default(), model.clone()).unwrap();
     let events = test_events(200);
-    let outcomes = operator.score_batch(&events).unwrap();
+    let outcomes = operator
+        .score_batch(&events, &mut PartitionStates::new(None))
+        .unwrap();
     assert_eq!(outcomes.len(), events.len());
     let mut verdicts = std::collections::BTreeSet::new();
     for (sourced, outcome) in events.iter().zip(&outcomes) {
@@ -133,7 +135,9 @@ fn other_schemas_are_rejected_and_unknown_categories_are_scored() {
         ),
         sourced(1, InputEvent::Flow(Box::new(flow))),
     ];
-    let outcomes = operator.score_batch(&events).unwrap();
+    let outcomes = operator
+        .score_batch(&events, &mut PartitionStates::new(None))
+        .unwrap();
     assert!(matches!(&outcomes[0], Outcome::Rejected { detail } if detail.contains("Prompt")));
     let Outcome::Scored { scored, .. } = &outcomes[1] else {
         panic!("unknown categories must be scored");
@@ -165,7 +169,10 @@ fn team_topics_route_events_that_cross_the_team_threshold() {
     let mut operator = FlowOperator::with_model(config, model).unwrap();
     let events = test_events(200);
     let mut routed = 0;
-    for outcome in operator.score_batch(&events).unwrap() {
+    for outcome in operator
+        .score_batch(&events, &mut PartitionStates::new(None))
+        .unwrap()
+    {
         let Outcome::Scored { scored, extra } = outcome else {
             panic!("rejected")
         };
@@ -190,17 +197,14 @@ fn team_topics_route_events_that_cross_the_team_threshold() {
 fn start_loads_the_newest_version_and_refuses_a_missing_one() {
     let operators = crate::operators::OperatorsConfig::default();
     let models = repository_models();
-    let state = tempfile::tempdir().unwrap();
     let context = OperatorContext {
         model_dir: &models,
-        state_dir: state.path(),
         operators: &operators,
         input_topic: "test",
         kafka: None,
     };
-    let mut operator = FlowOperator::default();
-    operator.start(&context).unwrap();
-    assert_ne!(operator.model_version(), "none");
+    let started = crate::operators::testing::start("flow", &context).unwrap();
+    assert!(!started.model_version().is_empty());
 
     let mut pinned = crate::operators::OperatorsConfig::default();
     pinned.flow.version = "does-not-exist".into();
@@ -208,5 +212,5 @@ fn start_loads_the_newest_version_and_refuses_a_missing_one() {
         operators: &pinned,
         ..context
     };
-    assert!(FlowOperator::default().start(&context).is_err());
+    assert!(crate::operators::testing::start("flow", &context).is_err());
 }

@@ -18,9 +18,12 @@
 //!   never prompt text;
 //! - `thresholds_crossed`: `attack` or `suspicious`.
 //!
-//! An L2 failure (ONNX Runtime error) dead-letters the prompts of the batch with the reason
-//! — they are never passed on as scored by rules alone. Stateless apart from the model;
-//! the batcher thread stops when the operator is dropped.
+//! An L2 failure (ONNX Runtime error) is an engine failure for the batch (retried, then the
+//! engine stops) — prompts are never passed on as scored by rules alone. Stateless apart from
+//! the model. The model version lives in `<model_dir>/prompt/<version>/`; its ONNX Runtime
+//! session and batcher belong to the loaded version, so a swap builds new ones (warmed with
+//! one inference before it goes live) and the old batcher drains and stops when the last
+//! batch that holds it finishes. One worker by default: the session is multi-threaded.
 
 pub mod batcher;
 pub mod bench;
@@ -32,14 +35,18 @@ pub mod rules;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::InputEvent;
+use crate::events::{InputEvent, SchemaKind};
+use crate::operators::table::{DefaultWorkers, OperatorSpec};
 use crate::operators::{
-    model_version_dir, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
+    model_version_dir, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
+    SourcedEvent,
 };
+use crate::runtime::{ModelLoader, ModelSlot, PartitionStates};
 use crate::scored::{now_ms, Contribution, Scored};
 use crate::telemetry;
 use batcher::{Batcher, BatcherSettings};
@@ -52,7 +59,7 @@ use rules::RuleSet;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptOperatorConfig {
-    /// L2 model version under `<storage.model_dir>/prompt/l2/`; empty picks the newest.
+    /// L2 model version under `<storage.model_dir>/prompt/`; empty picks the newest.
     pub version: String,
     /// Rule file; empty means `<storage.model_dir>/prompt/rules/rules.toml`.
     pub rules_file: String,
@@ -229,16 +236,33 @@ impl std::fmt::Debug for PromptScorer {
 }
 
 impl PromptScorer {
-    /// Loads rules and, when enabled, the L2 model (starting its batcher thread).
+    /// Loads rules and, when enabled, the L2 model version `config.version` (the newest when
+    /// empty) under `<model_dir>/prompt/` (starting its batcher thread).
     pub fn load(model_dir: &Path, config: &PromptOperatorConfig) -> Result<Self, OperatorError> {
+        let version_dir = if config.l2.enabled {
+            Some(model_version_dir(model_dir, "prompt", &config.version)?)
+        } else {
+            None
+        };
+        Self::load_version(
+            version_dir.as_deref(),
+            &config.rules_path(model_dir),
+            config,
+        )
+    }
+
+    /// Loads the rules in `rules_path` and the L2 model in `version_dir` (none: rules only).
+    pub fn load_version(
+        version_dir: Option<&Path>,
+        rules_path: &Path,
+        config: &PromptOperatorConfig,
+    ) -> Result<Self, OperatorError> {
         config.validate().map_err(OperatorError::Model)?;
-        let rules_path = config.rules_path(model_dir);
         let rules =
-            RuleSet::load(&rules_path).map_err(|error| OperatorError::Model(error.to_string()))?;
-        let l2 = if config.l2.enabled {
-            let directory = model_version_dir(model_dir, "prompt/l2", &config.version)?;
+            RuleSet::load(rules_path).map_err(|error| OperatorError::Model(error.to_string()))?;
+        let l2 = if let Some(directory) = version_dir {
             Some(
-                load_l2(&directory, &config.l2)
+                load_l2(directory, &config.l2)
                     .map_err(|error| OperatorError::Model(error.to_string()))?,
             )
         } else {
@@ -430,20 +454,100 @@ fn load_l2(directory: &Path, config: &L2Config) -> Result<L2Layer, L2Error> {
     })
 }
 
-/// The operator bound to `prompts` topics.
-#[derive(Default)]
-pub struct PromptOperator {
+/// The operator-table entry.
+pub const SPEC: OperatorSpec = OperatorSpec {
+    name: "prompt",
+    summary: "LLM prompts: L1 rules and the L2 transformer classifier on normalized text",
+    accepts: |schema| schema == SchemaKind::Prompt,
+    // ONNX Runtime's session already uses every core; a second worker only adds contention.
+    default_workers: DefaultWorkers::One,
+    model_dir: Some("prompt"),
+    start,
+};
+
+fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
+    let config = context.operators.prompt.clone();
+    config.validate().map_err(OperatorError::Model)?;
+    let directory = if config.l2.enabled {
+        model_version_dir(context.model_dir, "prompt", &config.version)?
+    } else {
+        context.model_dir.join("prompt")
+    };
+    let loader = PromptLoader {
+        rules_path: config.rules_path(context.model_dir),
+        config,
+    };
+    let slot = ModelSlot::load("prompt", loader, &directory)?;
+    Ok(BindingRuntime::with_model(slot.clone(), move || {
+        Box::new(PromptOperator::over(slot.clone()))
+    }))
+}
+
+/// Loads prompt model versions (with the rule file) for the operator's settings.
+pub struct PromptLoader {
     config: PromptOperatorConfig,
-    scorer: Option<PromptScorer>,
+    rules_path: PathBuf,
+}
+
+impl ModelLoader for PromptLoader {
+    type Model = PromptScorer;
+
+    fn load(&self, version_dir: &Path) -> Result<PromptScorer, OperatorError> {
+        let l2_dir = self.config.l2.enabled.then_some(version_dir);
+        let scorer = PromptScorer::load_version(l2_dir, &self.rules_path, &self.config)?;
+        // Warm the new session (first inference allocates) before it takes traffic.
+        scorer
+            .assess_batch(&["warm-up: is this prompt benign?"])
+            .map_err(|error| OperatorError::Model(format!("prompt model warm-up: {error}")))?;
+        Ok(scorer)
+    }
+
+    fn version(scorer: &PromptScorer) -> String {
+        scorer.l2_manifest().map_or_else(
+            || "rules-only".to_owned(),
+            |manifest| manifest.version.clone(),
+        )
+    }
+
+    fn describe(scorer: &PromptScorer) -> serde_json::Value {
+        serde_json::json!({
+            "l2": scorer.l2_manifest().map(|manifest| serde_json::json!({
+                "kind": manifest.kind,
+                "version": manifest.version,
+                "created_at": manifest.created_at,
+                "threshold": scorer.thresholds.l2_threshold,
+                "max_length": manifest.max_length,
+                "device": scorer.l2_device(),
+            })),
+            "rules": scorer.rules.rules().len(),
+            "rule_verdict_confidence": scorer.thresholds.rule_verdict_confidence,
+        })
+    }
+}
+
+/// One worker's prompt scorer.
+pub struct PromptOperator {
+    slot: Arc<ModelSlot<PromptLoader>>,
 }
 
 impl PromptOperator {
-    /// An operator with an already-loaded scorer (tests, benchmarks).
+    /// A scorer over the binding's model slot.
+    pub fn over(slot: Arc<ModelSlot<PromptLoader>>) -> Self {
+        Self { slot }
+    }
+
+    /// A scorer over an already loaded scorer (tests, benchmarks).
     pub fn with_scorer(scorer: PromptScorer) -> Self {
-        Self {
+        let loader = PromptLoader {
             config: PromptOperatorConfig::default(),
-            scorer: Some(scorer),
-        }
+            rules_path: PathBuf::new(),
+        };
+        Self::over(ModelSlot::with_model(
+            "prompt",
+            loader,
+            scorer,
+            Path::new("(in memory)"),
+        ))
     }
 
     fn scored(
@@ -511,7 +615,7 @@ impl PromptOperator {
             event_id: sourced.event_id.clone(),
             source: sourced.source.clone(),
             operator: self.name().to_owned(),
-            model_version: self.model_version(),
+            model_version: PromptLoader::version(scorer),
             scores,
             labels,
             explanation: explain(scorer, assessment),
@@ -568,30 +672,13 @@ impl Operator for PromptOperator {
         "prompt"
     }
 
-    fn model_version(&self) -> String {
-        self.scorer
-            .as_ref()
-            .and_then(|scorer| scorer.l2_manifest())
-            .map_or_else(
-                || "rules-only".to_owned(),
-                |manifest| manifest.version.clone(),
-            )
-    }
-
-    fn start(&mut self, context: &OperatorContext<'_>) -> Result<(), OperatorError> {
-        self.config = context.operators.prompt.clone();
-        if self.scorer.is_none() {
-            self.scorer = Some(PromptScorer::load(context.model_dir, &self.config)?);
-        }
-        Ok(())
-    }
-
-    fn score_batch(&mut self, events: &[SourcedEvent]) -> Result<Vec<Outcome>, OperatorError> {
-        let Some(scorer) = self.scorer.as_ref() else {
-            return Err(OperatorError::Scoring(
-                "prompt operator not started".to_owned(),
-            ));
-        };
+    fn score_batch(
+        &mut self,
+        events: &[SourcedEvent],
+        _state: &mut PartitionStates,
+    ) -> Result<Vec<Outcome>, OperatorError> {
+        let loaded = self.slot.current();
+        let scorer = &loaded.model;
         let mut texts = Vec::with_capacity(events.len());
         for sourced in events {
             match &sourced.event {
@@ -617,42 +704,6 @@ impl Operator for PromptOperator {
                 extra: Vec::new(),
             })
             .collect())
-    }
-
-    fn model_info(&self) -> Option<serde_json::Value> {
-        let scorer = self.scorer.as_ref()?;
-        Some(serde_json::json!({
-            "l2": scorer.l2_manifest().map(|manifest| serde_json::json!({
-                "kind": manifest.kind,
-                "version": manifest.version,
-                "created_at": manifest.created_at,
-                "threshold": scorer.thresholds.l2_threshold,
-                "max_length": manifest.max_length,
-                "device": scorer.l2_device(),
-            })),
-            "rules": scorer.rules.rules().len(),
-            "rule_verdict_confidence": scorer.thresholds.rule_verdict_confidence,
-        }))
-    }
-
-    fn swap_model(&mut self, version_dir: &Path) -> Result<(), OperatorError> {
-        let model_dir = version_dir
-            .parent()
-            .and_then(Path::parent)
-            .and_then(Path::parent)
-            .ok_or_else(|| {
-                OperatorError::Model(format!(
-                    "{} is not <model_dir>/prompt/l2/<version>",
-                    version_dir.display()
-                ))
-            })?;
-        let mut config = self.config.clone();
-        config.version = version_dir
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.scorer = Some(PromptScorer::load(model_dir, &config)?);
-        Ok(())
     }
 }
 

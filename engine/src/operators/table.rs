@@ -1,0 +1,165 @@
+//! The operator table: every operator the engine can run, as one spec each.
+//!
+//! Config (`bindings[].operator`), the pipeline, `config check` and the demo read this table
+//! instead of matching on a closed list. Adding an operator is its folder under
+//! `operators/`, one `pub mod` line in `operators/mod.rs`, its settings in
+//! [`super::OperatorsConfig`], and one line in [`OPERATORS`] (see the README's developer
+//! section; [`super::passthrough`] is the smallest example).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::events::SchemaKind;
+use crate::operators::{BindingRuntime, OperatorContext, OperatorError};
+
+/// How many workers a binding gets when its config does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultWorkers {
+    /// One per core: the operator's work is plain CPU work that scales with threads.
+    PerCore,
+    /// One: the operator parallelises inside (ONNX Runtime's own thread pool).
+    One,
+}
+
+/// One operator.
+pub struct OperatorSpec {
+    /// Name, as in config (`bindings[].operator`) and in the scored envelope.
+    pub name: &'static str,
+    /// One line for `--help` and docs.
+    pub summary: &'static str,
+    /// Whether it scores records of a schema.
+    pub accepts: fn(SchemaKind) -> bool,
+    /// Workers per binding by default.
+    pub default_workers: DefaultWorkers,
+    /// The directory under `storage.model_dir` its versions live in (`None`: no model).
+    pub model_dir: Option<&'static str>,
+    /// Loads the model into a shared slot and returns what the binding's workers share.
+    pub start: fn(&OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>,
+}
+
+impl std::fmt::Debug for OperatorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Every operator. The order is the order of listings, and the demo binds each stream to the
+/// first operator with a model that accepts its schema (so `email` before `address`).
+pub static OPERATORS: &[OperatorSpec] = &[
+    super::passthrough::SPEC,
+    super::flow::SPEC,
+    super::alert::SPEC,
+    super::email::SPEC,
+    super::address::SPEC,
+    super::prompt::SPEC,
+    super::fault::SPEC,
+];
+
+/// The spec named `name`.
+pub fn find(name: &str) -> Option<&'static OperatorSpec> {
+    OPERATORS.iter().find(|spec| spec.name == name)
+}
+
+/// An operator as named in config: a reference into [`OPERATORS`].
+#[derive(Clone, Copy)]
+pub struct OperatorKind(&'static OperatorSpec);
+
+impl OperatorKind {
+    /// The operator named `name`, if there is one.
+    pub fn named(name: &str) -> Option<Self> {
+        find(name).map(Self)
+    }
+
+    /// Its spec.
+    pub fn spec(self) -> &'static OperatorSpec {
+        self.0
+    }
+
+    /// Name as in config.
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// Whether this operator scores records of `schema`.
+    pub fn accepts(self, schema: SchemaKind) -> bool {
+        (self.0.accepts)(schema)
+    }
+
+    /// Workers per binding when config does not say: the number of cores for CPU-bound
+    /// operators, 1 otherwise.
+    pub fn default_workers(self) -> usize {
+        match self.0.default_workers {
+            DefaultWorkers::One => 1,
+            DefaultWorkers::PerCore => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+impl PartialEq for OperatorKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for OperatorKind {}
+
+impl std::hash::Hash for OperatorKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+impl std::fmt::Debug for OperatorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl std::fmt::Display for OperatorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl Serialize for OperatorKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for OperatorKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::named(&name).ok_or_else(|| {
+            let known: Vec<&str> = OPERATORS.iter().map(|spec| spec.name).collect();
+            serde::de::Error::custom(format!(
+                "unknown operator `{name}`, expected one of {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip_through_config() {
+        let mut names: Vec<&str> = OPERATORS.iter().map(|spec| spec.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), OPERATORS.len());
+        for spec in OPERATORS {
+            let kind: OperatorKind = serde_json::from_value(serde_json::json!(spec.name)).unwrap();
+            assert_eq!(kind.name(), spec.name);
+        }
+        assert!(serde_json::from_value::<OperatorKind>(serde_json::json!("nope")).is_err());
+        assert!(OperatorKind::named("flow")
+            .unwrap()
+            .accepts(SchemaKind::Flow));
+        assert!(!OperatorKind::named("flow")
+            .unwrap()
+            .accepts(SchemaKind::Alert));
+        assert_eq!(OperatorKind::named("prompt").unwrap().default_workers(), 1);
+    }
+}
