@@ -573,6 +573,30 @@ pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// A minimal HTTP/1.1 POST of a JSON body: returns status code and body.
+pub fn http_post_json(address: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .context("malformed HTTP status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// Sum over partitions of the offsets `group` has committed on `topic` (0 for none), read
 /// with an OffsetFetch that does not join the group.
 pub fn committed_total(

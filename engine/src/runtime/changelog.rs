@@ -48,6 +48,8 @@ use crate::sync::lock;
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a restore waits for the changelog without progress.
 const RESTORE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A restore that read up to the end offset stops after this long without a new record.
+const RESTORE_IDLE: Duration = Duration::from_millis(200);
 /// Broker metadata and topic-creation timeout.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -209,9 +211,10 @@ impl Changelog {
             .assign(&list)
             .map_err(|source| self.kafka_error(source))?;
         let mut applied = 0;
+        let mut reached_end = false;
         let mut last_progress = Instant::now();
         loop {
-            match consumer.poll(Duration::from_millis(100)) {
+            match consumer.poll(RESTORE_IDLE) {
                 Some(Ok(message)) => {
                     last_progress = Instant::now();
                     if let Some(key) = message.key().and_then(|key| std::str::from_utf8(key).ok()) {
@@ -220,11 +223,13 @@ impl Changelog {
                             .map_err(|error| self.failed(format!("entry {key}: {error}")))?;
                         applied += 1;
                     }
-                    if message.offset() + 1 >= high {
-                        break;
-                    }
+                    reached_end |= message.offset() + 1 >= high;
                 }
                 Some(Err(error)) => return Err(self.kafka_error(error)),
+                // At the end offset read at the start, and nothing more arrives: done. (Some
+                // brokers report a high watermark inside the last record batch, so the end is
+                // "nothing more to read", not only "offset reached".)
+                None if reached_end => break,
                 None if last_progress.elapsed() > RESTORE_STALL_TIMEOUT => {
                     return Err(self.failed(format!(
                         "restore of partition {partition} stalled below offset {high}"

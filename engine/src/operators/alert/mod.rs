@@ -4,10 +4,12 @@
 //! Per alert it emits (`schemas/scored.avsc` envelope):
 //! - `scores`: `risk` (final: `ml_weight · ml_risk + rule_weight · rule_score`, weights
 //!   normalised), `ml_risk`, `rule_score`, `disposition_confidence`, `p_true_positive`,
-//!   `p_false_positive`, `p_suspicious`, `p_benign`, `anomaly_score`, and `ml_shap_base_value`
-//!   (the base value plus the SHAP values of all features equals the unclamped ML risk);
+//!   `p_false_positive`, `p_suspicious`, `p_benign`, `anomaly_score`, `ml_shap_base_value`
+//!   (the base value plus the SHAP values of all features equals the unclamped ML risk), and
+//!   `entity_alerts_24h` (most prior alerts of one of its entities in the last 24 h);
 //! - `labels`: `disposition`, `risk_level` (info / low / medium / high / critical),
-//!   `anomaly` (`true`/`false`), `rule_hits` (comma-separated rule ids);
+//!   `anomaly` (`true`/`false`), `rule_hits` (comma-separated rule ids), `entities` (its
+//!   `user:<name>` / `host:<name>` keys, comma-separated);
 //! - `explanation`: the `top_contributors` features by |TreeSHAP| on the ML risk (in risk
 //!   points), then one entry per fired rule (`rule:<id>`, its score);
 //! - `thresholds_crossed`: the fired rule ids, and `anomaly` when flagged.
@@ -376,6 +378,10 @@ impl AlertOperator {
             ("disposition_confidence".to_owned(), assessment.confidence),
             ("anomaly_score".to_owned(), assessment.anomaly_score),
             ("ml_shap_base_value".to_owned(), loaded.shap_base_value),
+            (
+                "entity_alerts_24h".to_owned(),
+                f64::from(score.facts.alerts_24h),
+            ),
         ]);
         for (class, probability) in DISPOSITIONS.iter().zip(&assessment.class_probabilities) {
             scores.insert(format!("p_{class}"), *probability);
@@ -386,6 +392,7 @@ impl AlertOperator {
             ("risk_level".to_owned(), risk_level(score.risk).to_owned()),
             ("anomaly".to_owned(), assessment.anomalous.to_string()),
             ("rule_hits".to_owned(), rule_ids.join(",")),
+            ("entities".to_owned(), history::entity_keys(alert).join(",")),
         ]);
         let mut thresholds_crossed = rule_ids;
         if assessment.anomalous {

@@ -52,6 +52,8 @@ pub struct AlertScore {
     pub rule_score: f64,
     /// Blended risk, 0–100.
     pub risk: f64,
+    /// What the entity history said about the alert's entities before it.
+    pub facts: crate::operators::alert::history::HistoryFacts,
 }
 
 /// Risk band of a 0–100 risk.
@@ -109,6 +111,7 @@ impl AlertScorer {
             rule_hits,
             rule_score,
             risk,
+            facts,
         }
     }
 }

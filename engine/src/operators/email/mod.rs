@@ -5,7 +5,7 @@
 //! - `scores`: `anomaly_score` (0.4·AE + 0.3·one-class + 0.3·IF over normalised scores, weights
 //!   from config), each detector's normalised score (`autoencoder`, `one_class`,
 //!   `isolation_forest`) and raw score (`*_raw`), `votes`, and the sender's `user_risk` and
-//!   `user_message_risk` after this message;
+//!   `user_message_risk` and `user_window_messages` (messages in its window) after this message;
 //! - `labels`: `user` (the sender's key, [`user_key`]), `voted_anomaly`, `<detector>_vote`,
 //!   `window` (`folded`, `late` or `replayed`);
 //! - `explanation`: the `top_contributors` features the autoencoder reconstructed worst

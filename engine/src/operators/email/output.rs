@@ -75,6 +75,7 @@ pub fn message_record(
     }
     if let Some(stats) = stats {
         scores.insert("user_message_risk".to_owned(), stats.message_risk);
+        scores.insert("user_window_messages".to_owned(), stats.messages as f64);
     }
     if let Some(risk) = user_risk {
         scores.insert("user_risk".to_owned(), risk);
