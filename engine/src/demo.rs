@@ -305,7 +305,7 @@ pub fn create_external_topics(brokers: &str, topics: &DemoTopics) -> anyhow::Res
 /// Runs the demo and returns its accounting.
 pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
     // The mock cluster must outlive every client, so it is held until the end of `run`.
-    let (_cluster, brokers, topics, group) = match &options.brokers {
+    let (cluster, brokers, topics, group) = match &options.brokers {
         None => {
             let cluster = MockCluster::new(1)?;
             let brokers = cluster.bootstrap_servers();
@@ -330,6 +330,20 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
 
     let config = demo_config(&brokers, &group, &topics);
     config.validate()?;
+    if let Some(cluster) = &cluster {
+        // The mock cluster has no CreateTopics: make the stateful bindings' changelogs here
+        // (against a real broker the engine creates them itself).
+        for binding in &config.bindings {
+            if binding.operator.spec().stateful {
+                let changelog = crate::runtime::changelog::changelog_topic(
+                    &group,
+                    &binding.topic,
+                    binding.operator.name(),
+                );
+                cluster.create_topic(&changelog, DEMO_PARTITIONS, 1)?;
+            }
+        }
+    }
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
     let engine = {

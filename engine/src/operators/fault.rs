@@ -24,6 +24,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     // One worker, so `after_events` counts the whole binding's events.
     default_workers: DefaultWorkers::One,
     model_dir: None,
+    stateful: false,
     start,
 };
 

@@ -22,6 +22,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     accepts: |_: SchemaKind| true,
     default_workers: DefaultWorkers::PerCore,
     model_dir: None,
+    stateful: false,
     start,
 };
 

@@ -32,6 +32,8 @@ pub struct OperatorSpec {
     pub default_workers: DefaultWorkers,
     /// The directory under `storage.model_dir` its versions live in (`None`: no model).
     pub model_dir: Option<&'static str>,
+    /// Whether it keeps keyed partition state (then its binding has a changelog topic).
+    pub stateful: bool,
     /// Loads the model into a shared slot and returns what the binding's workers share.
     pub start: fn(&OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>,
 }

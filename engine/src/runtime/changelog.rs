@@ -191,7 +191,16 @@ impl Changelog {
         let (low, high) = consumer
             .fetch_watermarks(&self.topic, partition, ADMIN_TIMEOUT)
             .map_err(|source| self.kafka_error(source))?;
-        if let Some(cached) = self.cache.load::<CachedPartition>(partition)? {
+        let cached = self
+            .cache
+            .load::<CachedPartition>(partition)
+            .unwrap_or_else(|error| {
+                // Only an optimisation (or a snapshot of an older release): the changelog is
+                // the truth.
+                tracing::warn!(%error, partition, "state cache entry unusable; restoring from the changelog");
+                None
+            });
+        if let Some(cached) = cached {
             if cached.changelog_end == high {
                 for (key, value) in &cached.entries {
                     state

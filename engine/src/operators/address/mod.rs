@@ -175,6 +175,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     accepts: |schema| matches!(schema, SchemaKind::Address | SchemaKind::Email),
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("address"),
+    stateful: false,
     start,
 };
 

@@ -150,6 +150,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     accepts: |schema| schema == SchemaKind::Alert,
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("alert"),
+    stateful: true,
     start,
 };
 

@@ -65,6 +65,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     accepts: |schema| schema == SchemaKind::Email,
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("email"),
+    stateful: true,
     start,
 };
 

@@ -80,6 +80,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     accepts: |schema| schema == SchemaKind::Flow,
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("flow"),
+    stateful: false,
     start,
 };
 

@@ -462,6 +462,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     // ONNX Runtime's session already uses every core; a second worker only adds contention.
     default_workers: DefaultWorkers::One,
     model_dir: Some("prompt"),
+    stateful: false,
     start,
 };
 
