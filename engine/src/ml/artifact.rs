@@ -26,9 +26,9 @@ impl ArtifactRef {
     }
 }
 
-/// Errors reading or writing an artifact.
+/// Errors loading, verifying or saving a model version (one type for every operator).
 #[derive(Debug, thiserror::Error)]
-pub enum ArtifactError {
+pub enum ModelError {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -37,7 +37,7 @@ pub enum ArtifactError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The bytes do not pass a check.
+    /// The bytes, the manifest or a model do not pass a check (sha256, feature list, shape).
     #[error("{0}")]
     Invalid(String),
 }
@@ -50,8 +50,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
-    move |source| ArtifactError::Io {
+/// Maps an I/O error on `path` to [`ModelError::Io`].
+pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io {
         path: path.display().to_string(),
         source,
     }
@@ -62,12 +63,12 @@ pub fn read_verified(
     directory: &Path,
     name: &str,
     expected_sha256: &str,
-) -> Result<Vec<u8>, ArtifactError> {
+) -> Result<Vec<u8>, ModelError> {
     let path = directory.join(name);
     let bytes = std::fs::read(&path).map_err(io_error(&path))?;
     let actual = sha256_hex(&bytes);
     if actual != expected_sha256 {
-        return Err(ArtifactError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "{}: sha256 {actual} differs from the manifest's {expected_sha256}",
             path.display()
         )));
@@ -80,10 +81,9 @@ pub fn read_json<T: serde::de::DeserializeOwned>(
     directory: &Path,
     name: &str,
     expected_sha256: &str,
-) -> Result<T, ArtifactError> {
+) -> Result<T, ModelError> {
     let bytes = read_verified(directory, name, expected_sha256)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|error| ArtifactError::Invalid(format!("{name}: {error}")))
+    serde_json::from_slice(&bytes).map_err(|error| ModelError::Invalid(format!("{name}: {error}")))
 }
 
 /// Reads `directory/manifest.json` and checks that its kind (`kind_of`) is `expected_kind`.
@@ -91,13 +91,13 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(
     directory: &Path,
     kind_of: impl Fn(&T) -> &str,
     expected_kind: &str,
-) -> Result<T, ArtifactError> {
+) -> Result<T, ModelError> {
     let invalid =
-        |error: &dyn std::fmt::Display| ArtifactError::Invalid(format!("manifest.json: {error}"));
+        |error: &dyn std::fmt::Display| ModelError::Invalid(format!("manifest.json: {error}"));
     let bytes = std::fs::read(directory.join("manifest.json")).map_err(|e| invalid(&e))?;
     let manifest: T = serde_json::from_slice(&bytes).map_err(|e| invalid(&e))?;
     if kind_of(&manifest) != expected_kind {
-        return Err(ArtifactError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "manifest kind {:?} is not {expected_kind:?}",
             kind_of(&manifest)
         )));
@@ -111,7 +111,7 @@ pub fn write_json_ref<T: serde::Serialize>(
     directory: &Path,
     name: &str,
     value: &T,
-) -> Result<ArtifactRef, ArtifactError> {
+) -> Result<ArtifactRef, ModelError> {
     Ok(ArtifactRef {
         path: name.to_owned(),
         sha256: write_json(directory, name, value)?,
@@ -124,14 +124,14 @@ pub fn write_json<T: serde::Serialize>(
     directory: &Path,
     name: &str,
     value: &T,
-) -> Result<String, ArtifactError> {
+) -> Result<String, ModelError> {
     let bytes = serde_json::to_vec(value)
-        .map_err(|error| ArtifactError::Invalid(format!("{name}: {error}")))?;
+        .map_err(|error| ModelError::Invalid(format!("{name}: {error}")))?;
     write_bytes(directory, name, &bytes)
 }
 
 /// Writes `bytes` to `directory/name` (directory created) and returns their sha256.
-pub fn write_bytes(directory: &Path, name: &str, bytes: &[u8]) -> Result<String, ArtifactError> {
+pub fn write_bytes(directory: &Path, name: &str, bytes: &[u8]) -> Result<String, ModelError> {
     std::fs::create_dir_all(directory).map_err(io_error(directory))?;
     let path = directory.join(name);
     std::fs::write(&path, bytes).map_err(io_error(&path))?;
@@ -139,12 +139,12 @@ pub fn write_bytes(directory: &Path, name: &str, bytes: &[u8]) -> Result<String,
 }
 
 /// Writes `value` as pretty JSON plus a newline (manifests: read by people and diffs).
-pub fn write_pretty_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ArtifactError> {
+pub fn write_pretty_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ModelError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
     let text = serde_json::to_string_pretty(value)
-        .map_err(|error| ArtifactError::Invalid(format!("{}: {error}", path.display())))?;
+        .map_err(|error| ModelError::Invalid(format!("{}: {error}", path.display())))?;
     std::fs::write(path, text + "\n").map_err(io_error(path))
 }
 

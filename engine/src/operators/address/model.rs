@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ml::artifact::{
     read_json, read_manifest, read_verified, write_bytes, write_json_ref, write_pretty_json,
-    ArtifactError, ArtifactRef,
+    ArtifactRef,
 };
 use crate::ml::logistic::{sigmoid, StandardizedLogistic};
 use crate::operators::address::domains::{DomainList, DomainLists};
@@ -134,16 +134,7 @@ pub struct AddressManifest {
     pub training: AddressTrainingRecord,
 }
 
-/// Errors loading or saving a model set.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// A file could not be read, written or verified.
-    #[error(transparent)]
-    Artifact(#[from] ArtifactError),
-    /// The manifest or a model does not pass a check.
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use crate::ml::artifact::ModelError;
 
 /// A loaded model set.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use crate::ml::artifact::ArtifactRef;
-use crate::ml::artifact::{read_json, write_json, write_pretty_json, ArtifactError};
+use crate::ml::artifact::{read_json, write_json, write_pretty_json};
 use crate::ml::forest::{ForestParams, RandomForest};
 use crate::ml::gbdt::GbdtParams;
 use crate::ml::isolation_forest::{IsolationForest, IsolationForestParams};
@@ -104,16 +104,7 @@ pub struct AlertManifest {
     pub training: AlertTrainingRecord,
 }
 
-/// Errors loading or saving a model set.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// A file could not be read, written or verified.
-    #[error(transparent)]
-    Artifact(#[from] ArtifactError),
-    /// The manifest or a model does not pass a check.
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use crate::ml::artifact::ModelError;
 
 /// What the models say about one alert.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,7 +159,7 @@ impl AlertModel {
     /// Loads `directory/manifest.json` and the files it names, verifying each.
     pub fn load(directory: &Path) -> Result<Self, ModelError> {
         let manifest_path = directory.join("manifest.json");
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| ArtifactError::Io {
+        let text = std::fs::read_to_string(&manifest_path).map_err(|source| ModelError::Io {
             path: manifest_path.display().to_string(),
             source,
         })?;

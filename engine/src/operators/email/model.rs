@@ -22,7 +22,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::ml::artifact::{
-    read_json, read_manifest, write_json_ref, write_pretty_json, ArtifactError, ArtifactRef,
+    read_json, read_manifest, write_json_ref, write_pretty_json, ArtifactRef,
 };
 use crate::ml::autoencoder::Autoencoder;
 use crate::ml::isolation_forest::IsolationForest;
@@ -38,16 +38,7 @@ pub const CLIP: f64 = 20.0;
 /// Detector names, in the order of every per-detector array.
 pub const DETECTORS: [&str; 3] = ["autoencoder", "one_class", "isolation_forest"];
 
-/// Errors loading or saving a model.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// A file failed to read, write or verify.
-    #[error(transparent)]
-    Artifact(#[from] ArtifactError),
-    /// The contents do not fit together.
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use crate::ml::artifact::ModelError;
 
 /// How raw features become detector rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

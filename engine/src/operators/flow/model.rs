@@ -132,28 +132,9 @@ pub struct FlowManifest {
     pub training: Option<TrainingRecord>,
 }
 
-/// Errors loading or saving a model set.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// File.
-        path: String,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// The manifest or a model does not pass a check.
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use crate::ml::artifact::ModelError;
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
+use crate::ml::artifact::io_error;
 
 pub use crate::ml::artifact::sha256_hex;
 
