@@ -82,8 +82,8 @@ impl Operator for FaultOperator {
             match self.config.mode {
                 FaultMode::Panic => panic!("fault operator: injected panic"),
                 FaultMode::Error => {
-                    return Err(OperatorError::Scoring(
-                        "fault operator: injected engine failure".to_owned(),
+                    return Err(OperatorError::scoring(
+                        "fault operator: injected engine failure",
                     ))
                 }
             }
@@ -124,7 +124,7 @@ mod tests {
         );
         assert!(matches!(
             operator.score_batch(&events(1), &mut state),
-            Err(OperatorError::Scoring(_))
+            Err(OperatorError::Scoring { .. })
         ));
         let mut panicking = FaultOperator::default();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

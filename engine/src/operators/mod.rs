@@ -80,7 +80,7 @@ pub fn model_version_dir(
         return Ok(operator_dir.join(version));
     }
     crate::ml::artifact::newest_version(&operator_dir).ok_or_else(|| {
-        OperatorError::Model(format!(
+        OperatorError::Config(format!(
             "no {operator} model under {} (train one with `threatflow train {operator}`)",
             operator_dir.display()
         ))
@@ -116,16 +116,62 @@ pub enum Outcome {
     },
 }
 
-/// Errors of operator lifecycle hooks.
+/// A boxed source error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors of starting or running an operator; each keeps its cause as `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    /// Loading a model or its manifest failed.
-    #[error("model load failed: {0}")]
-    Model(String),
-    /// Scoring failed for a reason that is not the input's (inference runtime error): the
-    /// batch is retried, never dead-lettered.
-    #[error("scoring failed: {0}")]
-    Scoring(String),
+    /// A model version failed to load or verify.
+    #[error("model {}: {source}", directory.display())]
+    Model {
+        /// The version directory.
+        directory: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::ml::artifact::ModelError,
+    },
+    /// The operator's settings are invalid, or do not fit the model.
+    #[error("{0}")]
+    Config(String),
+    /// Something else the operator needs failed to load or start (a rule file, ONNX Runtime,
+    /// a behaviour feed).
+    #[error("{what}: {source}")]
+    Resource {
+        /// What it is.
+        what: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// Scoring failed for a reason that is not the input's (inference runtime error, missing
+    /// partition state): the batch is retried, never dead-lettered.
+    #[error("scoring failed: {what}")]
+    Scoring {
+        /// What failed.
+        what: String,
+        /// The cause, if another error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl OperatorError {
+    /// A [`Self::Resource`] error.
+    pub fn resource(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Resource {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A [`Self::Scoring`] error without another error as its cause.
+    pub fn scoring(what: impl Into<String>) -> Self {
+        Self::Scoring {
+            what: what.into(),
+            source: None,
+        }
+    }
 }
 
 /// What an operator gets at start.

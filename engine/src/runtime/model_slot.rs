@@ -171,7 +171,7 @@ mod tests {
         fn load(&self, version_dir: &Path) -> Result<String, OperatorError> {
             std::fs::read_to_string(version_dir.join("version"))
                 .map(|text| text.trim().to_owned())
-                .map_err(|error| OperatorError::Model(error.to_string()))
+                .map_err(|error| OperatorError::resource("test model", error))
         }
 
         fn version(model: &String) -> String {

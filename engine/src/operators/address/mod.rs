@@ -181,7 +181,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config = context.operators.address.clone();
-    config.validate().map_err(OperatorError::Model)?;
+    config.validate().map_err(OperatorError::Config)?;
     let directory = model_version_dir(context.model_dir, "address", &config.version)?;
     let slot = ModelSlot::load("address", AddressLoader { config }, &directory)?;
     Ok(BindingRuntime::with_model(slot.clone(), move || {
@@ -198,9 +198,11 @@ impl ModelLoader for AddressLoader {
     type Model = AddressScorer;
 
     fn load(&self, version_dir: &Path) -> Result<AddressScorer, OperatorError> {
-        let model = AddressModel::load(version_dir)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
-        self.config.scorer(model).map_err(OperatorError::Model)
+        let model = AddressModel::load(version_dir).map_err(|source| OperatorError::Model {
+            directory: version_dir.to_owned(),
+            source,
+        })?;
+        self.config.scorer(model).map_err(OperatorError::Config)
     }
 
     fn version(scorer: &AddressScorer) -> String {
@@ -245,7 +247,7 @@ impl AddressOperator {
         config: AddressOperatorConfig,
         model: AddressModel,
     ) -> Result<Self, OperatorError> {
-        let scorer = config.scorer(model).map_err(OperatorError::Model)?;
+        let scorer = config.scorer(model).map_err(OperatorError::Config)?;
         Ok(Self::over(ModelSlot::with_model(
             "address",
             AddressLoader { config },

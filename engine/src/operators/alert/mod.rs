@@ -156,7 +156,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config = context.operators.alert.clone();
-    config.validate().map_err(OperatorError::Model)?;
+    config.validate().map_err(OperatorError::Config)?;
     let directory = model_version_dir(context.model_dir, "alert", &config.version)?;
     let slot = ModelSlot::load("alert", AlertLoader { config }, &directory)?;
     Ok(BindingRuntime::with_model(slot.clone(), move || {
@@ -184,9 +184,9 @@ pub struct LoadedAlert {
 
 impl AlertLoader {
     fn prepare(&self, model: AlertModel) -> Result<LoadedAlert, OperatorError> {
-        self.config.validate().map_err(OperatorError::Model)?;
+        self.config.validate().map_err(OperatorError::Config)?;
         let rules = RuleSet::load(self.config.rules_file.as_deref(), &model.manifest.features)
-            .map_err(|error| OperatorError::Model(error.to_string()))?;
+            .map_err(|error| OperatorError::resource("alert rules", error))?;
         Ok(LoadedAlert {
             shap_base_value: model.risk.expected_value()[0],
             shap_tables: FastTreeShap::new(&model.risk, 0),
@@ -199,8 +199,10 @@ impl ModelLoader for AlertLoader {
     type Model = LoadedAlert;
 
     fn load(&self, version_dir: &Path) -> Result<LoadedAlert, OperatorError> {
-        let model = AlertModel::load(version_dir)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
+        let model = AlertModel::load(version_dir).map_err(|source| OperatorError::Model {
+            directory: version_dir.to_owned(),
+            source,
+        })?;
         self.prepare(model)
     }
 
@@ -438,9 +440,7 @@ impl Operator for AlertOperator {
             .map(|sourced| {
                 let history = state
                     .partition::<EntityHistory>(sourced.source.partition)
-                    .ok_or_else(|| {
-                        OperatorError::Scoring("alert history state missing".to_owned())
-                    })?;
+                    .ok_or_else(|| OperatorError::scoring("alert history state missing"))?;
                 Ok(self.score_one(&loaded.model, history, sourced, scored_at_ms))
             })
             .collect::<Result<Vec<_>, OperatorError>>()?;

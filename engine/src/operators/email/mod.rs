@@ -71,12 +71,12 @@ pub const SPEC: OperatorSpec = OperatorSpec {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config = context.operators.email.clone();
-    config.validate().map_err(OperatorError::Model)?;
+    config.validate().map_err(OperatorError::Config)?;
     let directory = model_version_dir(context.model_dir, "email", &config.version)?;
     let behaviour = match (config.behaviour_topic.is_empty(), context.kafka) {
         (false, Some(kafka)) => Some(Arc::new(
             BehaviourFeed::start(kafka, &config.behaviour_topic, &config.behaviour_field)
-                .map_err(|e| OperatorError::Model(format!("behaviour feed: {e}")))?,
+                .map_err(|e| OperatorError::resource("behaviour feed", e))?,
         )),
         _ => None,
     };
@@ -113,13 +113,14 @@ impl ModelLoader for EmailLoader {
     type Model = Loaded;
 
     fn load(&self, directory: &Path) -> Result<Loaded, OperatorError> {
-        let model = EmailModel::load(directory).map_err(|e| {
-            OperatorError::Model(format!("email model {}: {e}", directory.display()))
+        let model = EmailModel::load(directory).map_err(|e| OperatorError::Model {
+            directory: directory.to_owned(),
+            source: e,
         })?;
         let settings = match &self.config.features {
             Some(features) => {
                 if features.tfidf_buckets != model.manifest.feature_settings.tfidf_buckets {
-                    return Err(OperatorError::Model(format!(
+                    return Err(OperatorError::Config(format!(
                         "operators.email.features.tfidf_buckets {} differs from the model's {}",
                         features.tfidf_buckets, model.manifest.feature_settings.tfidf_buckets
                     )));
@@ -133,7 +134,7 @@ impl ModelLoader for EmailLoader {
             }
             None => model.manifest.feature_settings.clone(),
         };
-        let extractor = FeatureExtractor::new(&settings).map_err(OperatorError::Model)?;
+        let extractor = FeatureExtractor::new(&settings).map_err(OperatorError::Config)?;
         Ok(Loaded {
             window: self.config.window_settings(&model),
             ensemble: self.config.ensemble_settings(),
@@ -354,7 +355,7 @@ impl Operator for EmailOperator {
         for event in events {
             let windows = state
                 .partition::<PartitionWindows>(event.source.partition)
-                .ok_or_else(|| OperatorError::Scoring("email window state missing".to_owned()))?;
+                .ok_or_else(|| OperatorError::scoring("email window state missing"))?;
             outcomes.push(self.score_one(loaded, windows, event, scored_at_ms));
         }
         // Expiry walks every user of a partition: once per batch, not per message (statistics

@@ -123,7 +123,7 @@ impl FlowLoader {
             .keys()
             .find(|team| !teams.contains(&team.as_str()))
         {
-            return Err(OperatorError::Model(format!(
+            return Err(OperatorError::Config(format!(
                 "operators.flow.team_topics names team {unknown:?}; the model has {teams:?}"
             )));
         }
@@ -143,8 +143,10 @@ impl ModelLoader for FlowLoader {
     type Model = LoadedFlow;
 
     fn load(&self, version_dir: &Path) -> Result<LoadedFlow, OperatorError> {
-        let model = FlowModel::load(version_dir)
-            .map_err(|error| OperatorError::Model(format!("{}: {error}", version_dir.display())))?;
+        let model = FlowModel::load(version_dir).map_err(|source| OperatorError::Model {
+            directory: version_dir.to_owned(),
+            source,
+        })?;
         self.prepare(model)
     }
 

@@ -257,13 +257,13 @@ impl PromptScorer {
         rules_path: &Path,
         config: &PromptOperatorConfig,
     ) -> Result<Self, OperatorError> {
-        config.validate().map_err(OperatorError::Model)?;
-        let rules =
-            RuleSet::load(rules_path).map_err(|error| OperatorError::Model(error.to_string()))?;
+        config.validate().map_err(OperatorError::Config)?;
+        let rules = RuleSet::load(rules_path)
+            .map_err(|error| OperatorError::resource("prompt rules", error))?;
         let l2 = if let Some(directory) = version_dir {
             Some(
                 load_l2(directory, &config.l2)
-                    .map_err(|error| OperatorError::Model(error.to_string()))?,
+                    .map_err(|error| OperatorError::resource("prompt l2 model", error))?,
             )
         } else {
             tracing::warn!("prompt l2 classifier disabled; prompts are scored by rules alone");
@@ -468,7 +468,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config = context.operators.prompt.clone();
-    config.validate().map_err(OperatorError::Model)?;
+    config.validate().map_err(OperatorError::Config)?;
     let directory = if config.l2.enabled {
         model_version_dir(context.model_dir, "prompt", &config.version)?
     } else {
@@ -499,7 +499,7 @@ impl ModelLoader for PromptLoader {
         // Warm the new session (first inference allocates) before it takes traffic.
         scorer
             .assess_batch(&["warm-up: is this prompt benign?"])
-            .map_err(|error| OperatorError::Model(format!("prompt model warm-up: {error}")))?;
+            .map_err(|error| OperatorError::resource("prompt model warm-up", error))?;
         Ok(scorer)
     }
 
@@ -696,7 +696,10 @@ impl Operator for PromptOperator {
         // (The batcher counts the failure in `threatflow_prompt_l2_errors_total`.)
         let assessments = scorer
             .assess_batch(&texts)
-            .map_err(|error| OperatorError::Scoring(format!("prompt l2 failed: {error}")))?;
+            .map_err(|error| OperatorError::Scoring {
+                what: "prompt l2".to_owned(),
+                source: Some(Box::new(error)),
+            })?;
         Ok(events
             .iter()
             .zip(&assessments)
