@@ -65,6 +65,32 @@ pub struct Scored {
     pub scored_at_ms: i64,
 }
 
+impl Scored {
+    /// With these named numeric outputs.
+    pub fn with_scores(mut self, scores: BTreeMap<String, f64>) -> Self {
+        self.scores = scores;
+        self
+    }
+
+    /// With these named categorical outputs.
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// With this explanation (strongest first).
+    pub fn with_explanation(mut self, explanation: Vec<Contribution>) -> Self {
+        self.explanation = explanation;
+        self
+    }
+
+    /// With these operating points crossed.
+    pub fn with_thresholds(mut self, thresholds_crossed: Vec<String>) -> Self {
+        self.thresholds_crossed = thresholds_crossed;
+        self
+    }
+}
+
 /// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -51,6 +51,24 @@ pub struct SourcedEvent {
 }
 
 impl SourcedEvent {
+    /// The scored envelope of this event: its id, coordinates and event time, with
+    /// `operator`, `model_version` and `scored_at_ms`; scores, labels, explanation and
+    /// thresholds empty (fill them with [`Scored::with_scores`] and friends).
+    pub fn scored(&self, operator: &str, model_version: &str, scored_at_ms: i64) -> Scored {
+        Scored {
+            event_id: self.event_id.clone(),
+            source: self.source.clone(),
+            operator: operator.to_owned(),
+            model_version: model_version.to_owned(),
+            scores: Default::default(),
+            labels: Default::default(),
+            explanation: Vec::new(),
+            thresholds_crossed: Vec::new(),
+            event_time_ms: self.event.event_time_ms(),
+            scored_at_ms,
+        }
+    }
+
     /// `event` as read at `offset` of partition 0 of `topic`, with the derived id (for
     /// tests, benchmarks and offline scoring, where there is no broker record).
     pub fn at_offset(topic: &str, offset: i64, event: InputEvent) -> Self {

@@ -13,7 +13,7 @@ use crate::operators::{
     BindingRuntime, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
 };
 use crate::runtime::PartitionStates;
-use crate::scored::{now_ms, Scored};
+use crate::scored::now_ms;
 
 /// The operator-table entry.
 pub const SPEC: OperatorSpec = OperatorSpec {
@@ -55,18 +55,11 @@ pub fn unscored(operator: &'static str, events: &[SourcedEvent]) -> Vec<Outcome>
         events
             .iter()
             .map(|sourced| Outcome::Scored {
-                scored: Box::new(Scored {
-                    event_id: sourced.event_id.clone(),
-                    source: sourced.source.clone(),
-                    operator: operator.to_owned(),
-                    model_version: "none".to_owned(),
-                    scores: Default::default(),
-                    labels: [("verdict".to_owned(), "unscored".to_owned())].into(),
-                    explanation: Vec::new(),
-                    thresholds_crossed: Vec::new(),
-                    event_time_ms: sourced.event.event_time_ms(),
-                    scored_at_ms,
-                }),
+                scored: Box::new(
+                    sourced
+                        .scored(operator, "none", scored_at_ms)
+                        .with_labels([("verdict".to_owned(), "unscored".to_owned())].into()),
+                ),
                 extra: Vec::new(),
             })
             .collect()

@@ -45,7 +45,7 @@ use crate::operators::{
     SourcedEvent,
 };
 use crate::runtime::{ModelLoader, ModelSlot, PartitionStates};
-use crate::scored::{now_ms, Contribution, Scored};
+use crate::scored::{now_ms, Contribution};
 use features::FEATURES;
 use model::AddressModel;
 use scorer::{AddressAssessment, AddressScorer, Decision, DecisionThresholds, Guardrail};
@@ -368,18 +368,14 @@ impl AddressOperator {
             ("calibration_boost".to_owned(), assessment.boost),
         ]);
         Outcome::Scored {
-            scored: Box::new(Scored {
-                event_id: sourced.event_id.clone(),
-                source: sourced.source.clone(),
-                operator: self.name().to_owned(),
-                model_version: manifest.version.clone(),
-                scores,
-                labels,
-                explanation: self.explain(&assessment),
-                thresholds_crossed,
-                event_time_ms: sourced.event.event_time_ms(),
-                scored_at_ms,
-            }),
+            scored: Box::new(
+                sourced
+                    .scored(self.name(), &manifest.version, scored_at_ms)
+                    .with_scores(scores)
+                    .with_labels(labels)
+                    .with_explanation(self.explain(&assessment))
+                    .with_thresholds(thresholds_crossed),
+            ),
             extra: Vec::new(),
         }
     }

@@ -4,6 +4,7 @@ use super::*;
 use crate::events::{AddressEvent, EmailEvent, PromptEvent};
 use crate::ml::artifact::newest_version;
 use crate::ml::logistic::StandardizedLogistic;
+use crate::scored::Scored;
 
 fn shipped_model() -> AddressModel {
     let models = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/address"));

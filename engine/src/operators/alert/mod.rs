@@ -403,18 +403,12 @@ impl AlertOperator {
         }
         metrics::counter!(crate::telemetry::ALERT_DISPOSITIONS, "disposition" => disposition)
             .increment(1);
-        let scored = Scored {
-            event_id: sourced.event_id.clone(),
-            source: sourced.source.clone(),
-            operator: self.name().to_owned(),
-            model_version: scorer.model.manifest.version.clone(),
-            scores,
-            labels,
-            explanation: self.explain(loaded, &score),
-            thresholds_crossed,
-            event_time_ms: sourced.event.event_time_ms(),
-            scored_at_ms,
-        };
+        let scored = sourced
+            .scored(self.name(), &scorer.model.manifest.version, scored_at_ms)
+            .with_scores(scores)
+            .with_labels(labels)
+            .with_explanation(self.explain(loaded, &score))
+            .with_thresholds(thresholds_crossed);
         let extra = self.entity_records(scorer, history, sourced, alert, scored_at_ms);
         Outcome::Scored {
             scored: Box::new(scored),

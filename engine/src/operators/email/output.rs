@@ -91,18 +91,12 @@ pub fn message_record(
         })
         .collect();
     explanation.extend(detector_parts);
-    Scored {
-        event_id: sourced.event_id.clone(),
-        source: sourced.source.clone(),
-        operator: "email".to_owned(),
-        model_version: model.manifest.version.clone(),
-        scores,
-        labels,
-        explanation,
-        thresholds_crossed,
-        event_time_ms: sourced.event.event_time_ms(),
-        scored_at_ms,
-    }
+    sourced
+        .scored("email", &model.manifest.version, scored_at_ms)
+        .with_scores(scores)
+        .with_labels(labels)
+        .with_explanation(explanation)
+        .with_thresholds(thresholds_crossed)
 }
 
 /// A per-user risk record for `config.user_topic`.

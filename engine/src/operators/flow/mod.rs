@@ -38,7 +38,7 @@ use crate::operators::{
     Outcome, SourcedEvent,
 };
 use crate::runtime::{ModelLoader, ModelSlot, PartitionStates};
-use crate::scored::{now_ms, Contribution, Scored};
+use crate::scored::{now_ms, Contribution};
 use dataset::CLASSES;
 use features::FeatureEncoder;
 use model::{recommended_action, risk_level, FlowAssessment, FlowModel};
@@ -272,22 +272,18 @@ impl FlowOperator {
                 recommended_action(level, assessment.attack_category).to_owned(),
             ),
         ]);
-        let scored = Scored {
-            event_id: sourced.event_id.clone(),
-            source: sourced.source.clone(),
-            operator: self.name().to_owned(),
-            model_version: model.manifest.version.clone(),
-            scores,
-            labels,
-            explanation: self.explain(loaded, row),
-            thresholds_crossed: assessment
-                .teams_crossed
-                .iter()
-                .map(|&team| model.manifest.teams[team].team.clone())
-                .collect(),
-            event_time_ms: sourced.event.event_time_ms(),
-            scored_at_ms,
-        };
+        let scored = sourced
+            .scored(self.name(), &model.manifest.version, scored_at_ms)
+            .with_scores(scores)
+            .with_labels(labels)
+            .with_explanation(self.explain(loaded, row))
+            .with_thresholds(
+                assessment
+                    .teams_crossed
+                    .iter()
+                    .map(|&team| model.manifest.teams[team].team.clone())
+                    .collect(),
+            );
         let extra = assessment
             .teams_crossed
             .iter()

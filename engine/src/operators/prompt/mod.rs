@@ -612,18 +612,12 @@ impl PromptOperator {
             decision::Verdict::Suspicious => vec!["suspicious".to_owned()],
             decision::Verdict::Benign => Vec::new(),
         };
-        Scored {
-            event_id: sourced.event_id.clone(),
-            source: sourced.source.clone(),
-            operator: self.name().to_owned(),
-            model_version: PromptLoader::version(scorer),
-            scores,
-            labels,
-            explanation: explain(scorer, assessment),
-            thresholds_crossed,
-            event_time_ms: sourced.event.event_time_ms(),
-            scored_at_ms: now_ms(),
-        }
+        sourced
+            .scored(self.name(), &PromptLoader::version(scorer), now_ms())
+            .with_scores(scores)
+            .with_labels(labels)
+            .with_explanation(explain(scorer, assessment))
+            .with_thresholds(thresholds_crossed)
     }
 }
 
