@@ -411,15 +411,18 @@ pub fn main() -> ExitCode {
                     fp_cost,
                     fn_cost,
                 },
-        } => crate::model_cli::train_flow(&crate::operators::flow::train::TrainOptions {
-            out: models.join("flow").join(&version),
-            data,
-            version,
-            seed,
-            validation_fraction,
-            false_positive_cost: fp_cost,
-            false_negative_cost: fn_cost,
-        }),
+        } => crate::model_cli::exit_code(
+            "train flow",
+            crate::model_cli::train_flow(&crate::operators::flow::train::TrainOptions {
+                out: models.join("flow").join(&version),
+                data,
+                version,
+                seed,
+                validation_fraction,
+                false_positive_cost: fp_cost,
+                false_negative_cost: fn_cost,
+            }),
+        ),
         Command::Eval {
             command:
                 EvalCommand::Flow {
@@ -428,7 +431,10 @@ pub fn main() -> ExitCode {
                     json,
                     report,
                 },
-        } => crate::model_cli::eval_flow(&data, model.as_deref(), json, report.as_deref()),
+        } => crate::model_cli::exit_code(
+            "eval flow",
+            crate::model_cli::eval_flow(&data, model.as_deref(), json, report.as_deref()),
+        ),
         Command::Train {
             command:
                 TrainCommand::Alert {
@@ -439,14 +445,17 @@ pub fn main() -> ExitCode {
                     validation_fraction,
                     contamination,
                 },
-        } => crate::model_cli::train_alert(&crate::operators::alert::train::TrainOptions {
-            out: models.join("alert").join(&version),
-            data,
-            version,
-            seed,
-            validation_fraction,
-            contamination,
-        }),
+        } => crate::model_cli::exit_code(
+            "train alert",
+            crate::model_cli::train_alert(&crate::operators::alert::train::TrainOptions {
+                out: models.join("alert").join(&version),
+                data,
+                version,
+                seed,
+                validation_fraction,
+                contamination,
+            }),
+        ),
         Command::Eval {
             command:
                 EvalCommand::Alert {
@@ -455,7 +464,10 @@ pub fn main() -> ExitCode {
                     rules,
                     json,
                 },
-        } => crate::model_cli::eval_alert(&data, model.as_deref(), rules.as_deref(), json),
+        } => crate::model_cli::exit_code(
+            "eval alert",
+            crate::model_cli::eval_alert(&data, model.as_deref(), rules.as_deref(), json),
+        ),
         Command::Generate {
             command:
                 GenerateCommand::Alerts {
@@ -464,7 +476,10 @@ pub fn main() -> ExitCode {
                     seed,
                     holdout_fraction,
                 },
-        } => crate::model_cli::generate_alerts(&out, count, seed, holdout_fraction),
+        } => crate::model_cli::exit_code(
+            "generate alerts",
+            crate::model_cli::generate_alerts(&out, count, seed, holdout_fraction),
+        ),
         Command::Train {
             command:
                 TrainCommand::Address {
@@ -477,16 +492,19 @@ pub fn main() -> ExitCode {
                     concentration,
                     l2_penalty,
                 },
-        } => crate::model_cli::train_address(&crate::operators::address::train::TrainOptions {
-            out: models.join("address").join(&version),
-            data,
-            sources,
-            version,
-            seed,
-            folds,
-            concentration,
-            l2_penalty,
-        }),
+        } => crate::model_cli::exit_code(
+            "train address",
+            crate::model_cli::train_address(&crate::operators::address::train::TrainOptions {
+                out: models.join("address").join(&version),
+                data,
+                sources,
+                version,
+                seed,
+                folds,
+                concentration,
+                l2_penalty,
+            }),
+        ),
         Command::Eval {
             command:
                 EvalCommand::Address {
@@ -496,15 +514,18 @@ pub fn main() -> ExitCode {
                     block_at,
                     json,
                 },
-        } => crate::model_cli::eval_address(
-            &data,
-            model.as_deref(),
-            &crate::operators::address::AddressOperatorConfig {
-                review_at,
-                block_at,
-                ..Default::default()
-            },
-            json,
+        } => crate::model_cli::exit_code(
+            "eval address",
+            crate::model_cli::eval_address(
+                &data,
+                model.as_deref(),
+                &crate::operators::address::AddressOperatorConfig {
+                    review_at,
+                    block_at,
+                    ..Default::default()
+                },
+                json,
+            ),
         ),
         Command::Generate {
             command:
@@ -516,13 +537,16 @@ pub fn main() -> ExitCode {
                     seed,
                     holdout_fraction,
                 },
-        } => crate::model_cli::generate_addresses(
-            &sources,
-            &out,
-            count,
-            fraud_share,
-            seed,
-            holdout_fraction,
+        } => crate::model_cli::exit_code(
+            "generate addresses",
+            crate::model_cli::generate_addresses(
+                &sources,
+                &out,
+                count,
+                fraud_share,
+                seed,
+                holdout_fraction,
+            ),
         ),
         Command::Train {
             command:
@@ -536,18 +560,21 @@ pub fn main() -> ExitCode {
                     one_class_rows,
                     nu,
                 },
-        } => crate::model_cli::train_email(
-            config.as_deref(),
-            crate::operators::email::train::TrainOptions {
-                data,
-                models,
-                version,
-                seed,
-                calibration_fraction,
-                one_class_rows,
-                nu,
-                ..Default::default()
-            },
+        } => crate::model_cli::exit_code(
+            "train email",
+            crate::model_cli::train_email(
+                config.as_deref(),
+                crate::operators::email::train::TrainOptions {
+                    data,
+                    models,
+                    version,
+                    seed,
+                    calibration_fraction,
+                    one_class_rows,
+                    nu,
+                    ..Default::default()
+                },
+            ),
         ),
         Command::Eval {
             command:
@@ -559,14 +586,17 @@ pub fn main() -> ExitCode {
                     rules_only,
                     json,
                 },
-        } => crate::model_cli::eval_prompt(&crate::model_cli::EvalPromptOptions {
-            data,
-            model_dir,
-            config,
-            batch,
-            rules_only,
-            json,
-        }),
+        } => crate::model_cli::exit_code(
+            "eval prompt",
+            crate::model_cli::eval_prompt(&crate::model_cli::EvalPromptOptions {
+                data,
+                model_dir,
+                config,
+                batch,
+                rules_only,
+                json,
+            }),
+        ),
         Command::Eval {
             command:
                 EvalCommand::Email {
@@ -575,7 +605,10 @@ pub fn main() -> ExitCode {
                     config,
                     json,
                 },
-        } => crate::model_cli::eval_email(&data, model.as_deref(), config.as_deref(), json),
+        } => crate::model_cli::exit_code(
+            "eval email",
+            crate::model_cli::eval_email(&data, model.as_deref(), config.as_deref(), json),
+        ),
         Command::Generate {
             command:
                 GenerateCommand::Emails {
@@ -587,21 +620,24 @@ pub fn main() -> ExitCode {
                     holdout_fraction,
                     seed,
                 },
-        } => crate::model_cli::generate_emails(&crate::operators::email::synth::GenerateOptions {
-            sources,
-            out,
-            users,
-            insiders,
-            weeks,
-            holdout_fraction,
-            seed,
-        }),
+        } => crate::model_cli::exit_code(
+            "generate emails",
+            crate::model_cli::generate_emails(&crate::operators::email::synth::GenerateOptions {
+                sources,
+                out,
+                users,
+                insiders,
+                weeks,
+                holdout_fraction,
+                seed,
+            }),
+        ),
         Command::Config {
             command: ConfigCommand::Check { file, offline },
         } => crate::config_check::run(&file, offline),
         Command::Bench {
             command: BenchCommand::Prompt(options),
-        } => crate::model_cli::bench_prompt(&options),
+        } => crate::model_cli::exit_code("bench prompt", crate::model_cli::bench_prompt(&options)),
     }
 }
 

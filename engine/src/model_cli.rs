@@ -1,9 +1,14 @@
-//! The `train` and `eval` commands: thin plumbing from the command line to each operator's
-//! training and evaluation code, with the output conventions every operator shares
-//! (human-readable report on stdout; with `--json`, one JSON object on the last line).
+//! The `train`, `eval`, `generate` and `bench` commands: thin plumbing from the command line
+//! to each operator's training and evaluation code, with the output conventions every
+//! operator shares (human-readable report on stdout; with `--json`, one JSON object on the last
+//! line). Every command returns `anyhow::Result`; [`exit_code`] is the one place that turns a
+//! result into a process exit status: 0, 2 for a usage problem ([`UsageError`]: a bad
+//! argument, no model to evaluate, an invalid config file), 1 for anything else.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use crate::ml::artifact::newest_version;
 use crate::operators::flow::dataset::read_nsl_kdd;
@@ -11,111 +16,127 @@ use crate::operators::flow::eval::evaluate;
 use crate::operators::flow::model::FlowModel;
 use crate::operators::flow::train::{train, TrainOptions};
 
-/// `threatflow train flow`.
-pub fn train_flow(options: &TrainOptions) -> ExitCode {
-    let started = std::time::Instant::now();
-    match train(options, rfc3339_utc(std::time::SystemTime::now())) {
-        Ok(summary) => {
-            let record = summary.model.manifest.training.as_ref();
-            println!(
-                "trained flow model {} in {:.1} s: binary {} rounds, category {} rounds; written to {}\n",
-                summary.model.manifest.version,
-                started.elapsed().as_secs_f64(),
-                record.map_or(0, |record| record.binary_rounds),
-                record.map_or(0, |record| record.category_rounds),
-                options.out.display()
-            );
-            println!(
-                "validation split (held out from {}):\n",
-                options.data.display()
-            );
-            print!("{}", summary.validation.render());
-            ExitCode::SUCCESS
+/// A problem with how the command was called (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit status of a command's result; prints the error with its causes to stderr.
+pub fn exit_code(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("{command}: {}", render(&error));
+            ExitCode::from(2)
         }
         Err(error) => {
-            eprintln!("train flow failed: {error}");
+            eprintln!("{command} failed: {}", render(&error));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, each cause once (many of our errors already quote their source
+/// in their message).
+fn render(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// `threatflow train flow`.
+pub fn train_flow(options: &TrainOptions) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let summary = train(options, rfc3339_utc(std::time::SystemTime::now()))?;
+    let record = summary.model.manifest.training.as_ref();
+    println!(
+        "trained flow model {} in {:.1} s: binary {} rounds, category {} rounds; written to {}\n",
+        summary.model.manifest.version,
+        started.elapsed().as_secs_f64(),
+        record.map_or(0, |record| record.binary_rounds),
+        record.map_or(0, |record| record.category_rounds),
+        options.out.display()
+    );
+    println!(
+        "validation split (held out from {}):\n",
+        options.data.display()
+    );
+    print!("{}", summary.validation.render());
+    Ok(())
+}
+
 /// `threatflow eval flow`.
-pub fn eval_flow(data: &Path, model: Option<&Path>, json: bool, report: Option<&Path>) -> ExitCode {
-    let directory = match model_directory("flow", model) {
-        Ok(directory) => directory,
-        Err(code) => return code,
-    };
-    let model = match FlowModel::load(&directory) {
-        Ok(model) => model,
-        Err(error) => {
-            eprintln!("cannot load {}: {error}", directory.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let rows = match read_nsl_kdd(data) {
-        Ok(rows) => rows,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+pub fn eval_flow(
+    data: &Path,
+    model: Option<&Path>,
+    json: bool,
+    report: Option<&Path>,
+) -> anyhow::Result<()> {
+    let directory = model_directory("flow", model)?;
+    let model = FlowModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let rows = read_nsl_kdd(data)?;
     let evaluation = evaluate(&model, &rows);
     print!("{}", evaluation.render());
     if let Some(report) = report {
-        match evaluation.write_report(report) {
-            Ok(true) => println!("\nreport written to {}", report.display()),
-            Ok(false) => println!(
+        let with_text = evaluation
+            .write_report(report)
+            .map_err(|error| anyhow::anyhow!("cannot write the report: {error}"))?;
+        if with_text {
+            println!("\nreport written to {}", report.display());
+        } else {
+            println!(
                 "\nreport written to {} (no font found: plots have no text; set THREATFLOW_PLOT_FONT)",
                 report.display()
-            ),
-            Err(error) => {
-                eprintln!("cannot write the report: {error}");
-                return ExitCode::FAILURE;
-            }
+            );
         }
     }
-    if json {
-        return print_json_line(&evaluation);
-    }
-    ExitCode::SUCCESS
+    print_json_line_if(json, &evaluation)
 }
 
 /// The version directory `eval <operator>` reads: `--model` when given, else the newest
-/// under `models/<operator>`; the exit code to return when there is none.
-fn model_directory(operator: &str, model: Option<&Path>) -> Result<PathBuf, ExitCode> {
+/// under `models/<operator>` (a usage error when there is none).
+fn model_directory(operator: &str, model: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(directory) = model {
         return Ok(directory.to_path_buf());
     }
     let root = Path::new("models").join(operator);
     newest_version(&root).ok_or_else(|| {
-        eprintln!(
+        UsageError(format!(
             "no model under {}: pass --model DIR or run `threatflow train {operator}`",
             root.display()
-        );
-        ExitCode::from(2)
+        ))
+        .into()
     })
 }
 
-/// Prints `value` as the one-line JSON object `--json` promises on the last line of stdout.
-fn print_json_line<T: serde::Serialize>(value: &T) -> ExitCode {
-    match serde_json::to_string(value) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("cannot render json: {error}");
-            ExitCode::FAILURE
-        }
+/// With `json`, prints `value` as the one-line JSON object `--json` promises on the last line
+/// of stdout.
+fn print_json_line_if<T: serde::Serialize>(json: bool, value: &T) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(value).context("cannot render json")?
+        );
     }
+    Ok(())
 }
 
 /// `threatflow train alert`.
-pub fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> ExitCode {
+pub fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    match crate::operators::alert::train::train(options, rfc3339_utc(std::time::SystemTime::now()))
     {
-        Ok(summary) => {
+        let summary = crate::operators::alert::train::train(
+            options,
+            rfc3339_utc(std::time::SystemTime::now()),
+        )?;
+        {
             let training = &summary.model.manifest.training;
             println!(
                 "trained alert model {} in {:.1} s on {} alerts (risk model {} rounds); written to {}\n",
@@ -135,61 +156,43 @@ pub fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> Ex
                 options.data.display()
             );
             print!("{}", summary.validation.render());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("train alert failed: {error}");
-            ExitCode::FAILURE
         }
     }
+    Ok(())
 }
 
 /// `threatflow eval alert`.
-pub fn eval_alert(data: &Path, model: Option<&Path>, rules: Option<&Path>, json: bool) -> ExitCode {
+pub fn eval_alert(
+    data: &Path,
+    model: Option<&Path>,
+    rules: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
     use crate::operators::alert::{model::AlertModel, rules::RuleSet, scorer::BlendWeights};
-    let directory = match model_directory("alert", model) {
-        Ok(directory) => directory,
-        Err(code) => return code,
-    };
-    let model = match AlertModel::load(&directory) {
-        Ok(model) => model,
-        Err(error) => {
-            eprintln!("cannot load {}: {error}", directory.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let rules = match RuleSet::load(rules, &model.manifest.features) {
-        Ok(rules) => rules,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let alerts = match std::fs::read_to_string(data)
+    let directory = model_directory("alert", model)?;
+    let model = AlertModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let rules = RuleSet::load(rules, &model.manifest.features)?;
+    let alerts = std::fs::read_to_string(data)
         .map_err(|error| error.to_string())
         .and_then(|text| crate::operators::alert::synth::read_jsonl(&text))
-    {
-        Ok(alerts) => alerts,
-        Err(error) => {
-            eprintln!("{}: {error}", data.display());
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(|error| anyhow::anyhow!("{}: {error}", data.display()))?;
     let evaluation =
         crate::operators::alert::eval::evaluate(model, rules, BlendWeights::default(), &alerts);
     print!("{}", evaluation.render());
-    if json {
-        return print_json_line(&evaluation);
-    }
-    ExitCode::SUCCESS
+    print_json_line_if(json, &evaluation)
 }
 
 /// `threatflow generate alerts`.
-pub fn generate_alerts(out: &Path, count: usize, seed: u64, holdout_fraction: f64) -> ExitCode {
+pub fn generate_alerts(
+    out: &Path,
+    count: usize,
+    seed: u64,
+    holdout_fraction: f64,
+) -> anyhow::Result<()> {
     use crate::operators::alert::synth::{generate, split, write_jsonl, GeneratorConfig};
     if !(0.0..1.0).contains(&holdout_fraction) {
-        eprintln!("--holdout-fraction must be in [0, 1)");
-        return ExitCode::from(2);
+        return Err(UsageError("--holdout-fraction must be in [0, 1)".to_owned()).into());
     }
     let alerts = generate(&GeneratorConfig {
         seed,
@@ -199,10 +202,7 @@ pub fn generate_alerts(out: &Path, count: usize, seed: u64, holdout_fraction: f6
     let total = alerts.len();
     let (train, holdout) = split(alerts, holdout_fraction);
     for (name, part) in [("train.jsonl", &train), ("holdout.jsonl", &holdout)] {
-        if let Err(error) = write_jsonl(&out.join(name), part) {
-            eprintln!("{}: {error}", out.join(name).display());
-            return ExitCode::FAILURE;
-        }
+        write_jsonl(&out.join(name), part).with_context(|| out.join(name).display().to_string())?;
     }
     let warmup = holdout.iter().filter(|alert| alert.warmup).count();
     println!(
@@ -212,17 +212,20 @@ pub fn generate_alerts(out: &Path, count: usize, seed: u64, holdout_fraction: f6
         holdout.len() - warmup,
         out.join("holdout.jsonl").display()
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// `threatflow train address`.
-pub fn train_address(options: &crate::operators::address::train::TrainOptions) -> ExitCode {
+pub fn train_address(
+    options: &crate::operators::address::train::TrainOptions,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    match crate::operators::address::train::train(
-        options,
-        rfc3339_utc(std::time::SystemTime::now()),
-    ) {
-        Ok(summary) => {
+    {
+        let summary = crate::operators::address::train::train(
+            options,
+            rfc3339_utc(std::time::SystemTime::now()),
+        )?;
+        {
             let manifest = &summary.manifest;
             let training = &manifest.training;
             println!(
@@ -242,13 +245,9 @@ pub fn train_address(options: &crate::operators::address::train::TrainOptions) -
                 options.data.display()
             );
             print!("{}", summary.evaluation.report());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("train address failed: {error}");
-            ExitCode::FAILURE
         }
     }
+    Ok(())
 }
 
 /// `threatflow eval address`.
@@ -257,38 +256,19 @@ pub fn eval_address(
     model: Option<&Path>,
     config: &crate::operators::address::AddressOperatorConfig,
     json: bool,
-) -> ExitCode {
+) -> anyhow::Result<()> {
     use crate::operators::address::{model::AddressModel, synth::read_labeled};
-    let directory = match model_directory("address", model) {
-        Ok(directory) => directory,
-        Err(code) => return code,
-    };
-    let scorer = match AddressModel::load(&directory)
-        .map_err(|error| format!("cannot load {}: {error}", directory.display()))
-        .and_then(|model| config.scorer(model))
-    {
-        Ok(scorer) => scorer,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rows = match std::fs::read_to_string(data)
+    let directory = model_directory("address", model)?;
+    let model = AddressModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let scorer = config.scorer(model).map_err(anyhow::Error::msg)?;
+    let rows = std::fs::read_to_string(data)
         .map_err(|error| error.to_string())
         .and_then(|text| read_labeled(&text))
-    {
-        Ok(rows) => rows,
-        Err(error) => {
-            eprintln!("{}: {error}", data.display());
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(|error| anyhow::anyhow!("{}: {error}", data.display()))?;
     let evaluation = crate::operators::address::eval::evaluate(&scorer, &rows);
     print!("{}", evaluation.report());
-    if json {
-        return print_json_line(&evaluation);
-    }
-    ExitCode::SUCCESS
+    print_json_line_if(json, &evaluation)
 }
 
 /// `threatflow generate addresses`.
@@ -299,26 +279,20 @@ pub fn generate_addresses(
     fraud_share: f64,
     seed: u64,
     holdout_fraction: f64,
-) -> ExitCode {
+) -> anyhow::Result<()> {
     use crate::operators::address::synth::{generate, split, write_jsonl, AddressSources};
     if !(0.0..1.0).contains(&holdout_fraction) || !(0.0..1.0).contains(&fraud_share) {
-        eprintln!("--holdout-fraction and --fraud-share must be in [0, 1)");
-        return ExitCode::from(2);
+        return Err(UsageError(
+            "--holdout-fraction and --fraud-share must be in [0, 1)".to_owned(),
+        )
+        .into());
     }
-    let sources = match AddressSources::load(sources) {
-        Ok(sources) => sources,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let sources = AddressSources::load(sources).map_err(anyhow::Error::msg)?;
     let rows = generate(&sources, count, fraud_share, seed);
     let (train, holdout) = split(&rows, holdout_fraction);
     for (name, part) in [("train.jsonl", &train), ("holdout.jsonl", &holdout)] {
-        if let Err(error) = write_jsonl(&out.join(name), part) {
-            eprintln!("{}: {error}", out.join(name).display());
-            return ExitCode::FAILURE;
-        }
+        write_jsonl(&out.join(name), part)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", out.join(name).display()))?;
     }
     println!(
         "{} addresses (seed {seed}, {} fraudulent): {} in {}, {} held out in {}",
@@ -329,7 +303,7 @@ pub fn generate_addresses(
         holdout.len(),
         out.join("holdout.jsonl").display()
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// `time` as RFC 3339 UTC with seconds (`2026-11-23T17:04:05Z`).
@@ -338,34 +312,32 @@ pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
 }
 
 /// The `[operators]` section of `config` (a full engine config file), or defaults.
-fn operators_config(config: Option<&Path>) -> Result<crate::operators::OperatorsConfig, ExitCode> {
+fn operators_config(config: Option<&Path>) -> anyhow::Result<crate::operators::OperatorsConfig> {
     let Some(path) = config else {
         return Ok(Default::default());
     };
     crate::config::EngineConfig::load(path)
         .map(|config| config.operators)
-        .map_err(|error| {
-            eprintln!("{}: {error}", path.display());
-            ExitCode::from(2)
-        })
+        .map_err(|error| UsageError(format!("{}: {error}", path.display())).into())
 }
 
 /// `threatflow train email`.
 pub fn train_email(
     config: Option<&Path>,
     mut options: crate::operators::email::train::TrainOptions,
-) -> ExitCode {
-    let email = match operators_config(config) {
-        Ok(operators) => operators.email,
-        Err(code) => return code,
-    };
+) -> anyhow::Result<()> {
+    let email = operators_config(config)?.email;
     if let Some(features) = email.features {
         options.settings = features;
     }
     let started = std::time::Instant::now();
-    match crate::operators::email::train::train(&options, rfc3339_utc(std::time::SystemTime::now()))
     {
-        Ok(summary) => {
+        let summary = crate::operators::email::train::train(
+            &options,
+            rfc3339_utc(std::time::SystemTime::now()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        {
             let training = &summary.manifest.training;
             let metrics = &summary.manifest.metrics;
             println!(
@@ -386,13 +358,9 @@ pub fn train_email(
                 metrics.detector_vote_share_at_p95,
                 metrics.vote_overlap
             );
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("train email failed: {error}");
-            ExitCode::FAILURE
         }
     }
+    Ok(())
 }
 
 /// `threatflow eval email`.
@@ -401,47 +369,27 @@ pub fn eval_email(
     model: Option<&Path>,
     config: Option<&Path>,
     json: bool,
-) -> ExitCode {
+) -> anyhow::Result<()> {
     use crate::operators::email::features::FeatureExtractor;
     use crate::operators::email::model::EmailModel;
-    let email = match operators_config(config) {
-        Ok(operators) => operators.email,
-        Err(code) => return code,
-    };
-    let directory = match model_directory("email", model) {
-        Ok(directory) => directory,
-        Err(code) => return code,
-    };
-    let loaded = EmailModel::load(&directory)
-        .map_err(|error| format!("cannot load {}: {error}", directory.display()))
-        .and_then(|model| {
-            let settings = email
-                .features
-                .clone()
-                .unwrap_or_else(|| model.manifest.feature_settings.clone());
-            FeatureExtractor::new(&settings).map(|extractor| (model, extractor))
-        });
-    let (model, extractor) = match loaded {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let email = operators_config(config)?.email;
+    let directory = model_directory("email", model)?;
+    let model = EmailModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let settings = email
+        .features
+        .clone()
+        .unwrap_or_else(|| model.manifest.feature_settings.clone());
+    let extractor = FeatureExtractor::new(&settings).map_err(anyhow::Error::msg)?;
     let window = email.window_settings(&model);
-    let evaluation = match crate::operators::email::eval::evaluate(
+    let evaluation = crate::operators::email::eval::evaluate(
         &model,
         &extractor,
         data,
         &email.ensemble_settings(),
         &window,
-    ) {
-        Ok(evaluation) => evaluation,
-        Err(error) => {
-            eprintln!("eval email failed: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    )
+    .map_err(anyhow::Error::msg)?;
     println!(
         "{} messages ({} injected, {} refused) from {} users ({} insiders), model {}",
         evaluation.messages,
@@ -473,16 +421,17 @@ pub fn eval_email(
         "window: {} late events dropped; snapshot {:.0} bytes per active user",
         evaluation.late_dropped, evaluation.snapshot_bytes_per_user
     );
-    if json {
-        return print_json_line(&evaluation);
-    }
-    ExitCode::SUCCESS
+    print_json_line_if(json, &evaluation)
 }
 
 /// `threatflow generate emails`.
-pub fn generate_emails(options: &crate::operators::email::synth::GenerateOptions) -> ExitCode {
-    match crate::operators::email::synth::generate(options) {
-        Ok(summary) => {
+pub fn generate_emails(
+    options: &crate::operators::email::synth::GenerateOptions,
+) -> anyhow::Result<()> {
+    {
+        let summary =
+            crate::operators::email::synth::generate(options).map_err(anyhow::Error::msg)?;
+        {
             println!(
                 "{} training and {} holdout messages ({} injected from {} insiders: {}) in {}",
                 summary.train_messages,
@@ -492,13 +441,9 @@ pub fn generate_emails(options: &crate::operators::email::synth::GenerateOptions
                 summary.insiders.join(", "),
                 options.out.display()
             );
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("generate emails failed: {error}");
-            ExitCode::FAILURE
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -534,42 +479,18 @@ pub struct EvalPromptOptions {
 }
 
 /// `threatflow eval prompt`.
-pub fn eval_prompt(options: &EvalPromptOptions) -> ExitCode {
+pub fn eval_prompt(options: &EvalPromptOptions) -> anyhow::Result<()> {
     use crate::operators::prompt::{eval, PromptScorer};
-    let mut prompt = match operators_config(options.config.as_deref()) {
-        Ok(operators) => operators.prompt,
-        Err(code) => return code,
-    };
+    let mut prompt = operators_config(options.config.as_deref())?.prompt;
     if options.rules_only {
         prompt.l2.enabled = false;
     }
-    let scorer = match PromptScorer::load(&options.model_dir, &prompt) {
-        Ok(scorer) => scorer,
-        Err(error) => {
-            eprintln!("cannot load the prompt operator: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rows = match eval::read_labeled(&options.data) {
-        Ok(rows) => rows,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match eval::evaluate(&scorer, &rows, options.batch) {
-        Ok(evaluation) => {
-            print!("{}", evaluation.report());
-            if options.json {
-                return print_json_line(&evaluation);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("eval prompt failed: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let scorer = PromptScorer::load(&options.model_dir, &prompt)
+        .context("cannot load the prompt operator")?;
+    let rows = eval::read_labeled(&options.data).map_err(anyhow::Error::msg)?;
+    let evaluation = eval::evaluate(&scorer, &rows, options.batch).map_err(anyhow::Error::msg)?;
+    print!("{}", evaluation.report());
+    print_json_line_if(options.json, &evaluation)
 }
 
 /// Arguments of `threatflow bench prompt`.
@@ -623,19 +544,9 @@ pub struct BenchPromptOptions {
 }
 
 /// `threatflow bench prompt`.
-pub fn bench_prompt(options: &BenchPromptOptions) -> ExitCode {
-    match run_bench_prompt(options) {
-        Ok(figures) => {
-            if options.json {
-                return print_json_line(&figures);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("bench prompt failed: {error}");
-            ExitCode::FAILURE
-        }
-    }
+pub fn bench_prompt(options: &BenchPromptOptions) -> anyhow::Result<()> {
+    let figures = run_bench_prompt(options).map_err(anyhow::Error::msg)?;
+    print_json_line_if(options.json, &figures)
 }
 
 fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, String> {
