@@ -100,8 +100,8 @@ enum TrainCommand {
         /// Version name; the model goes to `<models>/flow/<version>/`.
         #[arg(long, default_value = "v1")]
         version: String,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
+        /// Model root directory (`--models` is the old name).
+        #[arg(long = "model-dir", alias = "models", default_value = "models")]
         models: PathBuf,
         /// Seed of the validation split.
         #[arg(long, default_value_t = 20_261_123)]
@@ -125,8 +125,8 @@ enum TrainCommand {
         /// Version name; the model goes to `<models>/alert/<version>/`.
         #[arg(long, default_value = "v1")]
         version: String,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
+        /// Model root directory (`--models` is the old name).
+        #[arg(long = "model-dir", alias = "models", default_value = "models")]
         models: PathBuf,
         /// Seed of the forests.
         #[arg(long, default_value_t = 20_261_123)]
@@ -151,8 +151,8 @@ enum TrainCommand {
         /// Version name; the model goes to `<models>/address/<version>/`.
         #[arg(long, default_value = "v1")]
         version: String,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
+        /// Model root directory (`--models` is the old name).
+        #[arg(long = "model-dir", alias = "models", default_value = "models")]
         models: PathBuf,
         /// Seed of the fold assignment.
         #[arg(long, default_value_t = 20_261_123)]
@@ -176,8 +176,8 @@ enum TrainCommand {
         /// Version name; the model goes to `<models>/email/<version>/`.
         #[arg(long, default_value = "v1")]
         version: String,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
+        /// Model root directory (`--models` is the old name).
+        #[arg(long = "model-dir", alias = "models", default_value = "models")]
         models: PathBuf,
         /// Engine config whose `[operators.email.features]` (organisation domains, work
         /// hours, time zone, keywords, TF-IDF buckets) the features use; defaults otherwise.
@@ -274,9 +274,12 @@ enum EvalCommand {
         /// Labelled NSL-KDD file.
         #[arg(long)]
         data: PathBuf,
-        /// Model version directory (default: the newest under models/flow).
+        /// Model version directory (default: the newest under `<model-dir>/flow`).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        model_dir: PathBuf,
         /// Print the figures as one JSON object on the last line of stdout.
         #[arg(long)]
         json: bool,
@@ -290,9 +293,12 @@ enum EvalCommand {
         /// Labelled alerts.
         #[arg(long)]
         data: PathBuf,
-        /// Model version directory (default: the newest under models/alert).
+        /// Model version directory (default: the newest under `<model-dir>/alert`).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        model_dir: PathBuf,
         /// Rule file (default: the shipped models/alert/rules.toml).
         #[arg(long)]
         rules: Option<PathBuf>,
@@ -306,9 +312,12 @@ enum EvalCommand {
         /// Labelled addresses.
         #[arg(long)]
         data: PathBuf,
-        /// Model version directory (default: the newest under models/address).
+        /// Model version directory (default: the newest under `<model-dir>/address`).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        model_dir: PathBuf,
         /// Risk from which an address counts as flagged (review or block).
         #[arg(long, default_value_t = 0.5)]
         review_at: f64,
@@ -325,9 +334,12 @@ enum EvalCommand {
         /// Labelled mail folder.
         #[arg(long)]
         data: PathBuf,
-        /// Model version directory (default: the newest under models/email).
+        /// Model version directory (default: the newest under `<model-dir>/email`).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Model root directory.
+        #[arg(long, default_value = "models")]
+        model_dir: PathBuf,
         /// Engine config whose `[operators.email]` settings (weights, vote percentile,
         /// window, features) apply; defaults otherwise.
         #[arg(long)]
@@ -428,12 +440,19 @@ pub fn main() -> ExitCode {
                 EvalCommand::Flow {
                     data,
                     model,
+                    model_dir,
                     json,
                     report,
                 },
         } => crate::model_cli::exit_code(
             "eval flow",
-            crate::model_cli::eval_flow(&data, model.as_deref(), json, report.as_deref()),
+            crate::model_cli::eval_flow(
+                &data,
+                model.as_deref(),
+                &model_dir,
+                json,
+                report.as_deref(),
+            ),
         ),
         Command::Train {
             command:
@@ -461,12 +480,19 @@ pub fn main() -> ExitCode {
                 EvalCommand::Alert {
                     data,
                     model,
+                    model_dir,
                     rules,
                     json,
                 },
         } => crate::model_cli::exit_code(
             "eval alert",
-            crate::model_cli::eval_alert(&data, model.as_deref(), rules.as_deref(), json),
+            crate::model_cli::eval_alert(
+                &data,
+                model.as_deref(),
+                &model_dir,
+                rules.as_deref(),
+                json,
+            ),
         ),
         Command::Generate {
             command:
@@ -510,6 +536,7 @@ pub fn main() -> ExitCode {
                 EvalCommand::Address {
                     data,
                     model,
+                    model_dir,
                     review_at,
                     block_at,
                     json,
@@ -519,6 +546,7 @@ pub fn main() -> ExitCode {
             crate::model_cli::eval_address(
                 &data,
                 model.as_deref(),
+                &model_dir,
                 &crate::operators::address::AddressOperatorConfig {
                     review_at,
                     block_at,
@@ -602,12 +630,19 @@ pub fn main() -> ExitCode {
                 EvalCommand::Email {
                     data,
                     model,
+                    model_dir,
                     config,
                     json,
                 },
         } => crate::model_cli::exit_code(
             "eval email",
-            crate::model_cli::eval_email(&data, model.as_deref(), config.as_deref(), json),
+            crate::model_cli::eval_email(
+                &data,
+                model.as_deref(),
+                &model_dir,
+                config.as_deref(),
+                json,
+            ),
         ),
         Command::Generate {
             command:

@@ -75,10 +75,11 @@ pub fn train_flow(options: &TrainOptions) -> anyhow::Result<()> {
 pub fn eval_flow(
     data: &Path,
     model: Option<&Path>,
+    model_dir: &Path,
     json: bool,
     report: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let directory = model_directory("flow", model)?;
+    let directory = model_directory("flow", model, model_dir)?;
     let model = FlowModel::load(&directory)
         .with_context(|| format!("cannot load {}", directory.display()))?;
     let rows = read_nsl_kdd(data)?;
@@ -101,12 +102,16 @@ pub fn eval_flow(
 }
 
 /// The version directory `eval <operator>` reads: `--model` when given, else the newest
-/// under `models/<operator>` (a usage error when there is none).
-fn model_directory(operator: &str, model: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// under `<model_dir>/<operator>` (a usage error when there is none).
+fn model_directory(
+    operator: &str,
+    model: Option<&Path>,
+    model_dir: &Path,
+) -> anyhow::Result<PathBuf> {
     if let Some(directory) = model {
         return Ok(directory.to_path_buf());
     }
-    let root = Path::new("models").join(operator);
+    let root = model_dir.join(operator);
     newest_version(&root).ok_or_else(|| {
         UsageError(format!(
             "no model under {}: pass --model DIR or run `threatflow train {operator}`",
@@ -165,11 +170,12 @@ pub fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> an
 pub fn eval_alert(
     data: &Path,
     model: Option<&Path>,
+    model_dir: &Path,
     rules: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::operators::alert::{model::AlertModel, rules::RuleSet, scorer::BlendWeights};
-    let directory = model_directory("alert", model)?;
+    let directory = model_directory("alert", model, model_dir)?;
     let model = AlertModel::load(&directory)
         .with_context(|| format!("cannot load {}", directory.display()))?;
     let rules = RuleSet::load(rules, &model.manifest.features)?;
@@ -254,11 +260,12 @@ pub fn train_address(
 pub fn eval_address(
     data: &Path,
     model: Option<&Path>,
+    model_dir: &Path,
     config: &crate::operators::address::AddressOperatorConfig,
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::operators::address::{model::AddressModel, synth::read_labeled};
-    let directory = model_directory("address", model)?;
+    let directory = model_directory("address", model, model_dir)?;
     let model = AddressModel::load(&directory)
         .with_context(|| format!("cannot load {}", directory.display()))?;
     let scorer = config.scorer(model).map_err(anyhow::Error::msg)?;
@@ -367,13 +374,14 @@ pub fn train_email(
 pub fn eval_email(
     data: &Path,
     model: Option<&Path>,
+    model_dir: &Path,
     config: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::operators::email::features::FeatureExtractor;
     use crate::operators::email::model::EmailModel;
     let email = operators_config(config)?.email;
-    let directory = model_directory("email", model)?;
+    let directory = model_directory("email", model, model_dir)?;
     let model = EmailModel::load(&directory)
         .with_context(|| format!("cannot load {}", directory.display()))?;
     let settings = email

@@ -26,7 +26,7 @@ fn train(data: &Path, models: &Path) -> String {
             .arg(data)
             .arg("--sources")
             .arg(repository().join("models/address/sources"))
-            .arg("--models")
+            .arg("--model-dir")
             .arg(models)
             .output()
             .unwrap(),

@@ -22,7 +22,7 @@ fn train(data: &Path, models: &Path) -> String {
             .args(["train", "alert", "--version", "t1", "--seed", "3"])
             .arg("--data")
             .arg(data)
-            .arg("--models")
+            .arg("--model-dir")
             .arg(models)
             .output()
             .unwrap(),

@@ -30,7 +30,7 @@ fn train(data: &Path, models: &Path) {
             ])
             .arg("--data")
             .arg(data)
-            .arg("--models")
+            .arg("--model-dir")
             .arg(models)
             .output()
             .unwrap(),

@@ -60,7 +60,7 @@ fn train(data: &Path, models: &Path) -> String {
             .args(["train", "flow", "--version", "t1", "--seed", "5"])
             .arg("--data")
             .arg(data)
-            .arg("--models")
+            .arg("--model-dir")
             .arg(models)
             .output()
             .unwrap(),
