@@ -15,9 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use threatflow::events::{InputEvent, SchemaKind};
 use threatflow::generate::EventGenerator;
 use threatflow::operators::flow::dataset::read_nsl_kdd;
-use threatflow::operators::{
-    BindingRuntime, OperatorContext, OperatorKind, OperatorsConfig, SourcedEvent,
-};
+use threatflow::operators::{BindingRuntime, OperatorContext, OperatorKind, SourcedEvent};
 use threatflow::runtime::PartitionStates;
 
 const BATCH: usize = 500;
@@ -30,7 +28,7 @@ fn repository() -> PathBuf {
 
 fn start(operator: &str) -> BindingRuntime {
     let models = repository().join("models");
-    let operators = OperatorsConfig::default();
+    let operators = threatflow::config::OperatorSections::default();
     let context = OperatorContext {
         model_dir: &models,
         operators: &operators,

@@ -66,9 +66,10 @@ pub struct EngineConfig {
     /// Where state and models live on disk.
     #[serde(default)]
     pub storage: StorageConfig,
-    /// Per-operator settings (`[operators.flow]`, ...).
+    /// Per-operator settings (`[operators.flow]`, ...): one section per operator, parsed and
+    /// validated by the operator itself (see [`crate::operators::table`]).
     #[serde(default)]
-    pub operators: crate::operators::OperatorsConfig,
+    pub operators: OperatorSections,
     /// The health / readiness / metrics endpoint.
     #[serde(default)]
     pub http: HttpConfig,
@@ -79,6 +80,65 @@ pub struct EngineConfig {
     /// to decode Confluent-framed Avro until a registry client lands.
     #[serde(default)]
     pub schema_ids: BTreeMap<String, SchemaKind>,
+}
+
+/// `[operators.<name>]`: each operator's own settings, kept as TOML until the operator named
+/// `<name>` parses them into its typed config (unknown names and keys are errors at load).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OperatorSections(pub BTreeMap<String, toml::Value>);
+
+impl OperatorSections {
+    /// The section `name` as `T` (its defaults when absent). The error names the section.
+    pub fn section<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Result<T, String> {
+        match self.0.get(name) {
+            None => Ok(T::default()),
+            Some(value) => value
+                .clone()
+                .try_into()
+                .map_err(|error| format!("operators.{name}: {error}")),
+        }
+    }
+
+    /// Sets section `name` to `value`.
+    pub fn set<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), String> {
+        let value =
+            toml::Value::try_from(value).map_err(|error| format!("operators.{name}: {error}"))?;
+        self.0.insert(name.to_owned(), value);
+        Ok(())
+    }
+
+    /// The section names present.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Environment overrides below `operators.<name>` were read as numbers or booleans where
+    /// they could be; one that makes its operator's section fail to parse but parses as the
+    /// string it was (`THREATFLOW_OPERATORS__EMAIL__USER_TOPIC=42`) becomes that string.
+    fn retype_overrides(&mut self, typed_overrides: &[(Vec<String>, String)]) {
+        for (path, raw) in typed_overrides {
+            let [section, name, key @ ..] = path.as_slice() else {
+                continue;
+            };
+            let Some(spec) = crate::operators::table::find(name) else {
+                continue;
+            };
+            if section != "operators" || key.is_empty() || (spec.check_config)(self).is_ok() {
+                continue;
+            }
+            let mut retyped = self.clone();
+            if let Some(toml::Value::Table(table)) = retyped.0.get_mut(name) {
+                set_path(table, key, toml::Value::String(raw.clone()));
+            }
+            if (spec.check_config)(&retyped).is_ok() {
+                *self = retyped;
+            }
+        }
+    }
 }
 
 /// Kafka connection and client options.
@@ -441,7 +501,8 @@ impl EngineConfig {
             let attempt: Result<EngineConfig, _> =
                 serde_path_to_error::deserialize(toml::Value::Table(document.clone()));
             let error = match attempt {
-                Ok(config) => {
+                Ok(mut config) => {
+                    config.operators.retype_overrides(&typed_overrides);
                     config.validate()?;
                     return Ok(config);
                 }
@@ -520,27 +581,11 @@ impl EngineConfig {
                 }
             }
         }
-        for check in [
-            self.operators.alert.validate(),
-            self.operators.address.validate(),
-            self.operators.email.validate(),
-            self.operators.prompt.validate(),
-        ] {
-            if let Err(problem) = check {
-                problems.push(problem);
-            }
-        }
-        for (name, topic) in [
-            (
-                "operators.alert.entity_topic",
-                &self.operators.alert.entity_topic,
-            ),
-            (
-                "operators.email.user_topic",
-                &self.operators.email.user_topic,
-            ),
-        ] {
-            if !topic.is_empty() && self.bindings.iter().any(|binding| &binding.topic == topic) {
+        let (section_problems, operator_outputs) =
+            crate::operators::table::check_sections(&self.operators);
+        problems.extend(section_problems);
+        for (name, topic) in operator_outputs {
+            if !topic.is_empty() && self.bindings.iter().any(|binding| binding.topic == topic) {
                 problems.push(format!("{name} {topic:?} is also an input (would loop)"));
             }
         }
@@ -769,6 +814,40 @@ output_topic = "scored.flows"
             env(&[("THREATFLOW_PIPELINE__BATCH_SIZE", "many")]),
         );
         assert!(wrong.is_err());
+    }
+
+    #[test]
+    fn each_operator_checks_its_own_section() {
+        let config = EngineConfig::from_toml_with_env(
+            &format!("{MINIMAL}\n[operators.alert]\nml_weight = 0.5\n"),
+            env(&[
+                ("THREATFLOW_OPERATORS__EMAIL__USER_TOPIC", "42"),
+                ("THREATFLOW_OPERATORS__FLOW__TOP_CONTRIBUTORS", "3"),
+            ]),
+        )
+        .unwrap();
+        let email: crate::operators::email::EmailOperatorConfig =
+            config.operators.section("email").unwrap();
+        assert_eq!(email.user_topic, "42");
+        let flow: crate::operators::flow::FlowOperatorConfig =
+            config.operators.section("flow").unwrap();
+        assert_eq!(flow.top_contributors, 3);
+        for (text, expected) in [
+            (
+                "[operators.flw]\nversion = \"v1\"\n",
+                "operators.flw: no such operator",
+            ),
+            (
+                "[operators.flow]\ntop_contributorz = 1\n",
+                "top_contributorz",
+            ),
+            ("[operators.alert]\nml_weight = -1.0\n", "operators.alert"),
+        ] {
+            let error = EngineConfig::from_toml_with_env(&format!("{MINIMAL}\n{text}"), no_env())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+        }
     }
 
     #[test]

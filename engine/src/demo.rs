@@ -25,8 +25,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    EngineConfig, HttpConfig, InputFormat, KafkaConfig, LogConfig, OutputConfig, PipelineConfig,
-    StorageConfig, TopicBinding,
+    EngineConfig, HttpConfig, InputFormat, KafkaConfig, LogConfig, OperatorSections, OutputConfig,
+    PipelineConfig, StorageConfig, TopicBinding,
 };
 use crate::dead_letter::DeadLetter;
 use crate::events::SchemaKind;
@@ -213,15 +213,29 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             .or_else(|| OperatorKind::named("passthrough"))
             .expect("passthrough is in the operator table")
     };
-    let mut operators = crate::operators::OperatorsConfig::default();
+    let mut prompt = crate::operators::prompt::PromptOperatorConfig::default();
     if !crate::operators::prompt::l2::resolve_library("").exists() {
         // A machine without scripts/setup.sh's ONNX Runtime still runs the demo: rules only.
         tracing::warn!("no onnx runtime library found; the demo scores prompts with rules only");
-        operators.prompt.l2.enabled = false;
+        prompt.l2.enabled = false;
     }
-    operators.alert.entity_topic = topics.entities.clone();
-    operators.email.behaviour_topic = topics.entities.clone();
-    operators.email.user_topic = topics.email_users.clone();
+    let alert = crate::operators::alert::AlertOperatorConfig {
+        entity_topic: topics.entities.clone(),
+        ..Default::default()
+    };
+    let email = crate::operators::email::EmailOperatorConfig {
+        behaviour_topic: topics.entities.clone(),
+        user_topic: topics.email_users.clone(),
+        ..Default::default()
+    };
+    let mut operators = OperatorSections::default();
+    for result in [
+        operators.set("prompt", &prompt),
+        operators.set("alert", &alert),
+        operators.set("email", &email),
+    ] {
+        result.expect("operator defaults serialise to TOML");
+    }
     EngineConfig {
         kafka: KafkaConfig {
             brokers: brokers.to_owned(),

@@ -319,7 +319,7 @@ pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
 }
 
 /// The `[operators]` section of `config` (a full engine config file), or defaults.
-fn operators_config(config: Option<&Path>) -> anyhow::Result<crate::operators::OperatorsConfig> {
+fn operators_config(config: Option<&Path>) -> anyhow::Result<crate::config::OperatorSections> {
     let Some(path) = config else {
         return Ok(Default::default());
     };
@@ -333,7 +333,9 @@ pub fn train_email(
     config: Option<&Path>,
     mut options: crate::operators::email::train::TrainOptions,
 ) -> anyhow::Result<()> {
-    let email = operators_config(config)?.email;
+    let email: crate::operators::email::EmailOperatorConfig = operators_config(config)?
+        .section("email")
+        .map_err(UsageError)?;
     if let Some(features) = email.features {
         options.settings = features;
     }
@@ -380,7 +382,9 @@ pub fn eval_email(
 ) -> anyhow::Result<()> {
     use crate::operators::email::features::FeatureExtractor;
     use crate::operators::email::model::EmailModel;
-    let email = operators_config(config)?.email;
+    let email: crate::operators::email::EmailOperatorConfig = operators_config(config)?
+        .section("email")
+        .map_err(UsageError)?;
     let directory = model_directory("email", model, model_dir)?;
     let model = EmailModel::load(&directory)
         .with_context(|| format!("cannot load {}", directory.display()))?;
@@ -489,7 +493,10 @@ pub struct EvalPromptOptions {
 /// `threatflow eval prompt`.
 pub fn eval_prompt(options: &EvalPromptOptions) -> anyhow::Result<()> {
     use crate::operators::prompt::{eval, PromptScorer};
-    let mut prompt = operators_config(options.config.as_deref())?.prompt;
+    let mut prompt: crate::operators::prompt::PromptOperatorConfig =
+        operators_config(options.config.as_deref())?
+            .section("prompt")
+            .map_err(UsageError)?;
     if options.rules_only {
         prompt.l2.enabled = false;
     }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::SchemaKind;
 use crate::operators::passthrough::unscored;
-use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::table::{
+    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+};
 use crate::operators::{
     BindingRuntime, Operator, OperatorContext, OperatorError, Outcome, SourcedEvent,
 };
@@ -25,11 +27,14 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     default_workers: DefaultWorkers::One,
     model_dir: None,
     stateful: false,
+    check_config: |sections| check_section::<FaultOperatorConfig>(sections, "fault"),
     start,
 };
 
+impl OperatorConfig for FaultOperatorConfig {}
+
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
-    let config = context.operators.fault.clone();
+    let config: FaultOperatorConfig = settings(context, "fault")?;
     Ok(BindingRuntime::stateless(move || {
         Box::new(FaultOperator {
             config: config.clone(),

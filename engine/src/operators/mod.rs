@@ -31,8 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
 use crate::events::InputEvent;
 use crate::runtime::{ModelHandle, PartitionStates, StateFactory};
 use crate::scored::{Scored, SourceCoordinates};
@@ -197,8 +195,9 @@ impl OperatorError {
 pub struct OperatorContext<'a> {
     /// `storage.model_dir`.
     pub model_dir: &'a Path,
-    /// The `[operators]` config section.
-    pub operators: &'a OperatorsConfig,
+    /// The `[operators.*]` sections (each operator reads its own, see
+    /// [`table::settings`]).
+    pub operators: &'a crate::config::OperatorSections,
     /// The input topic the operator is bound to (keyed state is stored per topic).
     pub input_topic: &'a str,
     /// The engine's Kafka settings, for operators that read another topic (behaviour feeds);
@@ -222,30 +221,6 @@ impl<'a> OperatorContext<'a> {
             kafka: with_feeds.then_some(&config.kafka),
         }
     }
-}
-
-/// `[operators.*]`: per-operator settings, each with defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OperatorsConfig {
-    /// The network-flow operator.
-    #[serde(default)]
-    pub flow: flow::FlowOperatorConfig,
-    /// The SIEM alert operator.
-    #[serde(default)]
-    pub alert: alert::AlertOperatorConfig,
-    /// The sender-address fraud operator.
-    #[serde(default)]
-    pub address: address::AddressOperatorConfig,
-    /// The insider-threat email operator.
-    #[serde(default)]
-    pub email: email::EmailOperatorConfig,
-    /// The LLM prompt operator.
-    #[serde(default)]
-    pub prompt: prompt::PromptOperatorConfig,
-    /// The fault operator (reliability tests only).
-    #[serde(default)]
-    pub fault: fault::FaultOperatorConfig,
 }
 
 /// One worker's scorer of a binding: plain synchronous code owned by one worker thread

@@ -23,6 +23,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     default_workers: DefaultWorkers::PerCore,
     model_dir: None,
     stateful: false,
+    check_config: |_| Ok(Vec::new()),
     start,
 };
 

@@ -2,14 +2,74 @@
 //!
 //! Config (`bindings[].operator`), the pipeline, `config check` and the demo read this table
 //! instead of matching on a closed list. Adding an operator is its folder under
-//! `operators/`, one `pub mod` line in `operators/mod.rs`, its settings in
-//! [`super::OperatorsConfig`], and one line in [`OPERATORS`] (see the README's developer
+//! `operators/`, one `pub mod` line in `operators/mod.rs`, and one line in [`OPERATORS`] (see the README's developer
 //! section; [`super::passthrough`] is the smallest example).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::config::OperatorSections;
 use crate::events::SchemaKind;
 use crate::operators::{BindingRuntime, OperatorContext, OperatorError};
+
+/// Topics an operator writes besides its binding's output: (config key, topic).
+pub type OutputTopics = Vec<(String, String)>;
+
+/// An operator's typed `[operators.<name>]` settings.
+pub trait OperatorConfig: DeserializeOwned + Default {
+    /// Checks what `serde` cannot (ranges, combinations); the message names the key.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Topics the operator writes besides the binding's output, with the key that names
+    /// each (for the loop check against input topics).
+    fn output_topics(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+/// Parses and validates `name`'s section as `T`; returns its extra output topics.
+pub fn check_section<T: OperatorConfig>(
+    sections: &OperatorSections,
+    name: &str,
+) -> Result<OutputTopics, String> {
+    let config: T = sections.section(name)?;
+    config.validate()?;
+    Ok(config.output_topics())
+}
+
+/// The typed settings of operator `name`, validated, as an operator's `start` reads them.
+pub fn settings<T: OperatorConfig>(
+    context: &OperatorContext<'_>,
+    name: &str,
+) -> Result<T, OperatorError> {
+    let config: T = context
+        .operators
+        .section(name)
+        .map_err(OperatorError::Config)?;
+    config.validate().map_err(OperatorError::Config)?;
+    Ok(config)
+}
+
+/// Every problem of the `[operators.*]` sections (unknown operator names, keys, values), and
+/// the extra output topics the operators will write.
+pub fn check_sections(sections: &OperatorSections) -> (Vec<String>, OutputTopics) {
+    let mut problems = Vec::new();
+    let mut outputs = Vec::new();
+    for name in sections.names() {
+        if find(name).is_none() {
+            problems.push(format!("operators.{name}: no such operator"));
+        }
+    }
+    for spec in OPERATORS {
+        match (spec.check_config)(sections) {
+            Ok(topics) => outputs.extend(topics),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (problems, outputs)
+}
 
 /// How many workers a binding gets when its config does not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +94,9 @@ pub struct OperatorSpec {
     pub model_dir: Option<&'static str>,
     /// Whether it keeps keyed partition state (then its binding has a changelog topic).
     pub stateful: bool,
+    /// Parses and validates its `[operators.<name>]` section; returns its extra output
+    /// topics (usually `check_section::<ItsConfig>` for its name).
+    pub check_config: fn(&OperatorSections) -> Result<OutputTopics, String>,
     /// Loads the model into a shared slot and returns what the binding's workers share.
     pub start: fn(&OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>,
 }

@@ -39,7 +39,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{InputEvent, SchemaKind};
-use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::table::{
+    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+};
 use crate::operators::{
     model_version_dir, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
     SourcedEvent,
@@ -176,12 +178,18 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("address"),
     stateful: false,
+    check_config: |sections| check_section::<AddressOperatorConfig>(sections, "address"),
     start,
 };
 
+impl OperatorConfig for AddressOperatorConfig {
+    fn validate(&self) -> Result<(), String> {
+        AddressOperatorConfig::validate(self)
+    }
+}
+
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
-    let config = context.operators.address.clone();
-    config.validate().map_err(OperatorError::Config)?;
+    let config: AddressOperatorConfig = settings(context, "address")?;
     let directory = model_version_dir(context.model_dir, "address", &config.version)?;
     let slot = ModelSlot::load("address", AddressLoader { config }, &directory)?;
     Ok(BindingRuntime::with_model(slot.clone(), move || {

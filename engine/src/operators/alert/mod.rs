@@ -42,7 +42,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{AlertEvent, InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
-use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::table::{
+    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+};
 use crate::operators::{
     model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
     Outcome, SourcedEvent,
@@ -151,12 +153,25 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("alert"),
     stateful: true,
+    check_config: |sections| check_section::<AlertOperatorConfig>(sections, "alert"),
     start,
 };
 
+impl OperatorConfig for AlertOperatorConfig {
+    fn validate(&self) -> Result<(), String> {
+        AlertOperatorConfig::validate(self)
+    }
+
+    fn output_topics(&self) -> Vec<(String, String)> {
+        vec![(
+            "operators.alert.entity_topic".to_owned(),
+            self.entity_topic.clone(),
+        )]
+    }
+}
+
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
-    let config = context.operators.alert.clone();
-    config.validate().map_err(OperatorError::Config)?;
+    let config: AlertOperatorConfig = settings(context, "alert")?;
     let directory = model_version_dir(context.model_dir, "alert", &config.version)?;
     let slot = ModelSlot::load("alert", AlertLoader { config }, &directory)?;
     Ok(BindingRuntime::with_model(slot.clone(), move || {

@@ -240,7 +240,7 @@ fn other_schemas_are_rejected_and_odd_alerts_still_scored() {
 fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
     let models = repository_models();
     let state = tempfile::tempdir().unwrap();
-    let operators = crate::operators::OperatorsConfig::default();
+    let operators = crate::config::OperatorSections::default();
     let context = OperatorContext {
         model_dir: &models,
         operators: &operators,
@@ -252,8 +252,12 @@ fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
     let info = started.model_info().unwrap();
     assert!(info["feature_importances"].as_array().unwrap().len() > 20);
 
-    let mut negative = crate::operators::OperatorsConfig::default();
-    negative.alert.ml_weight = -1.0;
+    let mut negative = crate::config::OperatorSections::default();
+    let config = AlertOperatorConfig {
+        ml_weight: -1.0,
+        ..AlertOperatorConfig::default()
+    };
+    negative.set("alert", &config).unwrap();
     let context_negative = OperatorContext {
         operators: &negative,
         ..context.clone()
@@ -266,8 +270,12 @@ fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
         "version = \"x\"\n[[rule]]\nid = \"r\"\ndescription = \"d\"\nscore = 10\nwhen = [\"no_such_fact >= 1\"]\n",
     )
     .unwrap();
-    let mut bad_rules = crate::operators::OperatorsConfig::default();
-    bad_rules.alert.rules_file = Some(rules_file);
+    let mut bad_rules = crate::config::OperatorSections::default();
+    let config = AlertOperatorConfig {
+        rules_file: Some(rules_file),
+        ..AlertOperatorConfig::default()
+    };
+    bad_rules.set("alert", &config).unwrap();
     let context_rules = OperatorContext {
         operators: &bad_rules,
         ..context

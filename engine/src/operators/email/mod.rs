@@ -45,7 +45,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub use config::EmailOperatorConfig;
 
 use crate::events::{InputEvent, SchemaKind};
-use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::table::{
+    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+};
 use crate::operators::{
     model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
     Outcome, SourcedEvent,
@@ -66,12 +68,25 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("email"),
     stateful: true,
+    check_config: |sections| check_section::<EmailOperatorConfig>(sections, "email"),
     start,
 };
 
+impl OperatorConfig for EmailOperatorConfig {
+    fn validate(&self) -> Result<(), String> {
+        EmailOperatorConfig::validate(self)
+    }
+
+    fn output_topics(&self) -> Vec<(String, String)> {
+        vec![(
+            "operators.email.user_topic".to_owned(),
+            self.user_topic.clone(),
+        )]
+    }
+}
+
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
-    let config = context.operators.email.clone();
-    config.validate().map_err(OperatorError::Config)?;
+    let config: EmailOperatorConfig = settings(context, "email")?;
     let directory = model_version_dir(context.model_dir, "email", &config.version)?;
     let behaviour = match (config.behaviour_topic.is_empty(), context.kafka) {
         (false, Some(kafka)) => Some(Arc::new(

@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use super::*;
 use crate::events::{Attachment, EmailEvent, PromptEvent};
 use crate::operators::testing::Started;
-use crate::operators::OperatorsConfig;
 use crate::runtime::PartitionState;
 
 const DAY: i64 = 86_400_000;
@@ -15,10 +14,8 @@ fn models_root() -> PathBuf {
 }
 
 fn started(_state_dir: &std::path::Path, config: EmailOperatorConfig) -> Started {
-    let operators = OperatorsConfig {
-        email: config,
-        ..OperatorsConfig::default()
-    };
+    let mut operators = crate::config::OperatorSections::default();
+    operators.set("email", &config).unwrap();
     crate::operators::testing::start(
         "email",
         &OperatorContext {

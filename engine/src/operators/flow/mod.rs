@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
-use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::table::{
+    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+};
 use crate::operators::{
     model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
     Outcome, SourcedEvent,
@@ -81,11 +83,21 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     default_workers: DefaultWorkers::PerCore,
     model_dir: Some("flow"),
     stateful: false,
+    check_config: |sections| check_section::<FlowOperatorConfig>(sections, "flow"),
     start,
 };
 
+impl OperatorConfig for FlowOperatorConfig {
+    fn output_topics(&self) -> Vec<(String, String)> {
+        self.team_topics
+            .iter()
+            .map(|(team, topic)| (format!("operators.flow.team_topics.{team}"), topic.clone()))
+            .collect()
+    }
+}
+
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
-    let config = context.operators.flow.clone();
+    let config: FlowOperatorConfig = settings(context, "flow")?;
     let directory = model_version_dir(context.model_dir, "flow", &config.version)?;
     let slot = ModelSlot::load("flow", FlowLoader { config }, &directory)?;
     Ok(BindingRuntime::with_model(slot.clone(), move || {

@@ -195,7 +195,7 @@ fn team_topics_route_events_that_cross_the_team_threshold() {
 
 #[test]
 fn start_loads_the_newest_version_and_refuses_a_missing_one() {
-    let operators = crate::operators::OperatorsConfig::default();
+    let operators = crate::config::OperatorSections::default();
     let models = repository_models();
     let context = OperatorContext {
         model_dir: &models,
@@ -206,8 +206,12 @@ fn start_loads_the_newest_version_and_refuses_a_missing_one() {
     let started = crate::operators::testing::start("flow", &context).unwrap();
     assert!(!started.model_version().is_empty());
 
-    let mut pinned = crate::operators::OperatorsConfig::default();
-    pinned.flow.version = "does-not-exist".into();
+    let mut pinned = crate::config::OperatorSections::default();
+    let config = FlowOperatorConfig {
+        version: "does-not-exist".into(),
+        ..FlowOperatorConfig::default()
+    };
+    pinned.set("flow", &config).unwrap();
     let context = OperatorContext {
         operators: &pinned,
         ..context

@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{InputEvent, SchemaKind};
-use crate::operators::table::{DefaultWorkers, OperatorSpec};
+use crate::operators::table::{
+    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+};
 use crate::operators::{
     model_version_dir, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
     SourcedEvent,
@@ -463,12 +465,18 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     default_workers: DefaultWorkers::One,
     model_dir: Some("prompt"),
     stateful: false,
+    check_config: |sections| check_section::<PromptOperatorConfig>(sections, "prompt"),
     start,
 };
 
+impl OperatorConfig for PromptOperatorConfig {
+    fn validate(&self) -> Result<(), String> {
+        PromptOperatorConfig::validate(self)
+    }
+}
+
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
-    let config = context.operators.prompt.clone();
-    config.validate().map_err(OperatorError::Config)?;
+    let config: PromptOperatorConfig = settings(context, "prompt")?;
     let directory = if config.l2.enabled {
         model_version_dir(context.model_dir, "prompt", &config.version)?
     } else {
