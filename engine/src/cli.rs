@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EngineConfig, LogFormat};
+use crate::operators::table::{self, Verb};
 use crate::source::Health;
 
 /// Streaming threat detection: Kafka in, scored and explained events out.
@@ -58,17 +59,17 @@ enum Command {
     /// Train a model set from labelled data.
     Train {
         #[command(subcommand)]
-        command: TrainCommand,
+        command: OperatorCommands<TRAIN>,
     },
     /// Print a model set's figures on labelled data.
     Eval {
         #[command(subcommand)]
-        command: EvalCommand,
+        command: OperatorCommands<EVAL>,
     },
     /// Write labelled bootstrap data for a model set.
     Generate {
         #[command(subcommand)]
-        command: GenerateCommand,
+        command: OperatorCommands<GENERATE>,
     },
     /// Configuration tools.
     Config {
@@ -78,298 +79,80 @@ enum Command {
     /// Load measurements (figures for BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
-        command: BenchCommand,
+        command: OperatorCommands<BENCH>,
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// The prompt path: bare L2 (tokenize + ONNX Runtime) per batch size over fixed batches,
-    /// then the whole operator through the dynamic batcher at open-loop arrival rates.
-    Prompt(crate::model_cli::BenchPromptOptions),
+const TRAIN: u8 = 0;
+const EVAL: u8 = 1;
+const GENERATE: u8 = 2;
+const BENCH: u8 = 3;
+
+/// The operators' commands of one verb (`threatflow train <operator> ...`), read from the
+/// operator table: each operator defines its arguments in its own folder.
+#[derive(Debug)]
+struct OperatorCommands<const VERB: u8> {
+    name: String,
+    matches: clap::ArgMatches,
 }
 
-#[derive(Debug, Subcommand)]
-enum TrainCommand {
-    /// Network-flow model set (binary + category GBDTs, team thresholds) from an NSL-KDD
-    /// file; early stopping and thresholds use a stratified split of that file.
-    Flow {
-        /// NSL-KDD training file.
-        #[arg(long, default_value = "models/flow/data/KDDTrain+_20Percent.txt")]
-        data: PathBuf,
-        /// Version name; the model goes to `<models>/flow/<version>/`.
-        #[arg(long, default_value = "v1")]
-        version: String,
-        /// Model root directory (`--models` is the old name).
-        #[arg(long = "model-dir", alias = "models", default_value = "models")]
-        models: PathBuf,
-        /// Seed of the validation split.
-        #[arg(long, default_value_t = 20_261_123)]
-        seed: u64,
-        /// Share of each label held out for early stopping, thresholds and metrics.
-        #[arg(long, default_value_t = 0.2)]
-        validation_fraction: f64,
-        /// Executive operating point: cost of a false alarm.
-        #[arg(long, default_value_t = 1.0)]
-        fp_cost: f64,
-        /// Executive operating point: cost of a missed attack.
-        #[arg(long, default_value_t = 5.0)]
-        fn_cost: f64,
-    },
-    /// SIEM alert model set (disposition forest, isolation forest, risk GBDT) from labelled
-    /// alerts (`threatflow generate alerts` writes them); the latest rows validate.
-    Alert {
-        /// Labelled alerts, JSON lines.
-        #[arg(long, default_value = "models/alert/data/train.jsonl")]
-        data: PathBuf,
-        /// Version name; the model goes to `<models>/alert/<version>/`.
-        #[arg(long, default_value = "v1")]
-        version: String,
-        /// Model root directory (`--models` is the old name).
-        #[arg(long = "model-dir", alias = "models", default_value = "models")]
-        models: PathBuf,
-        /// Seed of the forests.
-        #[arg(long, default_value_t = 20_261_123)]
-        seed: u64,
-        /// Latest share of the rows held out for early stopping and validation.
-        #[arg(long, default_value_t = 0.15)]
-        validation_fraction: f64,
-        /// Share of alerts the anomaly flag should mark.
-        #[arg(long, default_value_t = 0.05)]
-        contamination: f64,
-    },
-    /// Sender-address fraud model set (character 2/3-gram models, Markov-risk parameters,
-    /// boost-only calibration, domain lists) from labelled addresses (CSV `address,label` or
-    /// JSON lines; `threatflow generate addresses` writes them).
-    Address {
-        /// Labelled addresses.
-        #[arg(long, default_value = "models/address/data/train.jsonl")]
-        data: PathBuf,
-        /// Directory of the domain lists and SOURCES.json.
-        #[arg(long, default_value = "models/address/sources")]
-        sources: PathBuf,
-        /// Version name; the model goes to `<models>/address/<version>/`.
-        #[arg(long, default_value = "v1")]
-        version: String,
-        /// Model root directory (`--models` is the old name).
-        #[arg(long = "model-dir", alias = "models", default_value = "models")]
-        models: PathBuf,
-        /// Seed of the fold assignment.
-        #[arg(long, default_value_t = 20_261_123)]
-        seed: u64,
-        /// Folds of the out-of-fold Markov features.
-        #[arg(long, default_value_t = 5)]
-        folds: usize,
-        /// α of the n-gram back-off smoothing.
-        #[arg(long, default_value_t = 1.0)]
-        concentration: f64,
-        /// L2 penalty of the calibration.
-        #[arg(long, default_value_t = 1.0)]
-        l2_penalty: f64,
-    },
-    /// Insider-threat email ensemble (autoencoder, one-class SVM, isolation forest) from a
-    /// folder of normal mail (`*.jsonl` email events, `*.eml`, `*.mbox`).
-    Email {
-        /// Folder of normal mail.
-        #[arg(long, default_value = "models/email/data/train")]
-        data: PathBuf,
-        /// Version name; the model goes to `<models>/email/<version>/`.
-        #[arg(long, default_value = "v1")]
-        version: String,
-        /// Model root directory (`--models` is the old name).
-        #[arg(long = "model-dir", alias = "models", default_value = "models")]
-        models: PathBuf,
-        /// Engine config whose `[operators.email.features]` (organisation domains, work
-        /// hours, time zone, keywords, TF-IDF buckets) the features use; defaults otherwise.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Seed of the held-out split, the one-class sample and the detectors.
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        /// Share of the mail held out for the detectors' score scales.
-        #[arg(long, default_value_t = 0.2)]
-        calibration_fraction: f64,
-        /// Most rows the one-class SVM is fitted on (quadratic cost).
-        #[arg(long, default_value_t = 2000)]
-        one_class_rows: usize,
-        /// ν of the one-class SVM.
-        #[arg(long, default_value_t = 0.05)]
-        nu: f64,
-    },
+impl<const VERB: u8> OperatorCommands<VERB> {
+    fn verb() -> (Verb, &'static str) {
+        match VERB {
+            TRAIN => (Verb::Train, "train"),
+            EVAL => (Verb::Eval, "eval"),
+            GENERATE => (Verb::Generate, "generate"),
+            _ => (Verb::Bench, "bench"),
+        }
+    }
+
+    /// Runs the command; its exit status.
+    fn run(&self) -> ExitCode {
+        let (verb, verb_name) = Self::verb();
+        let label = format!("{verb_name} {}", self.name);
+        match table::commands(verb).find(|command| command.name == self.name) {
+            Some(command) => crate::model_cli::exit_code(&label, (command.run)(&self.matches)),
+            None => {
+                eprintln!("{label}: no such command");
+                ExitCode::from(2)
+            }
+        }
+    }
 }
 
-#[derive(Debug, Subcommand)]
-enum GenerateCommand {
-    /// Labelled SIEM alerts grounded in MITRE ATT&CK (recipe: models/alert/README.md):
-    /// writes `train.jsonl` (first part by time) and `holdout.jsonl` (the rest, after a day
-    /// of warm-up rows) into `--out`.
-    Alerts {
-        /// Output directory.
-        #[arg(long, default_value = "models/alert/data")]
-        out: PathBuf,
-        /// Alerts to generate.
-        #[arg(long, default_value_t = 30_000)]
-        count: usize,
-        /// Generator seed.
-        #[arg(long, default_value_t = 20_261_123)]
-        seed: u64,
-        /// Latest share held out.
-        #[arg(long, default_value_t = 0.2)]
-        holdout_fraction: f64,
-    },
-    /// Labelled sender addresses (recipe: models/address/README.md): writes `train.jsonl`
-    /// and `holdout.jsonl` (a random `--holdout-fraction`) into `--out`.
-    Addresses {
-        /// Directory of the source lists (ham addresses, first names, domain lists).
-        #[arg(long, default_value = "models/address/sources")]
-        sources: PathBuf,
-        /// Output directory.
-        #[arg(long, default_value = "models/address/data")]
-        out: PathBuf,
-        /// Addresses to generate.
-        #[arg(long, default_value_t = 24_000)]
-        count: usize,
-        /// Share of fraudulent addresses.
-        #[arg(long, default_value_t = 0.4)]
-        fraud_share: f64,
-        /// Generator seed.
-        #[arg(long, default_value_t = 20_261_123)]
-        seed: u64,
-        /// Share held out.
-        #[arg(long, default_value_t = 0.2)]
-        holdout_fraction: f64,
-    },
-    /// An organisation's mail from SpamAssassin ham text with injected insider scenarios
-    /// (recipe: models/email/README.md): writes `train/emails.jsonl` (normal mail) and
-    /// `holdout/emails.jsonl` + `holdout/labels.csv` into `--out`.
-    Emails {
-        /// The ham corpus.
-        #[arg(long, default_value = "models/email/sources/ham.jsonl.gz")]
-        sources: PathBuf,
-        /// Output directory.
-        #[arg(long, default_value = "models/email/data")]
-        out: PathBuf,
-        /// People in the organisation.
-        #[arg(long, default_value_t = 200)]
-        users: usize,
-        /// Insiders among them (holdout period).
-        #[arg(long, default_value_t = 8)]
-        insiders: usize,
-        /// Weeks of training mail and, after them, of holdout mail.
-        #[arg(long, default_value_t = 4)]
-        weeks: u32,
-        /// Share of ham texts reserved for the holdout period.
-        #[arg(long, default_value_t = 0.3)]
-        holdout_fraction: f64,
-        /// Generator seed.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+impl<const VERB: u8> clap::FromArgMatches for OperatorCommands<VERB> {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        match matches.subcommand() {
+            Some((name, sub)) => Ok(Self {
+                name: name.to_owned(),
+                matches: sub.clone(),
+            }),
+            None => Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand)),
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
-#[derive(Debug, Subcommand)]
-enum EvalCommand {
-    /// Network-flow model set on an NSL-KDD file.
-    Flow {
-        /// Labelled NSL-KDD file.
-        #[arg(long)]
-        data: PathBuf,
-        /// Model version directory (default: the newest under `<model-dir>/flow`).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
-        model_dir: PathBuf,
-        /// Print the figures as one JSON object on the last line of stdout.
-        #[arg(long)]
-        json: bool,
-        /// Also write report.md, report.json, roc.png and pr.png into this directory.
-        #[arg(long)]
-        report: Option<PathBuf>,
-    },
-    /// SIEM alert model set on labelled alerts (JSON lines, time order), beside a
-    /// rules-only baseline.
-    Alert {
-        /// Labelled alerts.
-        #[arg(long)]
-        data: PathBuf,
-        /// Model version directory (default: the newest under `<model-dir>/alert`).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
-        model_dir: PathBuf,
-        /// Rule file (default: the shipped models/alert/rules.toml).
-        #[arg(long)]
-        rules: Option<PathBuf>,
-        /// Print the figures as one JSON object on the last line of stdout.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Sender-address fraud model on labelled addresses: CSV `address,label` (1 =
-    /// fraudulent) or JSON lines `{"address": ..., "label": 0|1}`.
-    Address {
-        /// Labelled addresses.
-        #[arg(long)]
-        data: PathBuf,
-        /// Model version directory (default: the newest under `<model-dir>/address`).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
-        model_dir: PathBuf,
-        /// Risk from which an address counts as flagged (review or block).
-        #[arg(long, default_value_t = 0.5)]
-        review_at: f64,
-        /// Risk from which it is blocked.
-        #[arg(long, default_value_t = 0.85)]
-        block_at: f64,
-        /// Print the figures as one JSON object on the last line of stdout.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Insider-threat email ensemble on a labelled mail folder (`labels.csv` beside the
-    /// mail, as `generate emails` writes): message ROC/PR-AUC, user recall in the top 5 %.
-    Email {
-        /// Labelled mail folder.
-        #[arg(long)]
-        data: PathBuf,
-        /// Model version directory (default: the newest under `<model-dir>/email`).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Model root directory.
-        #[arg(long, default_value = "models")]
-        model_dir: PathBuf,
-        /// Engine config whose `[operators.email]` settings (weights, vote percentile,
-        /// window, features) apply; defaults otherwise.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Print the figures as one JSON object on the last line of stdout.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Prompt operator (normalize + L1 rules + L2 classifier) on labelled prompts: JSON lines
-    /// `{"text": ..., "label": 0|1}` or CSV `text,label`.
-    Prompt {
-        /// Labelled prompts.
-        #[arg(long)]
-        data: PathBuf,
-        /// Model root holding `prompt/<version>` and `prompt/rules/rules.toml`.
-        #[arg(long, default_value = "models")]
-        model_dir: PathBuf,
-        /// Engine config whose `[operators.prompt]` settings apply; defaults otherwise.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Prompts per scoring call (1 measures single-prompt latency).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Score with the rules alone (no ONNX Runtime).
-        #[arg(long)]
-        rules_only: bool,
-        /// Print the figures as one JSON object on the last line of stdout.
-        #[arg(long)]
-        json: bool,
-    },
+impl<const VERB: u8> clap::Subcommand for OperatorCommands<VERB> {
+    fn augment_subcommands(command: clap::Command) -> clap::Command {
+        table::commands(Self::verb().0)
+            .fold(command, |command, operator| {
+                command.subcommand((operator.command)())
+            })
+            .subcommand_required(true)
+    }
+
+    fn augment_subcommands_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_subcommands(command)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        table::commands(Self::verb().0).any(|command| command.name == name)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,267 +195,13 @@ pub fn main() -> ExitCode {
             };
             demo(&options, json)
         }
-        Command::Train {
-            command:
-                TrainCommand::Flow {
-                    data,
-                    version,
-                    models,
-                    seed,
-                    validation_fraction,
-                    fp_cost,
-                    fn_cost,
-                },
-        } => crate::model_cli::exit_code(
-            "train flow",
-            crate::model_cli::train_flow(&crate::operators::flow::train::TrainOptions {
-                out: models.join("flow").join(&version),
-                data,
-                version,
-                seed,
-                validation_fraction,
-                false_positive_cost: fp_cost,
-                false_negative_cost: fn_cost,
-            }),
-        ),
-        Command::Eval {
-            command:
-                EvalCommand::Flow {
-                    data,
-                    model,
-                    model_dir,
-                    json,
-                    report,
-                },
-        } => crate::model_cli::exit_code(
-            "eval flow",
-            crate::model_cli::eval_flow(
-                &data,
-                model.as_deref(),
-                &model_dir,
-                json,
-                report.as_deref(),
-            ),
-        ),
-        Command::Train {
-            command:
-                TrainCommand::Alert {
-                    data,
-                    version,
-                    models,
-                    seed,
-                    validation_fraction,
-                    contamination,
-                },
-        } => crate::model_cli::exit_code(
-            "train alert",
-            crate::model_cli::train_alert(&crate::operators::alert::train::TrainOptions {
-                out: models.join("alert").join(&version),
-                data,
-                version,
-                seed,
-                validation_fraction,
-                contamination,
-            }),
-        ),
-        Command::Eval {
-            command:
-                EvalCommand::Alert {
-                    data,
-                    model,
-                    model_dir,
-                    rules,
-                    json,
-                },
-        } => crate::model_cli::exit_code(
-            "eval alert",
-            crate::model_cli::eval_alert(
-                &data,
-                model.as_deref(),
-                &model_dir,
-                rules.as_deref(),
-                json,
-            ),
-        ),
-        Command::Generate {
-            command:
-                GenerateCommand::Alerts {
-                    out,
-                    count,
-                    seed,
-                    holdout_fraction,
-                },
-        } => crate::model_cli::exit_code(
-            "generate alerts",
-            crate::model_cli::generate_alerts(&out, count, seed, holdout_fraction),
-        ),
-        Command::Train {
-            command:
-                TrainCommand::Address {
-                    data,
-                    sources,
-                    version,
-                    models,
-                    seed,
-                    folds,
-                    concentration,
-                    l2_penalty,
-                },
-        } => crate::model_cli::exit_code(
-            "train address",
-            crate::model_cli::train_address(&crate::operators::address::train::TrainOptions {
-                out: models.join("address").join(&version),
-                data,
-                sources,
-                version,
-                seed,
-                folds,
-                concentration,
-                l2_penalty,
-            }),
-        ),
-        Command::Eval {
-            command:
-                EvalCommand::Address {
-                    data,
-                    model,
-                    model_dir,
-                    review_at,
-                    block_at,
-                    json,
-                },
-        } => crate::model_cli::exit_code(
-            "eval address",
-            crate::model_cli::eval_address(
-                &data,
-                model.as_deref(),
-                &model_dir,
-                &crate::operators::address::AddressOperatorConfig {
-                    review_at,
-                    block_at,
-                    ..Default::default()
-                },
-                json,
-            ),
-        ),
-        Command::Generate {
-            command:
-                GenerateCommand::Addresses {
-                    sources,
-                    out,
-                    count,
-                    fraud_share,
-                    seed,
-                    holdout_fraction,
-                },
-        } => crate::model_cli::exit_code(
-            "generate addresses",
-            crate::model_cli::generate_addresses(
-                &sources,
-                &out,
-                count,
-                fraud_share,
-                seed,
-                holdout_fraction,
-            ),
-        ),
-        Command::Train {
-            command:
-                TrainCommand::Email {
-                    data,
-                    version,
-                    models,
-                    config,
-                    seed,
-                    calibration_fraction,
-                    one_class_rows,
-                    nu,
-                },
-        } => crate::model_cli::exit_code(
-            "train email",
-            crate::model_cli::train_email(
-                config.as_deref(),
-                crate::operators::email::train::TrainOptions {
-                    data,
-                    models,
-                    version,
-                    seed,
-                    calibration_fraction,
-                    one_class_rows,
-                    nu,
-                    ..Default::default()
-                },
-            ),
-        ),
-        Command::Eval {
-            command:
-                EvalCommand::Prompt {
-                    data,
-                    model_dir,
-                    config,
-                    batch,
-                    rules_only,
-                    json,
-                },
-        } => crate::model_cli::exit_code(
-            "eval prompt",
-            crate::model_cli::eval_prompt(&crate::model_cli::EvalPromptOptions {
-                data,
-                model_dir,
-                config,
-                batch,
-                rules_only,
-                json,
-            }),
-        ),
-        Command::Eval {
-            command:
-                EvalCommand::Email {
-                    data,
-                    model,
-                    model_dir,
-                    config,
-                    json,
-                },
-        } => crate::model_cli::exit_code(
-            "eval email",
-            crate::model_cli::eval_email(
-                &data,
-                model.as_deref(),
-                &model_dir,
-                config.as_deref(),
-                json,
-            ),
-        ),
-        Command::Generate {
-            command:
-                GenerateCommand::Emails {
-                    sources,
-                    out,
-                    users,
-                    insiders,
-                    weeks,
-                    holdout_fraction,
-                    seed,
-                },
-        } => crate::model_cli::exit_code(
-            "generate emails",
-            crate::model_cli::generate_emails(&crate::operators::email::synth::GenerateOptions {
-                sources,
-                out,
-                users,
-                insiders,
-                weeks,
-                holdout_fraction,
-                seed,
-            }),
-        ),
         Command::Config {
             command: ConfigCommand::Check { file, offline },
         } => crate::config_check::run(&file, offline),
-        Command::Bench {
-            command: BenchCommand::Prompt(options),
-        } => crate::model_cli::exit_code("bench prompt", crate::model_cli::bench_prompt(&options)),
+        Command::Train { command } => command.run(),
+        Command::Eval { command } => command.run(),
+        Command::Generate { command } => command.run(),
+        Command::Bench { command } => command.run(),
     }
 }
 

@@ -29,6 +29,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     stateful: false,
     check_config: |sections| check_section::<FaultOperatorConfig>(sections, "fault"),
     start,
+    commands: &[],
 };
 
 impl OperatorConfig for FaultOperatorConfig {}

@@ -25,6 +25,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     stateful: false,
     check_config: |_| Ok(Vec::new()),
     start,
+    commands: &[],
 };
 
 fn start(_context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {

@@ -80,6 +80,41 @@ pub enum DefaultWorkers {
     One,
 }
 
+/// The verbs under which operators contribute commands (`threatflow <verb> <name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `threatflow train <operator>`.
+    Train,
+    /// `threatflow eval <operator>`.
+    Eval,
+    /// `threatflow generate <data>`.
+    Generate,
+    /// `threatflow bench <operator>`.
+    Bench,
+}
+
+/// One command an operator contributes: its clap definition (from a `clap::Args` type in the
+/// operator's folder) and what runs it.
+#[derive(Clone, Copy)]
+pub struct OperatorCommand {
+    /// Under which verb.
+    pub verb: Verb,
+    /// The subcommand name (`flow`; `alerts` for `generate alerts`).
+    pub name: &'static str,
+    /// The clap command: name, about and arguments.
+    pub command: fn() -> clap::Command,
+    /// Parses the matches into the operator's arguments and runs the command.
+    pub run: fn(&clap::ArgMatches) -> anyhow::Result<()>,
+}
+
+/// Every command of `verb`, in table order.
+pub fn commands(verb: Verb) -> impl Iterator<Item = &'static OperatorCommand> {
+    OPERATORS
+        .iter()
+        .flat_map(|spec| spec.commands.iter())
+        .filter(move |command| command.verb == verb)
+}
+
 /// One operator.
 pub struct OperatorSpec {
     /// Name, as in config (`bindings[].operator`) and in the scored envelope.
@@ -99,6 +134,8 @@ pub struct OperatorSpec {
     pub check_config: fn(&OperatorSections) -> Result<OutputTopics, String>,
     /// Loads the model into a shared slot and returns what the binding's workers share.
     pub start: fn(&OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>,
+    /// Its `train` / `eval` / `generate` / `bench` commands.
+    pub commands: &'static [OperatorCommand],
 }
 
 impl std::fmt::Debug for OperatorSpec {

@@ -22,6 +22,7 @@
 //!
 //! Stateless; model swaps replace the model set and keep the settings.
 
+pub mod commands;
 pub mod domains;
 pub mod eval;
 pub mod features;
@@ -180,6 +181,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     stateful: false,
     check_config: |sections| check_section::<AddressOperatorConfig>(sections, "address"),
     start,
+    commands: commands::COMMANDS,
 };
 
 impl OperatorConfig for AddressOperatorConfig {

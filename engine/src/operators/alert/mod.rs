@@ -24,6 +24,7 @@
 //! the binding's changelog topic and restores it wherever the partition goes.
 
 pub mod attack;
+pub mod commands;
 pub mod eval;
 pub mod features;
 pub mod history;
@@ -155,6 +156,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     stateful: true,
     check_config: |sections| check_section::<AlertOperatorConfig>(sections, "alert"),
     start,
+    commands: commands::COMMANDS,
 };
 
 impl OperatorConfig for AlertOperatorConfig {

@@ -25,6 +25,7 @@
 //! not folded into its user's window again.
 
 pub mod behaviour;
+pub mod commands;
 pub mod config;
 pub mod eval;
 pub mod features;
@@ -70,6 +71,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     stateful: true,
     check_config: |sections| check_section::<EmailOperatorConfig>(sections, "email"),
     start,
+    commands: commands::COMMANDS,
 };
 
 impl OperatorConfig for EmailOperatorConfig {

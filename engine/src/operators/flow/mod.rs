@@ -17,6 +17,7 @@
 //! version when none is configured) and checked against the code's feature list; an event
 //! of another schema is rejected to the dead-letter topic, never scored.
 
+pub mod commands;
 pub mod dataset;
 pub mod eval;
 pub mod features;
@@ -85,6 +86,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     stateful: false,
     check_config: |sections| check_section::<FlowOperatorConfig>(sections, "flow"),
     start,
+    commands: commands::COMMANDS,
 };
 
 impl OperatorConfig for FlowOperatorConfig {

@@ -27,6 +27,7 @@
 
 pub mod batcher;
 pub mod bench;
+pub mod commands;
 pub mod decision;
 pub mod eval;
 pub mod l2;
@@ -467,6 +468,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     stateful: false,
     check_config: |sections| check_section::<PromptOperatorConfig>(sections, "prompt"),
     start,
+    commands: commands::COMMANDS,
 };
 
 impl OperatorConfig for PromptOperatorConfig {

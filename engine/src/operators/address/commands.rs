@@ -1,0 +1,157 @@
+//! `threatflow train address`, `eval address` and `generate addresses`: the operator's
+//! command-line arguments (listed in its [`super::SPEC`]); the work is in
+//! [`crate::model_cli`].
+
+use std::path::PathBuf;
+
+use clap::{Args, FromArgMatches};
+
+use crate::operators::table::{OperatorCommand, Verb};
+
+/// `threatflow train address`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labelled addresses.
+    #[arg(long, default_value = "models/address/data/train.jsonl")]
+    data: PathBuf,
+    /// Directory of the domain lists and SOURCES.json.
+    #[arg(long, default_value = "models/address/sources")]
+    sources: PathBuf,
+    /// Version name; the model goes to `<model-dir>/address/<version>/`.
+    #[arg(long, default_value = "v1")]
+    version: String,
+    /// Model root directory (`--models` is the old name).
+    #[arg(long = "model-dir", alias = "models", default_value = "models")]
+    model_dir: PathBuf,
+    /// Seed of the fold assignment.
+    #[arg(long, default_value_t = 20_261_123)]
+    seed: u64,
+    /// Folds of the out-of-fold Markov features.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// α of the n-gram back-off smoothing.
+    #[arg(long, default_value_t = 1.0)]
+    concentration: f64,
+    /// L2 penalty of the calibration.
+    #[arg(long, default_value_t = 1.0)]
+    l2_penalty: f64,
+}
+
+/// `threatflow eval address`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Labelled addresses.
+    #[arg(long)]
+    data: PathBuf,
+    /// Model version directory (default: the newest under `<model-dir>/address`).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Model root directory.
+    #[arg(long, default_value = "models")]
+    model_dir: PathBuf,
+    /// Risk from which an address counts as flagged (review or block).
+    #[arg(long, default_value_t = 0.5)]
+    review_at: f64,
+    /// Risk from which it is blocked.
+    #[arg(long, default_value_t = 0.85)]
+    block_at: f64,
+    /// Print the figures as one JSON object on the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `threatflow generate addresses`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory of the source lists (ham addresses, first names, domain lists).
+    #[arg(long, default_value = "models/address/sources")]
+    sources: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "models/address/data")]
+    out: PathBuf,
+    /// Addresses to generate.
+    #[arg(long, default_value_t = 24_000)]
+    count: usize,
+    /// Share of fraudulent addresses.
+    #[arg(long, default_value_t = 0.4)]
+    fraud_share: f64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 20_261_123)]
+    seed: u64,
+    /// Share held out.
+    #[arg(long, default_value_t = 0.2)]
+    holdout_fraction: f64,
+}
+
+/// The address operator's commands.
+pub const COMMANDS: &[OperatorCommand] = &[
+    OperatorCommand {
+        verb: Verb::Train,
+        name: "address",
+        command: || {
+            TrainArgs::augment_args(clap::Command::new("address")).about(
+                "Sender-address fraud model set (character 2/3-gram models, Markov-risk \
+                 parameters, boost-only calibration, domain lists) from labelled addresses (CSV \
+                 `address,label` or JSON lines; `threatflow generate addresses` writes them)",
+            )
+        },
+        run: |matches| {
+            let args = TrainArgs::from_arg_matches(matches)?;
+            crate::model_cli::train_address(&super::train::TrainOptions {
+                out: args.model_dir.join("address").join(&args.version),
+                data: args.data,
+                sources: args.sources,
+                version: args.version,
+                seed: args.seed,
+                folds: args.folds,
+                concentration: args.concentration,
+                l2_penalty: args.l2_penalty,
+            })
+        },
+    },
+    OperatorCommand {
+        verb: Verb::Eval,
+        name: "address",
+        command: || {
+            EvalArgs::augment_args(clap::Command::new("address")).about(
+                "Sender-address fraud model on labelled addresses: CSV `address,label` (1 = \
+                 fraudulent) or JSON lines `{\"address\": ..., \"label\": 0|1}`",
+            )
+        },
+        run: |matches| {
+            let args = EvalArgs::from_arg_matches(matches)?;
+            crate::model_cli::eval_address(
+                &args.data,
+                args.model.as_deref(),
+                &args.model_dir,
+                &super::AddressOperatorConfig {
+                    review_at: args.review_at,
+                    block_at: args.block_at,
+                    ..Default::default()
+                },
+                args.json,
+            )
+        },
+    },
+    OperatorCommand {
+        verb: Verb::Generate,
+        name: "addresses",
+        command: || {
+            GenerateArgs::augment_args(clap::Command::new("addresses")).about(
+                "Labelled sender addresses (recipe: models/address/README.md): writes \
+                 `train.jsonl` and `holdout.jsonl` (a random `--holdout-fraction`) into `--out`",
+            )
+        },
+        run: |matches| {
+            let args = GenerateArgs::from_arg_matches(matches)?;
+            crate::model_cli::generate_addresses(
+                &args.sources,
+                &args.out,
+                args.count,
+                args.fraud_share,
+                args.seed,
+                args.holdout_fraction,
+            )
+        },
+    },
+];

@@ -1,0 +1,134 @@
+//! `threatflow train alert`, `eval alert` and `generate alerts`: the operator's command-line
+//! arguments (listed in its [`super::SPEC`]); the work is in [`crate::model_cli`].
+
+use std::path::PathBuf;
+
+use clap::{Args, FromArgMatches};
+
+use crate::operators::table::{OperatorCommand, Verb};
+
+/// `threatflow train alert`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labelled alerts, JSON lines.
+    #[arg(long, default_value = "models/alert/data/train.jsonl")]
+    data: PathBuf,
+    /// Version name; the model goes to `<model-dir>/alert/<version>/`.
+    #[arg(long, default_value = "v1")]
+    version: String,
+    /// Model root directory (`--models` is the old name).
+    #[arg(long = "model-dir", alias = "models", default_value = "models")]
+    model_dir: PathBuf,
+    /// Seed of the forests.
+    #[arg(long, default_value_t = 20_261_123)]
+    seed: u64,
+    /// Latest share of the rows held out for early stopping and validation.
+    #[arg(long, default_value_t = 0.15)]
+    validation_fraction: f64,
+    /// Share of alerts the anomaly flag should mark.
+    #[arg(long, default_value_t = 0.05)]
+    contamination: f64,
+}
+
+/// `threatflow eval alert`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Labelled alerts.
+    #[arg(long)]
+    data: PathBuf,
+    /// Model version directory (default: the newest under `<model-dir>/alert`).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Model root directory.
+    #[arg(long, default_value = "models")]
+    model_dir: PathBuf,
+    /// Rule file (default: the shipped models/alert/rules.toml).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Print the figures as one JSON object on the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `threatflow generate alerts`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Output directory.
+    #[arg(long, default_value = "models/alert/data")]
+    out: PathBuf,
+    /// Alerts to generate.
+    #[arg(long, default_value_t = 30_000)]
+    count: usize,
+    /// Generator seed.
+    #[arg(long, default_value_t = 20_261_123)]
+    seed: u64,
+    /// Latest share held out.
+    #[arg(long, default_value_t = 0.2)]
+    holdout_fraction: f64,
+}
+
+/// The alert operator's commands.
+pub const COMMANDS: &[OperatorCommand] = &[
+    OperatorCommand {
+        verb: Verb::Train,
+        name: "alert",
+        command: || {
+            TrainArgs::augment_args(clap::Command::new("alert")).about(
+                "SIEM alert model set (disposition forest, isolation forest, risk GBDT) from \
+                 labelled alerts (`threatflow generate alerts` writes them); the latest rows \
+                 validate",
+            )
+        },
+        run: |matches| {
+            let args = TrainArgs::from_arg_matches(matches)?;
+            crate::model_cli::train_alert(&super::train::TrainOptions {
+                out: args.model_dir.join("alert").join(&args.version),
+                data: args.data,
+                version: args.version,
+                seed: args.seed,
+                validation_fraction: args.validation_fraction,
+                contamination: args.contamination,
+            })
+        },
+    },
+    OperatorCommand {
+        verb: Verb::Eval,
+        name: "alert",
+        command: || {
+            EvalArgs::augment_args(clap::Command::new("alert")).about(
+                "SIEM alert model set on labelled alerts (JSON lines, time order), beside a \
+                 rules-only baseline",
+            )
+        },
+        run: |matches| {
+            let args = EvalArgs::from_arg_matches(matches)?;
+            crate::model_cli::eval_alert(
+                &args.data,
+                args.model.as_deref(),
+                &args.model_dir,
+                args.rules.as_deref(),
+                args.json,
+            )
+        },
+    },
+    OperatorCommand {
+        verb: Verb::Generate,
+        name: "alerts",
+        command: || {
+            GenerateArgs::augment_args(clap::Command::new("alerts")).about(
+                "Labelled SIEM alerts grounded in MITRE ATT&CK (recipe: models/alert/README.md): \
+                 writes `train.jsonl` (first part by time) and `holdout.jsonl` (the rest, after \
+                 a day of warm-up rows) into `--out`",
+            )
+        },
+        run: |matches| {
+            let args = GenerateArgs::from_arg_matches(matches)?;
+            crate::model_cli::generate_alerts(
+                &args.out,
+                args.count,
+                args.seed,
+                args.holdout_fraction,
+            )
+        },
+    },
+];
