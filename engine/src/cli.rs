@@ -326,3 +326,20 @@ fn demo(options: &crate::demo::DemoOptions, json: bool) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_of_every_operator_is_a_valid_clap_command() {
+        // clap's own consistency checks (unique names, valid defaults) over the whole tree,
+        // the operators' commands included.
+        super::Cli::command().debug_assert();
+        let cli = super::Cli::command();
+        for verb in ["train", "eval", "generate", "bench"] {
+            let verb = cli.find_subcommand(verb).unwrap();
+            assert!(verb.get_subcommands().count() >= 1);
+        }
+    }
+}

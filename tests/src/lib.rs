@@ -552,37 +552,37 @@ pub fn free_loopback_address() -> anyhow::Result<String> {
 
 /// A minimal HTTP/1.1 GET (no client library needed): returns status code and body.
 pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .context("malformed HTTP status line")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    http_request(address, "GET", path, None)
 }
 
 /// A minimal HTTP/1.1 POST of a JSON body: returns status code and body.
 pub fn http_post_json(address: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    http_request(address, "POST", path, Some(body))
+}
+
+fn http_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
+    // A model swap answers after loading and warming the new version.
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n"
     )?;
+    if let Some(body) = json_body {
+        write!(
+            stream,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+    } else {
+        write!(stream, "\r\n")?;
+    }
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response

@@ -17,6 +17,7 @@
 
 pub mod address;
 pub mod alert;
+pub mod command_args;
 pub mod email;
 pub mod fault;
 pub mod flow;
@@ -103,6 +104,23 @@ pub fn model_version_dir(
     })
 }
 
+/// Loads `operator`'s model `version` (the newest when empty) under `<model_dir>/<operator>`
+/// into a slot with `loader`, and returns a binding whose workers are made by `worker` over
+/// that slot — the `start` of every operator with one model version directory.
+pub fn start_with_model<L: crate::runtime::ModelLoader, W: Operator + 'static>(
+    context: &OperatorContext<'_>,
+    operator: &'static str,
+    version: &str,
+    loader: L,
+    worker: impl Fn(Arc<crate::runtime::ModelSlot<L>>) -> W + Send + Sync + 'static,
+) -> Result<BindingRuntime, OperatorError> {
+    let directory = model_version_dir(context.model_dir, operator, version)?;
+    let slot = crate::runtime::ModelSlot::load(operator, loader, &directory)?;
+    Ok(BindingRuntime::with_model(slot.clone(), move || {
+        Box::new(worker(slot.clone()))
+    }))
+}
+
 /// An output record besides the scored event, to a topic of the operator's choice (for
 /// example a per-user risk update).
 #[derive(Debug, Clone)]
@@ -173,6 +191,14 @@ pub enum OperatorError {
 }
 
 impl OperatorError {
+    /// Maps a [`ModelError`](crate::ml::artifact::ModelError) of loading `directory`.
+    pub fn model_at(directory: &Path) -> impl FnOnce(crate::ml::artifact::ModelError) -> Self + '_ {
+        move |source| Self::Model {
+            directory: directory.to_owned(),
+            source,
+        }
+    }
+
     /// A [`Self::Resource`] error.
     pub fn resource(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Resource {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches};
 
+use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
 
 /// `threatflow train address`.
@@ -17,12 +18,8 @@ pub struct TrainArgs {
     /// Directory of the domain lists and SOURCES.json.
     #[arg(long, default_value = "models/address/sources")]
     sources: PathBuf,
-    /// Version name; the model goes to `<model-dir>/address/<version>/`.
-    #[arg(long, default_value = "v1")]
-    version: String,
-    /// Model root directory (`--models` is the old name).
-    #[arg(long = "model-dir", alias = "models", default_value = "models")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    target: TrainTarget,
     /// Seed of the fold assignment.
     #[arg(long, default_value_t = 20_261_123)]
     seed: u64,
@@ -43,21 +40,14 @@ pub struct EvalArgs {
     /// Labelled addresses.
     #[arg(long)]
     data: PathBuf,
-    /// Model version directory (default: the newest under `<model-dir>/address`).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Model root directory.
-    #[arg(long, default_value = "models")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    model: EvalModel,
     /// Risk from which an address counts as flagged (review or block).
     #[arg(long, default_value_t = 0.5)]
     review_at: f64,
     /// Risk from which it is blocked.
     #[arg(long, default_value_t = 0.85)]
     block_at: f64,
-    /// Print the figures as one JSON object on the last line of stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `threatflow generate addresses`.
@@ -98,10 +88,10 @@ pub const COMMANDS: &[OperatorCommand] = &[
         run: |matches| {
             let args = TrainArgs::from_arg_matches(matches)?;
             crate::model_cli::train_address(&super::train::TrainOptions {
-                out: args.model_dir.join("address").join(&args.version),
+                out: args.target.out("address"),
                 data: args.data,
                 sources: args.sources,
-                version: args.version,
+                version: args.target.version,
                 seed: args.seed,
                 folds: args.folds,
                 concentration: args.concentration,
@@ -122,14 +112,14 @@ pub const COMMANDS: &[OperatorCommand] = &[
             let args = EvalArgs::from_arg_matches(matches)?;
             crate::model_cli::eval_address(
                 &args.data,
-                args.model.as_deref(),
-                &args.model_dir,
+                args.model.model(),
+                &args.model.model_dir,
                 &super::AddressOperatorConfig {
                     review_at: args.review_at,
                     block_at: args.block_at,
                     ..Default::default()
                 },
-                args.json,
+                args.model.json,
             )
         },
     },

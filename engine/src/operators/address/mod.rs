@@ -44,7 +44,7 @@ use crate::operators::table::{
     check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
 };
 use crate::operators::{
-    model_version_dir, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
+    start_with_model, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
     SourcedEvent,
 };
 use crate::runtime::{ModelLoader, ModelSlot, PartitionStates};
@@ -192,11 +192,14 @@ impl OperatorConfig for AddressOperatorConfig {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config: AddressOperatorConfig = settings(context, "address")?;
-    let directory = model_version_dir(context.model_dir, "address", &config.version)?;
-    let slot = ModelSlot::load("address", AddressLoader { config }, &directory)?;
-    Ok(BindingRuntime::with_model(slot.clone(), move || {
-        Box::new(AddressOperator::over(slot.clone()))
-    }))
+    let version = config.version.clone();
+    start_with_model(
+        context,
+        "address",
+        &version,
+        AddressLoader { config },
+        AddressOperator::over,
+    )
 }
 
 /// Loads address model versions for the operator's settings.
@@ -208,10 +211,8 @@ impl ModelLoader for AddressLoader {
     type Model = AddressScorer;
 
     fn load(&self, version_dir: &Path) -> Result<AddressScorer, OperatorError> {
-        let model = AddressModel::load(version_dir).map_err(|source| OperatorError::Model {
-            directory: version_dir.to_owned(),
-            source,
-        })?;
+        let model =
+            AddressModel::load(version_dir).map_err(OperatorError::model_at(version_dir))?;
         self.config.scorer(model).map_err(OperatorError::Config)
     }
 

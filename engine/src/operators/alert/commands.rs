@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches};
 
+use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
 
 /// `threatflow train alert`.
@@ -13,12 +14,8 @@ pub struct TrainArgs {
     /// Labelled alerts, JSON lines.
     #[arg(long, default_value = "models/alert/data/train.jsonl")]
     data: PathBuf,
-    /// Version name; the model goes to `<model-dir>/alert/<version>/`.
-    #[arg(long, default_value = "v1")]
-    version: String,
-    /// Model root directory (`--models` is the old name).
-    #[arg(long = "model-dir", alias = "models", default_value = "models")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    target: TrainTarget,
     /// Seed of the forests.
     #[arg(long, default_value_t = 20_261_123)]
     seed: u64,
@@ -36,18 +33,11 @@ pub struct EvalArgs {
     /// Labelled alerts.
     #[arg(long)]
     data: PathBuf,
-    /// Model version directory (default: the newest under `<model-dir>/alert`).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Model root directory.
-    #[arg(long, default_value = "models")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    model: EvalModel,
     /// Rule file (default: the shipped models/alert/rules.toml).
     #[arg(long)]
     rules: Option<PathBuf>,
-    /// Print the figures as one JSON object on the last line of stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `threatflow generate alerts`.
@@ -82,9 +72,9 @@ pub const COMMANDS: &[OperatorCommand] = &[
         run: |matches| {
             let args = TrainArgs::from_arg_matches(matches)?;
             crate::model_cli::train_alert(&super::train::TrainOptions {
-                out: args.model_dir.join("alert").join(&args.version),
+                out: args.target.out("alert"),
                 data: args.data,
-                version: args.version,
+                version: args.target.version,
                 seed: args.seed,
                 validation_fraction: args.validation_fraction,
                 contamination: args.contamination,
@@ -104,10 +94,10 @@ pub const COMMANDS: &[OperatorCommand] = &[
             let args = EvalArgs::from_arg_matches(matches)?;
             crate::model_cli::eval_alert(
                 &args.data,
-                args.model.as_deref(),
-                &args.model_dir,
+                args.model.model(),
+                &args.model.model_dir,
                 args.rules.as_deref(),
-                args.json,
+                args.model.json,
             )
         },
     },

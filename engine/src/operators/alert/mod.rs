@@ -47,7 +47,7 @@ use crate::operators::table::{
     check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
 };
 use crate::operators::{
-    model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
+    start_with_model, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
     Outcome, SourcedEvent,
 };
 use crate::runtime::{ModelLoader, ModelSlot, PartitionState, PartitionStates};
@@ -174,11 +174,14 @@ impl OperatorConfig for AlertOperatorConfig {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config: AlertOperatorConfig = settings(context, "alert")?;
-    let directory = model_version_dir(context.model_dir, "alert", &config.version)?;
-    let slot = ModelSlot::load("alert", AlertLoader { config }, &directory)?;
-    Ok(BindingRuntime::with_model(slot.clone(), move || {
-        Box::new(AlertOperator::over(slot.clone()))
-    })
+    let version = config.version.clone();
+    Ok(start_with_model(
+        context,
+        "alert",
+        &version,
+        AlertLoader { config },
+        AlertOperator::over,
+    )?
     .with_state(new_history))
 }
 
@@ -216,10 +219,7 @@ impl ModelLoader for AlertLoader {
     type Model = LoadedAlert;
 
     fn load(&self, version_dir: &Path) -> Result<LoadedAlert, OperatorError> {
-        let model = AlertModel::load(version_dir).map_err(|source| OperatorError::Model {
-            directory: version_dir.to_owned(),
-            source,
-        })?;
+        let model = AlertModel::load(version_dir).map_err(OperatorError::model_at(version_dir))?;
         self.prepare(model)
     }
 

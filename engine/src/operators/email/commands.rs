@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches};
 
+use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
 
 /// `threatflow train email`.
@@ -13,12 +14,8 @@ pub struct TrainArgs {
     /// Folder of normal mail.
     #[arg(long, default_value = "models/email/data/train")]
     data: PathBuf,
-    /// Version name; the model goes to `<model-dir>/email/<version>/`.
-    #[arg(long, default_value = "v1")]
-    version: String,
-    /// Model root directory (`--models` is the old name).
-    #[arg(long = "model-dir", alias = "models", default_value = "models")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    target: TrainTarget,
     /// Engine config whose `[operators.email.features]` (organisation domains, work
     /// hours, time zone, keywords, TF-IDF buckets) the features use; defaults otherwise.
     #[arg(long)]
@@ -43,19 +40,12 @@ pub struct EvalArgs {
     /// Labelled mail folder.
     #[arg(long)]
     data: PathBuf,
-    /// Model version directory (default: the newest under `<model-dir>/email`).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Model root directory.
-    #[arg(long, default_value = "models")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    model: EvalModel,
     /// Engine config whose `[operators.email]` settings (weights, vote percentile,
     /// window, features) apply; defaults otherwise.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Print the figures as one JSON object on the last line of stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `threatflow generate emails`.
@@ -101,8 +91,8 @@ pub const COMMANDS: &[OperatorCommand] = &[
                 args.config.as_deref(),
                 super::train::TrainOptions {
                     data: args.data,
-                    models: args.model_dir,
-                    version: args.version,
+                    models: args.target.model_dir,
+                    version: args.target.version,
                     seed: args.seed,
                     calibration_fraction: args.calibration_fraction,
                     one_class_rows: args.one_class_rows,
@@ -126,10 +116,10 @@ pub const COMMANDS: &[OperatorCommand] = &[
             let args = EvalArgs::from_arg_matches(matches)?;
             crate::model_cli::eval_email(
                 &args.data,
-                args.model.as_deref(),
-                &args.model_dir,
+                args.model.model(),
+                &args.model.model_dir,
                 args.config.as_deref(),
-                args.json,
+                args.model.json,
             )
         },
     },

@@ -50,7 +50,7 @@ use crate::operators::table::{
     check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
 };
 use crate::operators::{
-    model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
+    start_with_model, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
     Outcome, SourcedEvent,
 };
 use crate::runtime::{ModelLoader, ModelSlot, PartitionState, PartitionStates};
@@ -89,7 +89,6 @@ impl OperatorConfig for EmailOperatorConfig {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config: EmailOperatorConfig = settings(context, "email")?;
-    let directory = model_version_dir(context.model_dir, "email", &config.version)?;
     let behaviour = match (config.behaviour_topic.is_empty(), context.kafka) {
         (false, Some(kafka)) => Some(Arc::new(
             BehaviourFeed::start(kafka, &config.behaviour_topic, &config.behaviour_field)
@@ -97,14 +96,18 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
         )),
         _ => None,
     };
-    let slot = ModelSlot::load("email", EmailLoader { config }, &directory)?;
-    Ok(BindingRuntime::with_model(slot.clone(), move || {
-        Box::new(EmailOperator {
-            slot: slot.clone(),
+    let version = config.version.clone();
+    Ok(start_with_model(
+        context,
+        "email",
+        &version,
+        EmailLoader { config },
+        move |slot| EmailOperator {
+            slot,
             behaviour: behaviour.clone(),
             next_timer: None,
-        })
-    })
+        },
+    )?
     .with_state(new_windows))
 }
 
@@ -130,10 +133,7 @@ impl ModelLoader for EmailLoader {
     type Model = Loaded;
 
     fn load(&self, directory: &Path) -> Result<Loaded, OperatorError> {
-        let model = EmailModel::load(directory).map_err(|e| OperatorError::Model {
-            directory: directory.to_owned(),
-            source: e,
-        })?;
+        let model = EmailModel::load(directory).map_err(OperatorError::model_at(directory))?;
         let settings = match &self.config.features {
             Some(features) => {
                 if features.tfidf_buckets != model.manifest.feature_settings.tfidf_buckets {

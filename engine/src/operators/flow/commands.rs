@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches};
 
+use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
 
 /// `threatflow train flow`.
@@ -13,12 +14,8 @@ pub struct TrainArgs {
     /// NSL-KDD training file.
     #[arg(long, default_value = "models/flow/data/KDDTrain+_20Percent.txt")]
     data: PathBuf,
-    /// Version name; the model goes to `<model-dir>/flow/<version>/`.
-    #[arg(long, default_value = "v1")]
-    version: String,
-    /// Model root directory (`--models` is the old name).
-    #[arg(long = "model-dir", alias = "models", default_value = "models")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    target: TrainTarget,
     /// Seed of the validation split.
     #[arg(long, default_value_t = 20_261_123)]
     seed: u64,
@@ -39,15 +36,8 @@ pub struct EvalArgs {
     /// Labelled NSL-KDD file.
     #[arg(long)]
     data: PathBuf,
-    /// Model version directory (default: the newest under `<model-dir>/flow`).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Model root directory.
-    #[arg(long, default_value = "models")]
-    model_dir: PathBuf,
-    /// Print the figures as one JSON object on the last line of stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    model: EvalModel,
     /// Also write report.md, report.json, roc.png and pr.png into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -67,9 +57,9 @@ pub const COMMANDS: &[OperatorCommand] = &[
         run: |matches| {
             let args = TrainArgs::from_arg_matches(matches)?;
             crate::model_cli::train_flow(&super::train::TrainOptions {
-                out: args.model_dir.join("flow").join(&args.version),
+                out: args.target.out("flow"),
                 data: args.data,
-                version: args.version,
+                version: args.target.version,
                 seed: args.seed,
                 validation_fraction: args.validation_fraction,
                 false_positive_cost: args.fp_cost,
@@ -88,9 +78,9 @@ pub const COMMANDS: &[OperatorCommand] = &[
             let args = EvalArgs::from_arg_matches(matches)?;
             crate::model_cli::eval_flow(
                 &args.data,
-                args.model.as_deref(),
-                &args.model_dir,
-                args.json,
+                args.model.model(),
+                &args.model.model_dir,
+                args.model.json,
                 args.report.as_deref(),
             )
         },

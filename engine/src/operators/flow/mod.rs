@@ -37,7 +37,7 @@ use crate::operators::table::{
     check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
 };
 use crate::operators::{
-    model_version_dir, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
+    start_with_model, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
     Outcome, SourcedEvent,
 };
 use crate::runtime::{ModelLoader, ModelSlot, PartitionStates};
@@ -100,11 +100,14 @@ impl OperatorConfig for FlowOperatorConfig {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config: FlowOperatorConfig = settings(context, "flow")?;
-    let directory = model_version_dir(context.model_dir, "flow", &config.version)?;
-    let slot = ModelSlot::load("flow", FlowLoader { config }, &directory)?;
-    Ok(BindingRuntime::with_model(slot.clone(), move || {
-        Box::new(FlowOperator::over(slot.clone()))
-    }))
+    let version = config.version.clone();
+    start_with_model(
+        context,
+        "flow",
+        &version,
+        FlowLoader { config },
+        FlowOperator::over,
+    )
 }
 
 /// Loads flow model versions for the operator's settings.
@@ -157,10 +160,7 @@ impl ModelLoader for FlowLoader {
     type Model = LoadedFlow;
 
     fn load(&self, version_dir: &Path) -> Result<LoadedFlow, OperatorError> {
-        let model = FlowModel::load(version_dir).map_err(|source| OperatorError::Model {
-            directory: version_dir.to_owned(),
-            source,
-        })?;
+        let model = FlowModel::load(version_dir).map_err(OperatorError::model_at(version_dir))?;
         self.prepare(model)
     }
 
