@@ -141,7 +141,7 @@ async fn mixed_good_and_bad_input_is_fully_accounted_for() -> anyhow::Result<()>
     let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     drop(engine);
-    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_none_missing(&outputs, &landed, &fixture);
     for (coordinates, expected_reason) in landed.iter().zip(&expected) {
         match expected_reason {
             None => {
@@ -271,7 +271,7 @@ async fn graceful_shutdown_commits_so_nothing_is_processed_twice() -> anyhow::Re
     let mut outputs = OutputCollector::new(&fixture.broker.bootstrap, &fixture.topics)?;
     let engine = fixture.start_engine(&config, 0)?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
-    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_none_missing(&outputs, &landed, &fixture);
     let status = engine.terminate(Duration::from_secs(30))?;
     assert!(
         status.success(),
@@ -287,7 +287,7 @@ async fn graceful_shutdown_commits_so_nothing_is_processed_twice() -> anyhow::Re
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     outputs.poll_for(Duration::from_secs(2))?;
     drop(engine);
-    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_none_missing(&outputs, &landed, &fixture);
     assert_eq!(
         outputs.duplicates(),
         0,
@@ -386,7 +386,7 @@ async fn scaling_out_and_back_in_rebalances_without_loss_or_duplicates() -> anyh
     let first = fixture.start_engine(&config, 0)?;
     let mut landed = produce(8).await?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
-    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_none_missing(&outputs, &landed, &fixture);
 
     // A second member joins: the first revokes its partitions (drain, commit) and the group
     // splits them. Inputs produced during and after the rebalance are scored exactly once.
@@ -395,7 +395,7 @@ async fn scaling_out_and_back_in_rebalances_without_loss_or_duplicates() -> anyh
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     landed.extend(produce(10).await?);
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
-    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_none_missing(&outputs, &landed, &fixture);
 
     // The second member leaves gracefully; the first takes its partitions back.
     let status = second.terminate(Duration::from_secs(30))?;
@@ -406,7 +406,7 @@ async fn scaling_out_and_back_in_rebalances_without_loss_or_duplicates() -> anyh
     let status = first.terminate(Duration::from_secs(30))?;
     assert!(status.success(), "{}", fixture.logs());
 
-    assert!(outputs.missing(&landed).is_empty(), "{}", fixture.logs());
+    assert_none_missing(&outputs, &landed, &fixture);
     assert_eq!(
         outputs.duplicates(),
         0,
@@ -419,4 +419,38 @@ async fn scaling_out_and_back_in_rebalances_without_loss_or_duplicates() -> anyh
         "no rebalance happened:\n{logs}"
     );
     Ok(())
+}
+
+/// Fails with the inputs that have no output (per partition: how many and the first few
+/// offsets, so a stall and a loss can be told apart) and the engines' logs.
+fn assert_none_missing(
+    outputs: &OutputCollector,
+    landed: &[threatflow_e2e::Coordinates],
+    fixture: &Fixture,
+) {
+    let missing = outputs.missing(landed);
+    if missing.is_empty() {
+        return;
+    }
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<i64>> = Default::default();
+    for (partition, offset) in &missing {
+        by_partition.entry(*partition).or_default().push(*offset);
+    }
+    let summary: Vec<String> = by_partition
+        .iter()
+        .map(|(partition, offsets)| {
+            let first: Vec<i64> = offsets.iter().take(5).copied().collect();
+            format!(
+                "partition {partition}: {} missing, first {first:?}",
+                offsets.len()
+            )
+        })
+        .collect();
+    panic!(
+        "{} of {} inputs have no output ({})\n{}",
+        missing.len(),
+        landed.len(),
+        summary.join("; "),
+        fixture.logs()
+    );
 }
