@@ -4,8 +4,9 @@
 //! them (`OperatorSpec::start`), minus Kafka. Each worker scores its own partition's batches of
 //! 500 events; throughput is events over wall time for all workers together.
 //!
-//! Run: `cargo bench -p threatflow --bench workers`. The 2-vs-1 ratio is the scaling figure
-//! (BENCHMARKS.md, "Workers per binding").
+//! Run: `cargo bench -p threatflow --bench workers` (with `ORT_DYLIB_PATH` set, the prompt
+//! operator too). The 2-vs-1 ratio is the scaling figure (BENCHMARKS.md, "Workers per
+//! binding").
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -92,7 +93,14 @@ fn run(runtime: &BindingRuntime, kind: SchemaKind, workers: usize, iterations: u
 }
 
 fn workers(criterion: &mut Criterion) {
-    for (operator, kind) in [("flow", SchemaKind::Flow), ("alert", SchemaKind::Alert)] {
+    let mut operators = vec![("flow", SchemaKind::Flow), ("alert", SchemaKind::Alert)];
+    // The prompt operator needs ONNX Runtime (`ORT_DYLIB_PATH` or scripts/setup.sh's copy):
+    // its workers share one session and batcher, so this measures whether a second worker
+    // helps (it feeds the batcher while the first waits) or only contends.
+    if threatflow::operators::prompt::l2::resolve_library("").exists() {
+        operators.push(("prompt", SchemaKind::Prompt));
+    }
+    for (operator, kind) in operators {
         let runtime = start(operator);
         let mut group = criterion.benchmark_group(format!("workers_{operator}"));
         group.sample_size(10);

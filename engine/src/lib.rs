@@ -15,8 +15,10 @@
 //!   [`emit`]: producer, acks and refused records.
 //! - [`pipeline`]: the one loop that runs every operator; [`worker`]: one binding's decode →
 //!   score → emit; [`health`]: readiness and fatal failures; [`sync`]: poison-tolerant locking.
-//! - [`operators`]: the operator trait and the operators.
-//! - [`state`]: partition-scoped keyed-state snapshots in sled (per-user email windows).
+//! - [`operators`]: the operator table ([`operators::table`]), the operator trait and the
+//!   operators.
+//! - [`runtime`]: what operators run on — shared swappable model slots, keyed partition state
+//!   and its changelog; [`state`]: the local sled cache of that state.
 //! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting, XGBoost
 //!   import, random and isolation forests, logistic regression, metrics, curve plots).
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.

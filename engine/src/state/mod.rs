@@ -1,10 +1,6 @@
-//! Keyed operator state that survives restarts: partition-scoped snapshots in sled.
-//!
-//! An operator keeps its keyed state per input partition (so a partition's state is one unit
-//! that can move or be dropped with the partition) and saves each partition's snapshot here
-//! together with the offset it reflects (the next offset not yet folded in). After a
-//! restart the operator restores the snapshot and skips folding events below that offset —
-//! at-least-once redelivery then does not count an event twice in the state.
+//! The local sled store of keyed partition state: a cache beside the changelog topic (see
+//! [`crate::runtime::changelog`]), one snapshot per input partition with the changelog
+//! position it matches. It is used on restore only when that position is current.
 //!
 //! Storage: one sled database per operator and input topic under `storage.state_dir`
 //! (`<state_dir>/<operator>/<topic>`), one key per partition, values JSON (readable with any
@@ -16,6 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+/// Attempts to open a store whose lock is still held (see [`CheckpointStore::open`]).
+const LOCK_RETRIES: u32 = 30;
+/// Pause between them.
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +57,26 @@ impl CheckpointStore {
     /// Opens (creating) `<state_dir>/<operator>/<topic>`.
     pub fn open(state_dir: &Path, operator: &str, topic: &str) -> Result<Self, StateError> {
         let path = state_dir.join(operator).join(sanitize(topic));
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|source| StateError::Sled {
-                path: path.clone(),
-                source,
-            })?;
+        // A store closed a moment ago (same process) may still be held by sled's flusher
+        // thread, which releases the file lock shortly after the drop: retry briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(&path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if attempts < LOCK_RETRIES && error.to_string().contains("acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                Err(source) => {
+                    return Err(StateError::Sled {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        };
         Ok(Self { path, db })
     }
 
