@@ -68,6 +68,11 @@ pub struct EmailOperatorConfig {
     /// ignored.
     #[serde(default = "default_window_ms")]
     pub behaviour_max_age_ms: u64,
+    /// Deprecated and ignored: keyed state is checkpointed to its changelog every
+    /// `pipeline.state_checkpoint_ms`. Accepted (with a warning at start) so configs written
+    /// for earlier releases still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_interval_ms: Option<u64>,
     /// Features per message in `explanation`.
     #[serde(default = "default_top_contributors")]
     pub top_contributors: usize,

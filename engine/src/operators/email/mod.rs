@@ -89,6 +89,11 @@ impl OperatorConfig for EmailOperatorConfig {
 
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config: EmailOperatorConfig = settings(context, "email")?;
+    if config.checkpoint_interval_ms.is_some() {
+        tracing::warn!(
+            "operators.email.checkpoint_interval_ms is ignored: keyed state is checkpointed every pipeline.state_checkpoint_ms"
+        );
+    }
     let behaviour = match (config.behaviour_topic.is_empty(), context.kafka) {
         (false, Some(kafka)) => Some(Arc::new(
             BehaviourFeed::start(kafka, &config.behaviour_topic, &config.behaviour_field)
