@@ -85,6 +85,12 @@ fn each_operator_checks_its_own_section() {
     let flow: crate::operators::flow::FlowOperatorConfig =
         config.operators.section("flow").unwrap();
     assert_eq!(flow.top_contributors, 3);
+    // A key of an earlier release that is now ignored still loads.
+    let earlier = EngineConfig::from_toml_with_env(
+        &format!("{MINIMAL}\n[operators.email]\ncheckpoint_interval_ms = 5000\n"),
+        no_env(),
+    );
+    assert!(earlier.is_ok(), "{earlier:?}");
     for (text, expected) in [
         (
             "[operators.flw]\nversion = \"v1\"\n",
