@@ -151,6 +151,13 @@ impl FlowControl {
                 (Some(_), Some(_)) if reassigned => {
                     to_pause.insert(topic.clone());
                 }
+                // librdkafka keeps a partition's pause flag across revoke and re-assign: a
+                // partition paused before a rebalance comes back paused even if we resumed
+                // "everything" while it was not assigned. After every rebalance the wanted
+                // state is applied to the whole new assignment.
+                (None, None) if reassigned => {
+                    to_resume.insert(topic.clone());
+                }
                 _ => {}
             }
             if flow.paused != cause {

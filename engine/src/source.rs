@@ -152,6 +152,11 @@ impl ConsumerContext for SourceContext {
         store_committable(consumer, &self.tracker);
         commit(consumer, CommitMode::Sync, "revoke");
         self.tracker.revoke(&partitions);
+        // librdkafka keeps the pause flag of a revoked partition: if it comes back to us in
+        // the next assignment it would stay paused while the flow control believes it is not.
+        if let Err(error) = consumer.resume(revoked) {
+            tracing::debug!(%error, "resuming revoked partitions failed");
+        }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use threatflow::events::SchemaKind;
 use threatflow::generate::{encode_json, BadInput, EventGenerator};
-use threatflow_e2e::{histogram, Broker, EngineProcess, OutputCollector, TestTopics};
+use threatflow_e2e::{
+    free_loopback_address, histogram, Broker, EngineProcess, OutputCollector, TestTopics,
+};
 
 /// Long enough for a Tansu group join (~5 s) plus processing on a loaded 2-core machine.
 const OUTPUT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -383,18 +385,49 @@ async fn scaling_out_and_back_in_rebalances_without_loss_or_duplicates() -> anyh
         async move { threatflow_e2e::produce(&bootstrap, &topic, &payloads).await }
     };
 
-    let first = fixture.start_engine(&config, 0)?;
+    let http = [free_loopback_address()?, free_loopback_address()?];
+    let start = |run: usize| {
+        EngineProcess::start_with_env(
+            std::path::Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
+            &config,
+            &fixture.dir.path().join(format!("engine-{run}.log")),
+            &[("THREATFLOW_HTTP__BIND", &http[run])],
+        )
+    };
+    let first = start(0)?;
     let mut landed = produce(8).await?;
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     assert_none_missing(&outputs, &landed, &fixture);
 
     // A second member joins: the first revokes its partitions (drain, commit) and the group
     // splits them. Inputs produced during and after the rebalance are scored exactly once.
-    let second = fixture.start_engine(&config, 1)?;
+    let second = start(1)?;
     landed.extend(produce(9).await?);
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
     landed.extend(produce(10).await?);
     outputs.collect_until(landed.len(), OUTPUT_TIMEOUT)?;
+    if !outputs.missing(&landed).is_empty() {
+        // What each engine says about itself, for the failure message below.
+        for address in &http {
+            let metrics = threatflow_e2e::http_get(address, "/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            let ready = threatflow_e2e::http_get(address, "/ready")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            eprintln!("engine {address} /ready: {ready}");
+            for line in metrics.lines().filter(|line| {
+                !line.starts_with('#')
+                    && [
+                        "paused", "inflight", "assigned", "lag", "consumed", "scored",
+                    ]
+                    .iter()
+                    .any(|key| line.contains(key))
+            }) {
+                eprintln!("engine {address}: {line}");
+            }
+        }
+    }
     assert_none_missing(&outputs, &landed, &fixture);
 
     // The second member leaves gracefully; the first takes its partitions back.
