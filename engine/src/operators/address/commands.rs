@@ -1,13 +1,15 @@
 //! `threatflow train address`, `eval address` and `generate addresses`: the operator's
-//! command-line arguments (listed in its [`super::SPEC`]); the work is in
-//! [`crate::model_cli`].
+//! command-line arguments (listed in its [`super::SPEC`]); and what they run
+//! (shared plumbing: [`crate::model_cli`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
+use crate::model_cli::{model_directory, print_json_line_if, rfc3339_utc, UsageError};
 use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
+use anyhow::Context;
 
 /// `threatflow train address`.
 #[derive(Debug, Args)]
@@ -87,7 +89,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = TrainArgs::from_arg_matches(matches)?;
-            crate::model_cli::train_address(&super::train::TrainOptions {
+            train_address(&super::train::TrainOptions {
                 out: args.target.out("address"),
                 data: args.data,
                 sources: args.sources,
@@ -110,7 +112,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = EvalArgs::from_arg_matches(matches)?;
-            crate::model_cli::eval_address(
+            eval_address(
                 &args.data,
                 args.model.model(),
                 &args.model.model_dir,
@@ -134,7 +136,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = GenerateArgs::from_arg_matches(matches)?;
-            crate::model_cli::generate_addresses(
+            generate_addresses(
                 &args.sources,
                 &args.out,
                 args.count,
@@ -145,3 +147,91 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
     },
 ];
+
+/// `threatflow train address`.
+fn train_address(options: &crate::operators::address::train::TrainOptions) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    {
+        let summary = crate::operators::address::train::train(
+            options,
+            rfc3339_utc(std::time::SystemTime::now()),
+        )?;
+        {
+            let manifest = &summary.manifest;
+            let training = &manifest.training;
+            println!(
+                "trained address model {} (calibration {}) in {:.1} s on {} legitimate and {} fraudulent addresses ({} unparseable left out); written to {}",
+                manifest.version,
+                manifest.calibration_version,
+                started.elapsed().as_secs_f64(),
+                training.legitimate_rows,
+                training.fraudulent_rows,
+                summary.unparseable,
+                options.out.display()
+            );
+            println!("domain lists: {}\n", manifest.domain_lists_version);
+            println!(
+                "out-of-fold ({} folds) on {}:\n",
+                training.folds,
+                options.data.display()
+            );
+            print!("{}", summary.evaluation.report());
+        }
+    }
+    Ok(())
+}
+/// `threatflow eval address`.
+fn eval_address(
+    data: &Path,
+    model: Option<&Path>,
+    model_dir: &Path,
+    config: &crate::operators::address::AddressOperatorConfig,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::operators::address::{model::AddressModel, synth::read_labeled};
+    let directory = model_directory("address", model, model_dir)?;
+    let model = AddressModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let scorer = config.scorer(model).map_err(anyhow::Error::msg)?;
+    let rows = std::fs::read_to_string(data)
+        .map_err(|error| error.to_string())
+        .and_then(|text| read_labeled(&text))
+        .map_err(|error| anyhow::anyhow!("{}: {error}", data.display()))?;
+    let evaluation = crate::operators::address::eval::evaluate(&scorer, &rows);
+    print!("{}", evaluation.report());
+    print_json_line_if(json, &evaluation)
+}
+/// `threatflow generate addresses`.
+fn generate_addresses(
+    sources: &Path,
+    out: &Path,
+    count: usize,
+    fraud_share: f64,
+    seed: u64,
+    holdout_fraction: f64,
+) -> anyhow::Result<()> {
+    use crate::operators::address::synth::{generate, split, write_jsonl, AddressSources};
+    if !(0.0..1.0).contains(&holdout_fraction) || !(0.0..1.0).contains(&fraud_share) {
+        return Err(UsageError(
+            "--holdout-fraction and --fraud-share must be in [0, 1)".to_owned(),
+        )
+        .into());
+    }
+    let sources = AddressSources::load(sources).map_err(anyhow::Error::msg)?;
+    let rows = generate(&sources, count, fraud_share, seed);
+    let (train, holdout) = split(&rows, holdout_fraction);
+    for (name, part) in [("train.jsonl", &train), ("holdout.jsonl", &holdout)] {
+        write_jsonl(&out.join(name), part)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", out.join(name).display()))?;
+    }
+    println!(
+        "{} addresses (seed {seed}, {} fraudulent): {} in {}, {} held out in {}",
+        rows.len(),
+        rows.iter().filter(|row| row.label == 1).count(),
+        train.len(),
+        out.join("train.jsonl").display(),
+        holdout.len(),
+        out.join("holdout.jsonl").display()
+    );
+    Ok(())
+}

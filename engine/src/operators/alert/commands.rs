@@ -1,12 +1,14 @@
 //! `threatflow train alert`, `eval alert` and `generate alerts`: the operator's command-line
-//! arguments (listed in its [`super::SPEC`]); the work is in [`crate::model_cli`].
+//! arguments (listed in its [`super::SPEC`]); and what they run (shared plumbing: [`crate::model_cli`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
+use crate::model_cli::{model_directory, print_json_line_if, rfc3339_utc, UsageError};
 use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
+use anyhow::Context;
 
 /// `threatflow train alert`.
 #[derive(Debug, Args)]
@@ -71,7 +73,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = TrainArgs::from_arg_matches(matches)?;
-            crate::model_cli::train_alert(&super::train::TrainOptions {
+            train_alert(&super::train::TrainOptions {
                 out: args.target.out("alert"),
                 data: args.data,
                 version: args.target.version,
@@ -92,7 +94,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = EvalArgs::from_arg_matches(matches)?;
-            crate::model_cli::eval_alert(
+            eval_alert(
                 &args.data,
                 args.model.model(),
                 &args.model.model_dir,
@@ -113,12 +115,93 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = GenerateArgs::from_arg_matches(matches)?;
-            crate::model_cli::generate_alerts(
-                &args.out,
-                args.count,
-                args.seed,
-                args.holdout_fraction,
-            )
+            generate_alerts(&args.out, args.count, args.seed, args.holdout_fraction)
         },
     },
 ];
+
+/// `threatflow train alert`.
+fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    {
+        let summary = crate::operators::alert::train::train(
+            options,
+            rfc3339_utc(std::time::SystemTime::now()),
+        )?;
+        {
+            let training = &summary.model.manifest.training;
+            println!(
+                "trained alert model {} in {:.1} s on {} alerts (risk model {} rounds); written to {}\n",
+                summary.model.manifest.version,
+                started.elapsed().as_secs_f64(),
+                training.train_rows,
+                training.risk_rounds,
+                options.out.display()
+            );
+            println!("top features (forest, mean decrease in impurity):");
+            for importance in summary.model.manifest.feature_importances.iter().take(8) {
+                println!("  {:<28} {:.4}", importance.feature, importance.importance);
+            }
+            println!(
+                "\nvalidation (latest {} alerts of {}):\n",
+                training.validation_rows,
+                options.data.display()
+            );
+            print!("{}", summary.validation.render());
+        }
+    }
+    Ok(())
+}
+/// `threatflow eval alert`.
+fn eval_alert(
+    data: &Path,
+    model: Option<&Path>,
+    model_dir: &Path,
+    rules: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::operators::alert::{model::AlertModel, rules::RuleSet, scorer::BlendWeights};
+    let directory = model_directory("alert", model, model_dir)?;
+    let model = AlertModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let rules = RuleSet::load(rules, &model.manifest.features)?;
+    let alerts = std::fs::read_to_string(data)
+        .map_err(|error| error.to_string())
+        .and_then(|text| crate::operators::alert::synth::read_jsonl(&text))
+        .map_err(|error| anyhow::anyhow!("{}: {error}", data.display()))?;
+    let evaluation =
+        crate::operators::alert::eval::evaluate(model, rules, BlendWeights::default(), &alerts);
+    print!("{}", evaluation.render());
+    print_json_line_if(json, &evaluation)
+}
+/// `threatflow generate alerts`.
+fn generate_alerts(
+    out: &Path,
+    count: usize,
+    seed: u64,
+    holdout_fraction: f64,
+) -> anyhow::Result<()> {
+    use crate::operators::alert::synth::{generate, split, write_jsonl, GeneratorConfig};
+    if !(0.0..1.0).contains(&holdout_fraction) {
+        return Err(UsageError("--holdout-fraction must be in [0, 1)".to_owned()).into());
+    }
+    let alerts = generate(&GeneratorConfig {
+        seed,
+        count,
+        ..GeneratorConfig::default()
+    });
+    let total = alerts.len();
+    let (train, holdout) = split(alerts, holdout_fraction);
+    for (name, part) in [("train.jsonl", &train), ("holdout.jsonl", &holdout)] {
+        write_jsonl(&out.join(name), part).with_context(|| out.join(name).display().to_string())?;
+    }
+    let warmup = holdout.iter().filter(|alert| alert.warmup).count();
+    println!(
+        "{total} alerts (seed {seed}): {} in {}, {} held out (+{warmup} warm-up) in {}",
+        train.len(),
+        out.join("train.jsonl").display(),
+        holdout.len() - warmup,
+        out.join("holdout.jsonl").display()
+    );
+    Ok(())
+}

@@ -1,12 +1,16 @@
 //! `threatflow train email`, `eval email` and `generate emails`: the operator's command-line
-//! arguments (listed in its [`super::SPEC`]); the work is in [`crate::model_cli`].
+//! arguments (listed in its [`super::SPEC`]); and what they run (shared plumbing: [`crate::model_cli`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
+use crate::model_cli::{
+    model_directory, operators_config, print_json_line_if, rfc3339_utc, UsageError,
+};
 use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
+use anyhow::Context;
 
 /// `threatflow train email`.
 #[derive(Debug, Args)]
@@ -87,7 +91,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = TrainArgs::from_arg_matches(matches)?;
-            crate::model_cli::train_email(
+            train_email(
                 args.config.as_deref(),
                 super::train::TrainOptions {
                     data: args.data,
@@ -114,7 +118,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = EvalArgs::from_arg_matches(matches)?;
-            crate::model_cli::eval_email(
+            eval_email(
                 &args.data,
                 args.model.model(),
                 &args.model.model_dir,
@@ -135,7 +139,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = GenerateArgs::from_arg_matches(matches)?;
-            crate::model_cli::generate_emails(&super::synth::GenerateOptions {
+            generate_emails(&super::synth::GenerateOptions {
                 sources: args.sources,
                 out: args.out,
                 users: args.users,
@@ -147,3 +151,131 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
     },
 ];
+
+/// `threatflow train email`.
+fn train_email(
+    config: Option<&Path>,
+    mut options: crate::operators::email::train::TrainOptions,
+) -> anyhow::Result<()> {
+    let email: crate::operators::email::EmailOperatorConfig = operators_config(config)?
+        .section("email")
+        .map_err(UsageError)?;
+    if let Some(features) = email.features {
+        options.settings = features;
+    }
+    let started = std::time::Instant::now();
+    {
+        let summary = crate::operators::email::train::train(
+            &options,
+            rfc3339_utc(std::time::SystemTime::now()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        {
+            let training = &summary.manifest.training;
+            let metrics = &summary.manifest.metrics;
+            println!(
+                "trained email model {} in {:.1} s on {} messages ({} refused): {} fitted, {} held out for the score scales; one-class SVM on {} rows kept {} support vectors; written to {}",
+                summary.manifest.version,
+                started.elapsed().as_secs_f64(),
+                training.messages,
+                training.refused,
+                training.fit_rows,
+                training.calibration_rows,
+                training.one_class_rows,
+                training.one_class_support_vectors,
+                summary.directory.display()
+            );
+            println!(
+                "held-out normal mail: voted anomalies (2 of 3 at p95) {:.4}; per detector {:?}; vote overlap (ae-ocsvm, ae-if, ocsvm-if) {:?}",
+                metrics.voted_share_at_p95,
+                metrics.detector_vote_share_at_p95,
+                metrics.vote_overlap
+            );
+        }
+    }
+    Ok(())
+}
+/// `threatflow eval email`.
+fn eval_email(
+    data: &Path,
+    model: Option<&Path>,
+    model_dir: &Path,
+    config: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::operators::email::features::FeatureExtractor;
+    use crate::operators::email::model::EmailModel;
+    let email: crate::operators::email::EmailOperatorConfig = operators_config(config)?
+        .section("email")
+        .map_err(UsageError)?;
+    let directory = model_directory("email", model, model_dir)?;
+    let model = EmailModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let settings = email
+        .features
+        .clone()
+        .unwrap_or_else(|| model.manifest.feature_settings.clone());
+    let extractor = FeatureExtractor::new(&settings).map_err(anyhow::Error::msg)?;
+    let window = email.window_settings(&model);
+    let evaluation = crate::operators::email::eval::evaluate(
+        &model,
+        &extractor,
+        data,
+        &email.ensemble_settings(),
+        &window,
+    )
+    .map_err(anyhow::Error::msg)?;
+    println!(
+        "{} messages ({} injected, {} refused) from {} users ({} insiders), model {}",
+        evaluation.messages,
+        evaluation.injected,
+        evaluation.refused,
+        evaluation.users,
+        evaluation.insiders,
+        model.manifest.version
+    );
+    println!(
+        "message level: ROC-AUC {:.4}, PR-AUC {:.4}; 2-of-3 vote precision {:.3}, recall {:.3}, false-positive rate {:.4}",
+        evaluation.message_auc,
+        evaluation.message_pr_auc,
+        evaluation.vote_precision,
+        evaluation.vote_recall,
+        evaluation.vote_false_positive_rate
+    );
+    println!(
+        "user level: recall of insiders in the top 5 % ({} users): {:.3}; user ROC-AUC {:.4}; by scenario {:?}",
+        evaluation.top_users,
+        evaluation.user_recall_at_5pct,
+        evaluation.user_auc,
+        evaluation.user_recall_by_scenario
+    );
+    for (user, rank, risk) in &evaluation.missed_insiders {
+        println!("missed insider {user}: rank {rank}, peak risk {risk:.4}");
+    }
+    println!(
+        "window: {} late events dropped; snapshot {:.0} bytes per active user",
+        evaluation.late_dropped, evaluation.snapshot_bytes_per_user
+    );
+    print_json_line_if(json, &evaluation)
+}
+/// `threatflow generate emails`.
+fn generate_emails(
+    options: &crate::operators::email::synth::GenerateOptions,
+) -> anyhow::Result<()> {
+    {
+        let summary =
+            crate::operators::email::synth::generate(options).map_err(anyhow::Error::msg)?;
+        {
+            println!(
+                "{} training and {} holdout messages ({} injected from {} insiders: {}) in {}",
+                summary.train_messages,
+                summary.holdout_messages,
+                summary.injected_messages,
+                summary.insiders.len(),
+                summary.insiders.join(", "),
+                options.out.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,12 +1,18 @@
 //! `threatflow train flow` and `threatflow eval flow`: the operator's command-line arguments
-//! (listed in its [`super::SPEC`]); the work is in [`crate::model_cli`].
+//! (listed in its [`super::SPEC`]); and what they run (shared plumbing: [`crate::model_cli`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
+use crate::model_cli::{model_directory, print_json_line_if, rfc3339_utc};
 use crate::operators::command_args::{EvalModel, TrainTarget};
+use crate::operators::flow::dataset::read_nsl_kdd;
+use crate::operators::flow::eval::evaluate;
+use crate::operators::flow::model::FlowModel;
+use crate::operators::flow::train::{train, TrainOptions};
 use crate::operators::table::{OperatorCommand, Verb};
+use anyhow::Context;
 
 /// `threatflow train flow`.
 #[derive(Debug, Args)]
@@ -56,7 +62,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = TrainArgs::from_arg_matches(matches)?;
-            crate::model_cli::train_flow(&super::train::TrainOptions {
+            train_flow(&super::train::TrainOptions {
                 out: args.target.out("flow"),
                 data: args.data,
                 version: args.target.version,
@@ -76,7 +82,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = EvalArgs::from_arg_matches(matches)?;
-            crate::model_cli::eval_flow(
+            eval_flow(
                 &args.data,
                 args.model.model(),
                 &args.model.model_dir,
@@ -86,3 +92,53 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
     },
 ];
+
+/// `threatflow train flow`.
+fn train_flow(options: &TrainOptions) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let summary = train(options, rfc3339_utc(std::time::SystemTime::now()))?;
+    let record = summary.model.manifest.training.as_ref();
+    println!(
+        "trained flow model {} in {:.1} s: binary {} rounds, category {} rounds; written to {}\n",
+        summary.model.manifest.version,
+        started.elapsed().as_secs_f64(),
+        record.map_or(0, |record| record.binary_rounds),
+        record.map_or(0, |record| record.category_rounds),
+        options.out.display()
+    );
+    println!(
+        "validation split (held out from {}):\n",
+        options.data.display()
+    );
+    print!("{}", summary.validation.render());
+    Ok(())
+}
+/// `threatflow eval flow`.
+fn eval_flow(
+    data: &Path,
+    model: Option<&Path>,
+    model_dir: &Path,
+    json: bool,
+    report: Option<&Path>,
+) -> anyhow::Result<()> {
+    let directory = model_directory("flow", model, model_dir)?;
+    let model = FlowModel::load(&directory)
+        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let rows = read_nsl_kdd(data)?;
+    let evaluation = evaluate(&model, &rows);
+    print!("{}", evaluation.render());
+    if let Some(report) = report {
+        let with_text = evaluation
+            .write_report(report)
+            .map_err(|error| anyhow::anyhow!("cannot write the report: {error}"))?;
+        if with_text {
+            println!("\nreport written to {}", report.display());
+        } else {
+            println!(
+                "\nreport written to {} (no font found: plots have no text; set THREATFLOW_PLOT_FONT)",
+                report.display()
+            );
+        }
+    }
+    print_json_line_if(json, &evaluation)
+}
