@@ -151,35 +151,32 @@ pub const COMMANDS: &[OperatorCommand] = &[
 /// `threatflow train address`.
 fn train_address(options: &crate::operators::address::train::TrainOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    {
-        let summary = crate::operators::address::train::train(
-            options,
-            rfc3339_utc(std::time::SystemTime::now()),
-        )?;
-        {
-            let manifest = &summary.manifest;
-            let training = &manifest.training;
-            println!(
-                "trained address model {} (calibration {}) in {:.1} s on {} legitimate and {} fraudulent addresses ({} unparseable left out); written to {}",
-                manifest.version,
-                manifest.calibration_version,
-                started.elapsed().as_secs_f64(),
-                training.legitimate_rows,
-                training.fraudulent_rows,
-                summary.unparseable,
-                options.out.display()
-            );
-            println!("domain lists: {}\n", manifest.domain_lists_version);
-            println!(
-                "out-of-fold ({} folds) on {}:\n",
-                training.folds,
-                options.data.display()
-            );
-            print!("{}", summary.evaluation.report());
-        }
-    }
+    let summary = crate::operators::address::train::train(
+        options,
+        rfc3339_utc(std::time::SystemTime::now()),
+    )?;
+    let manifest = &summary.manifest;
+    let training = &manifest.training;
+    println!(
+            "trained address model {} (calibration {}) in {:.1} s on {} legitimate and {} fraudulent addresses ({} unparseable left out); written to {}",
+            manifest.version,
+            manifest.calibration_version,
+            started.elapsed().as_secs_f64(),
+            training.legitimate_rows,
+            training.fraudulent_rows,
+            summary.unparseable,
+            options.out.display()
+        );
+    println!("domain lists: {}\n", manifest.domain_lists_version);
+    println!(
+        "out-of-fold ({} folds) on {}:\n",
+        training.folds,
+        options.data.display()
+    );
+    print!("{}", summary.evaluation.report());
     Ok(())
 }
+
 /// `threatflow eval address`.
 fn eval_address(
     data: &Path,
@@ -201,6 +198,7 @@ fn eval_address(
     print!("{}", evaluation.report());
     print_json_line_if(json, &evaluation)
 }
+
 /// `threatflow generate addresses`.
 fn generate_addresses(
     sources: &Path,

@@ -123,35 +123,30 @@ pub const COMMANDS: &[OperatorCommand] = &[
 /// `threatflow train alert`.
 fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    {
-        let summary = crate::operators::alert::train::train(
-            options,
-            rfc3339_utc(std::time::SystemTime::now()),
-        )?;
-        {
-            let training = &summary.model.manifest.training;
-            println!(
-                "trained alert model {} in {:.1} s on {} alerts (risk model {} rounds); written to {}\n",
-                summary.model.manifest.version,
-                started.elapsed().as_secs_f64(),
-                training.train_rows,
-                training.risk_rounds,
-                options.out.display()
-            );
-            println!("top features (forest, mean decrease in impurity):");
-            for importance in summary.model.manifest.feature_importances.iter().take(8) {
-                println!("  {:<28} {:.4}", importance.feature, importance.importance);
-            }
-            println!(
-                "\nvalidation (latest {} alerts of {}):\n",
-                training.validation_rows,
-                options.data.display()
-            );
-            print!("{}", summary.validation.render());
-        }
+    let summary =
+        crate::operators::alert::train::train(options, rfc3339_utc(std::time::SystemTime::now()))?;
+    let training = &summary.model.manifest.training;
+    println!(
+        "trained alert model {} in {:.1} s on {} alerts (risk model {} rounds); written to {}\n",
+        summary.model.manifest.version,
+        started.elapsed().as_secs_f64(),
+        training.train_rows,
+        training.risk_rounds,
+        options.out.display()
+    );
+    println!("top features (forest, mean decrease in impurity):");
+    for importance in summary.model.manifest.feature_importances.iter().take(8) {
+        println!("  {:<28} {:.4}", importance.feature, importance.importance);
     }
+    println!(
+        "\nvalidation (latest {} alerts of {}):\n",
+        training.validation_rows,
+        options.data.display()
+    );
+    print!("{}", summary.validation.render());
     Ok(())
 }
+
 /// `threatflow eval alert`.
 fn eval_alert(
     data: &Path,
@@ -174,6 +169,7 @@ fn eval_alert(
     print!("{}", evaluation.render());
     print_json_line_if(json, &evaluation)
 }
+
 /// `threatflow generate alerts`.
 fn generate_alerts(
     out: &Path,

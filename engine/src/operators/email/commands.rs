@@ -164,37 +164,32 @@ fn train_email(
         options.settings = features;
     }
     let started = std::time::Instant::now();
-    {
-        let summary = crate::operators::email::train::train(
-            &options,
-            rfc3339_utc(std::time::SystemTime::now()),
-        )
-        .map_err(anyhow::Error::msg)?;
-        {
-            let training = &summary.manifest.training;
-            let metrics = &summary.manifest.metrics;
-            println!(
-                "trained email model {} in {:.1} s on {} messages ({} refused): {} fitted, {} held out for the score scales; one-class SVM on {} rows kept {} support vectors; written to {}",
-                summary.manifest.version,
-                started.elapsed().as_secs_f64(),
-                training.messages,
-                training.refused,
-                training.fit_rows,
-                training.calibration_rows,
-                training.one_class_rows,
-                training.one_class_support_vectors,
-                summary.directory.display()
-            );
-            println!(
-                "held-out normal mail: voted anomalies (2 of 3 at p95) {:.4}; per detector {:?}; vote overlap (ae-ocsvm, ae-if, ocsvm-if) {:?}",
-                metrics.voted_share_at_p95,
-                metrics.detector_vote_share_at_p95,
-                metrics.vote_overlap
-            );
-        }
-    }
+    let summary =
+        crate::operators::email::train::train(&options, rfc3339_utc(std::time::SystemTime::now()))
+            .map_err(anyhow::Error::msg)?;
+    let training = &summary.manifest.training;
+    let metrics = &summary.manifest.metrics;
+    println!(
+            "trained email model {} in {:.1} s on {} messages ({} refused): {} fitted, {} held out for the score scales; one-class SVM on {} rows kept {} support vectors; written to {}",
+            summary.manifest.version,
+            started.elapsed().as_secs_f64(),
+            training.messages,
+            training.refused,
+            training.fit_rows,
+            training.calibration_rows,
+            training.one_class_rows,
+            training.one_class_support_vectors,
+            summary.directory.display()
+        );
+    println!(
+            "held-out normal mail: voted anomalies (2 of 3 at p95) {:.4}; per detector {:?}; vote overlap (ae-ocsvm, ae-if, ocsvm-if) {:?}",
+            metrics.voted_share_at_p95,
+            metrics.detector_vote_share_at_p95,
+            metrics.vote_overlap
+        );
     Ok(())
 }
+
 /// `threatflow eval email`.
 fn eval_email(
     data: &Path,
@@ -258,24 +253,20 @@ fn eval_email(
     );
     print_json_line_if(json, &evaluation)
 }
+
 /// `threatflow generate emails`.
 fn generate_emails(
     options: &crate::operators::email::synth::GenerateOptions,
 ) -> anyhow::Result<()> {
-    {
-        let summary =
-            crate::operators::email::synth::generate(options).map_err(anyhow::Error::msg)?;
-        {
-            println!(
-                "{} training and {} holdout messages ({} injected from {} insiders: {}) in {}",
-                summary.train_messages,
-                summary.holdout_messages,
-                summary.injected_messages,
-                summary.insiders.len(),
-                summary.insiders.join(", "),
-                options.out.display()
-            );
-        }
-    }
+    let summary = crate::operators::email::synth::generate(options).map_err(anyhow::Error::msg)?;
+    println!(
+        "{} training and {} holdout messages ({} injected from {} insiders: {}) in {}",
+        summary.train_messages,
+        summary.holdout_messages,
+        summary.injected_messages,
+        summary.insiders.len(),
+        summary.insiders.join(", "),
+        options.out.display()
+    );
     Ok(())
 }

@@ -113,6 +113,7 @@ fn train_flow(options: &TrainOptions) -> anyhow::Result<()> {
     print!("{}", summary.validation.render());
     Ok(())
 }
+
 /// `threatflow eval flow`.
 fn eval_flow(
     data: &Path,

@@ -85,6 +85,7 @@ pub struct EvalPromptOptions {
     /// JSON line at the end.
     pub json: bool,
 }
+
 /// `threatflow eval prompt`.
 fn eval_prompt(options: &EvalPromptOptions) -> anyhow::Result<()> {
     use crate::operators::prompt::{eval, PromptScorer};
@@ -102,6 +103,7 @@ fn eval_prompt(options: &EvalPromptOptions) -> anyhow::Result<()> {
     print!("{}", evaluation.report());
     print_json_line_if(options.json, &evaluation)
 }
+
 /// Arguments of `threatflow bench prompt`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchPromptOptions {
@@ -151,11 +153,13 @@ pub struct BenchPromptOptions {
     #[arg(long)]
     pub json: bool,
 }
+
 /// `threatflow bench prompt`.
 fn bench_prompt(options: &BenchPromptOptions) -> anyhow::Result<()> {
     let figures = run_bench_prompt(options).map_err(anyhow::Error::msg)?;
     print_json_line_if(options.json, &figures)
 }
+
 fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, String> {
     use crate::operators::prompt::{bench, eval, l2, PromptOperatorConfig, PromptScorer};
     let mut texts: Vec<String> = eval::read_labeled(&options.data)?
