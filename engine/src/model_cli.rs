@@ -6,12 +6,10 @@
 //! that turns a result into a process exit status: 0, 2 for a usage problem ([`UsageError`]: a
 //! bad argument, no model to evaluate, an invalid config file), 1 for anything else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-
-use crate::ml::artifact::newest_version;
 
 /// A problem with how the command was called (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -45,26 +43,6 @@ fn render(error: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// The version directory `eval <operator>` reads: `--model` when given, else the newest
-/// under `<model_dir>/<operator>` (a usage error when there is none).
-pub fn model_directory(
-    operator: &str,
-    model: Option<&Path>,
-    model_dir: &Path,
-) -> anyhow::Result<PathBuf> {
-    if let Some(directory) = model {
-        return Ok(directory.to_path_buf());
-    }
-    let root = model_dir.join(operator);
-    newest_version(&root).ok_or_else(|| {
-        UsageError(format!(
-            "no model under {}: pass --model DIR or run `threatflow train {operator}`",
-            root.display()
-        ))
-        .into()
-    })
 }
 
 /// With `json`, prints `value` as the one-line JSON object `--json` promises on the last line

@@ -145,15 +145,9 @@ impl Worker {
             // Whatever was folded since the last checkpoint stays uncommitted and is re-read.
             return;
         }
-        let partitions = self.states.partitions();
-        let mut held: Vec<(i32, &mut Box<dyn crate::runtime::PartitionState>)> = Vec::new();
-        // Collect mutable references to every held state (disjoint keys).
-        for (partition, state) in self.states.iter_dyn_mut() {
-            held.push((partition, state));
-        }
-        match changelog.checkpoint(&mut held) {
+        match changelog.checkpoint(&mut self.states) {
             Ok(_) => {
-                for partition in partitions {
+                for partition in self.states.partitions() {
                     self.tracker
                         .mark_state_durable(&TopicPartition::new(&self.binding.topic, partition));
                 }

@@ -3,6 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
+use crate::ml::artifact::newest_version;
+use crate::model_cli::UsageError;
+
 /// Where `train <operator>` writes: `<model-dir>/<operator>/<version>/`.
 #[derive(Debug, clap::Args)]
 pub struct TrainTarget {
@@ -36,8 +41,32 @@ pub struct EvalModel {
 }
 
 impl EvalModel {
-    /// `--model`, if given.
-    pub fn model(&self) -> Option<&Path> {
-        self.model.as_deref()
+    /// The version directory to evaluate: `--model` when given, else the newest under
+    /// `<model-dir>/<operator>` (a usage error when there is none).
+    pub fn version_dir(&self, operator: &str) -> anyhow::Result<PathBuf> {
+        if let Some(directory) = &self.model {
+            return Ok(directory.clone());
+        }
+        let root = self.model_dir.join(operator);
+        newest_version(&root).ok_or_else(|| {
+            UsageError(format!(
+                "no model under {}: pass --model DIR or run `threatflow train {operator}`",
+                root.display()
+            ))
+            .into()
+        })
+    }
+
+    /// Loads the version to evaluate with `load`; an error names the directory.
+    pub fn load<M, E>(
+        &self,
+        operator: &str,
+        load: impl FnOnce(&Path) -> Result<M, E>,
+    ) -> anyhow::Result<M>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let directory = self.version_dir(operator)?;
+        load(&directory).with_context(|| format!("cannot load {}", directory.display()))
     }
 }

@@ -40,7 +40,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset};
 use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
-use crate::runtime::state::PartitionState;
+use crate::runtime::state::{PartitionState, PartitionStates};
 use crate::state::CheckpointStore;
 use crate::sync::lock;
 
@@ -345,20 +345,17 @@ impl ChangelogWriter {
 
     /// Writes the changed entries of `states` and waits until the broker acknowledged all of
     /// them; then refreshes the local cache of each written partition. `Ok` = durable.
-    pub fn checkpoint(
-        &self,
-        states: &mut [(i32, &mut Box<dyn PartitionState>)],
-    ) -> Result<usize, ChangelogError> {
+    pub fn checkpoint(&self, states: &mut PartitionStates) -> Result<usize, ChangelogError> {
         let mut written_partitions = Vec::new();
         let mut records = 0;
-        for (partition, state) in states.iter_mut() {
+        for (partition, state) in states.iter_dyn_mut() {
             let changes = state.take_changes();
             if changes.is_empty() {
                 continue;
             }
             for (key, value) in &changes {
                 let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.changelog.topic)
-                    .partition(*partition)
+                    .partition(partition)
                     .key(key.as_str())
                     .headers(OwnedHeaders::new());
                 if let Some(value) = value {
@@ -367,7 +364,7 @@ impl ChangelogWriter {
                 self.send(record)?;
                 records += 1;
             }
-            written_partitions.push(*partition);
+            written_partitions.push(partition);
         }
         if records == 0 {
             return Ok(0);
@@ -385,11 +382,11 @@ impl ChangelogWriter {
             }
             acks.end_offsets.clone()
         };
-        for (partition, state) in states.iter() {
-            if !written_partitions.contains(partition) {
+        for (partition, state) in states.iter_dyn_mut() {
+            if !written_partitions.contains(&partition) {
                 continue;
             }
-            let Some(end) = ends.get(partition) else {
+            let Some(end) = ends.get(&partition) else {
                 continue;
             };
             let cached = CachedPartition {
@@ -401,7 +398,7 @@ impl ChangelogWriter {
                     .collect(),
             };
             // The cache is only an optimisation: a failed write costs a changelog restore.
-            if let Err(error) = self.changelog.cache.save(*partition, &cached) {
+            if let Err(error) = self.changelog.cache.save(partition, &cached) {
                 tracing::warn!(%error, partition, "state cache write failed");
             }
         }

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
-use crate::model_cli::{model_directory, print_json_line_if, rfc3339_utc, UsageError};
+use crate::model_cli::{print_json_line_if, rfc3339_utc, UsageError};
 use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
-use anyhow::Context;
 
 /// `threatflow train address`.
 #[derive(Debug, Args)]
@@ -114,14 +113,12 @@ pub const COMMANDS: &[OperatorCommand] = &[
             let args = EvalArgs::from_arg_matches(matches)?;
             eval_address(
                 &args.data,
-                args.model.model(),
-                &args.model.model_dir,
+                &args.model,
                 &super::AddressOperatorConfig {
                     review_at: args.review_at,
                     block_at: args.block_at,
                     ..Default::default()
                 },
-                args.model.json,
             )
         },
     },
@@ -180,15 +177,12 @@ fn train_address(options: &crate::operators::address::train::TrainOptions) -> an
 /// `threatflow eval address`.
 fn eval_address(
     data: &Path,
-    model: Option<&Path>,
-    model_dir: &Path,
+    model: &EvalModel,
     config: &crate::operators::address::AddressOperatorConfig,
-    json: bool,
 ) -> anyhow::Result<()> {
     use crate::operators::address::{model::AddressModel, synth::read_labeled};
-    let directory = model_directory("address", model, model_dir)?;
-    let model = AddressModel::load(&directory)
-        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let json = model.json;
+    let model = model.load("address", AddressModel::load)?;
     let scorer = config.scorer(model).map_err(anyhow::Error::msg)?;
     let rows = std::fs::read_to_string(data)
         .map_err(|error| error.to_string())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
-use crate::model_cli::{model_directory, print_json_line_if, rfc3339_utc, UsageError};
+use crate::model_cli::{print_json_line_if, rfc3339_utc, UsageError};
 use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
 use anyhow::Context;
@@ -94,13 +94,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = EvalArgs::from_arg_matches(matches)?;
-            eval_alert(
-                &args.data,
-                args.model.model(),
-                &args.model.model_dir,
-                args.rules.as_deref(),
-                args.model.json,
-            )
+            eval_alert(&args.data, &args.model, args.rules.as_deref())
         },
     },
     OperatorCommand {
@@ -148,17 +142,10 @@ fn train_alert(options: &crate::operators::alert::train::TrainOptions) -> anyhow
 }
 
 /// `threatflow eval alert`.
-fn eval_alert(
-    data: &Path,
-    model: Option<&Path>,
-    model_dir: &Path,
-    rules: Option<&Path>,
-    json: bool,
-) -> anyhow::Result<()> {
+fn eval_alert(data: &Path, model: &EvalModel, rules: Option<&Path>) -> anyhow::Result<()> {
     use crate::operators::alert::{model::AlertModel, rules::RuleSet, scorer::BlendWeights};
-    let directory = model_directory("alert", model, model_dir)?;
-    let model = AlertModel::load(&directory)
-        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let json = model.json;
+    let model = model.load("alert", AlertModel::load)?;
     let rules = RuleSet::load(rules, &model.manifest.features)?;
     let alerts = std::fs::read_to_string(data)
         .map_err(|error| error.to_string())

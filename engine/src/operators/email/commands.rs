@@ -5,12 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
-use crate::model_cli::{
-    model_directory, operators_config, print_json_line_if, rfc3339_utc, UsageError,
-};
+use crate::model_cli::{operators_config, print_json_line_if, rfc3339_utc, UsageError};
 use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::table::{OperatorCommand, Verb};
-use anyhow::Context;
 
 /// `threatflow train email`.
 #[derive(Debug, Args)]
@@ -118,13 +115,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = EvalArgs::from_arg_matches(matches)?;
-            eval_email(
-                &args.data,
-                args.model.model(),
-                &args.model.model_dir,
-                args.config.as_deref(),
-                args.model.json,
-            )
+            eval_email(&args.data, &args.model, args.config.as_deref())
         },
     },
     OperatorCommand {
@@ -191,21 +182,14 @@ fn train_email(
 }
 
 /// `threatflow eval email`.
-fn eval_email(
-    data: &Path,
-    model: Option<&Path>,
-    model_dir: &Path,
-    config: Option<&Path>,
-    json: bool,
-) -> anyhow::Result<()> {
+fn eval_email(data: &Path, model: &EvalModel, config: Option<&Path>) -> anyhow::Result<()> {
     use crate::operators::email::features::FeatureExtractor;
     use crate::operators::email::model::EmailModel;
     let email: crate::operators::email::EmailOperatorConfig = operators_config(config)?
         .section("email")
         .map_err(UsageError)?;
-    let directory = model_directory("email", model, model_dir)?;
-    let model = EmailModel::load(&directory)
-        .with_context(|| format!("cannot load {}", directory.display()))?;
+    let json = model.json;
+    let model = model.load("email", EmailModel::load)?;
     let settings = email
         .features
         .clone()

@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, FromArgMatches};
 
-use crate::model_cli::{model_directory, print_json_line_if, rfc3339_utc};
+use crate::model_cli::{print_json_line_if, rfc3339_utc};
 use crate::operators::command_args::{EvalModel, TrainTarget};
 use crate::operators::flow::dataset::read_nsl_kdd;
 use crate::operators::flow::eval::evaluate;
 use crate::operators::flow::model::FlowModel;
 use crate::operators::flow::train::{train, TrainOptions};
 use crate::operators::table::{OperatorCommand, Verb};
-use anyhow::Context;
 
 /// `threatflow train flow`.
 #[derive(Debug, Args)]
@@ -82,13 +81,7 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = EvalArgs::from_arg_matches(matches)?;
-            eval_flow(
-                &args.data,
-                args.model.model(),
-                &args.model.model_dir,
-                args.model.json,
-                args.report.as_deref(),
-            )
+            eval_flow(&args.data, &args.model, args.report.as_deref())
         },
     },
 ];
@@ -115,16 +108,9 @@ fn train_flow(options: &TrainOptions) -> anyhow::Result<()> {
 }
 
 /// `threatflow eval flow`.
-fn eval_flow(
-    data: &Path,
-    model: Option<&Path>,
-    model_dir: &Path,
-    json: bool,
-    report: Option<&Path>,
-) -> anyhow::Result<()> {
-    let directory = model_directory("flow", model, model_dir)?;
-    let model = FlowModel::load(&directory)
-        .with_context(|| format!("cannot load {}", directory.display()))?;
+fn eval_flow(data: &Path, model: &EvalModel, report: Option<&Path>) -> anyhow::Result<()> {
+    let json = model.json;
+    let model = model.load("flow", FlowModel::load)?;
     let rows = read_nsl_kdd(data)?;
     let evaluation = evaluate(&model, &rows);
     print!("{}", evaluation.render());
