@@ -35,6 +35,7 @@ fn start(operator: &str) -> BindingRuntime {
         operators: &operators,
         input_topic: "bench",
         kafka: None,
+        pinned_version_dir: None,
     };
     let kind = OperatorKind::named(operator).expect("operator");
     (kind.spec().start)(&context).expect("operator starts with the shipped model")

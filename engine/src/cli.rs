@@ -1,4 +1,5 @@
-//! The `threatflow` command line: `run`, `demo`, `train`, `eval`, `generate` and `config check`.
+//! The `threatflow` command line: `run`, `demo`, `train`, `eval`, `generate`, `bench`,
+//! `models`, `replay` and `config check`.
 //!
 //! Exit codes: 0 success; 1 runtime failure; 2 invalid config or arguments (clap's usage
 //! errors are 2 as well).
@@ -76,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The model registry: list, show, push, promote, rollback, challenge, verify.
+    Models(crate::registry::cli::ModelsArgs),
+    /// Re-score a range of an input topic with any model version (backtest); never joins
+    /// or commits for the live consumer group.
+    Replay(crate::replay::ReplayArgs),
     /// Load measurements (figures for BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -111,7 +117,18 @@ impl<const VERB: u8> OperatorCommands<VERB> {
         let (verb, verb_name) = Self::verb();
         let label = format!("{verb_name} {}", self.name);
         match table::commands(verb).find(|command| command.name == self.name) {
-            Some(command) => crate::model_cli::exit_code(&label, (command.run)(&self.matches)),
+            Some(command) => {
+                let result = (command.run)(&self.matches).and_then(|()| match verb {
+                    Verb::Train => {
+                        crate::operators::command_args::TrainTarget::mark_bootstrap_if_asked(
+                            &self.name,
+                            &self.matches,
+                        )
+                    }
+                    _ => Ok(()),
+                });
+                crate::model_cli::exit_code(&label, result)
+            }
             None => {
                 eprintln!("{label}: no such command");
                 ExitCode::from(2)
@@ -202,6 +219,10 @@ pub fn main() -> ExitCode {
         Command::Eval { command } => command.run(),
         Command::Generate { command } => command.run(),
         Command::Bench { command } => command.run(),
+        Command::Replay(args) => crate::model_cli::exit_code("replay", crate::replay::run(&args)),
+        Command::Models(args) => {
+            crate::model_cli::exit_code("models", crate::registry::cli::run(&args))
+        }
     }
 }
 

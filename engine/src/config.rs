@@ -80,6 +80,9 @@ pub struct EngineConfig {
     /// to decode Confluent-framed Avro until a registry client lands.
     #[serde(default)]
     pub schema_ids: BTreeMap<String, SchemaKind>,
+    /// The model registry: artifact store, alias log, shadow scoring.
+    #[serde(default)]
+    pub registry: crate::registry::RegistryConfig,
 }
 
 /// `[operators.<name>]`: each operator's own settings, kept as TOML until the operator named
@@ -423,9 +426,14 @@ pub struct HttpConfig {
     pub bind: String,
     /// Serve `POST /models/<input topic>` (swap the binding's model to a version under
     /// `<model_dir>/<operator>/` without a restart). Off by default: anyone who can reach
-    /// the port could change what scores the stream.
+    /// the port could change what scores the stream. Needs `admin_token`.
     #[serde(default)]
     pub model_admin: bool,
+    /// Bearer token every HTTP action that changes models must carry
+    /// (`Authorization: Bearer <token>`); reads need none. Set it from the environment
+    /// (`THREATFLOW_HTTP__ADMIN_TOKEN`), not in a committed file.
+    #[serde(default)]
+    pub admin_token: String,
 }
 
 fn default_http_bind() -> String {
@@ -437,6 +445,7 @@ impl Default for HttpConfig {
         Self {
             bind: default_http_bind(),
             model_admin: false,
+            admin_token: String::new(),
         }
     }
 }
@@ -637,6 +646,21 @@ impl EngineConfig {
                 self.http.bind
             ));
         }
+        if self.http.model_admin && self.http.admin_token.trim().is_empty() {
+            problems.push(
+                "http.model_admin needs http.admin_token (admin actions require a bearer token)"
+                    .to_owned(),
+            );
+        }
+        problems.extend(self.registry.problems());
+        for (key, topic) in [
+            ("registry.topic", &self.registry.topic),
+            ("registry.shadow_topic", &self.registry.shadow_topic),
+        ] {
+            if !topic.is_empty() && seen_topics.contains(topic.as_str()) {
+                problems.push(format!("{key} {topic:?} is also an input (would loop)"));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -656,6 +680,14 @@ impl EngineConfig {
                 if SECRET_MARKERS.iter().any(|marker| name.contains(marker)) {
                     *value = "********".to_owned();
                 }
+            }
+        }
+        if !masked.http.admin_token.is_empty() {
+            masked.http.admin_token = "********".to_owned();
+        }
+        for (name, value) in masked.registry.store_options.iter_mut() {
+            if SECRET_MARKERS.iter().any(|marker| name.contains(marker)) {
+                *value = "********".to_owned();
             }
         }
         toml::to_string_pretty(&masked)

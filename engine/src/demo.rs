@@ -208,7 +208,9 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
     let operator_for = |kind: SchemaKind| {
         OPERATORS
             .iter()
-            .find(|spec| spec.model_dir.is_some_and(&has_model) && (spec.accepts)(kind))
+            .find(|spec| {
+                spec.model.is_some_and(|model| has_model(model.dir)) && (spec.accepts)(kind)
+            })
             .and_then(|spec| OperatorKind::named(spec.name))
             .or_else(|| OperatorKind::named("passthrough"))
             .expect("passthrough is in the operator table")
@@ -273,9 +275,15 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
         http: HttpConfig {
             bind: String::new(),
             model_admin: false,
+            admin_token: String::new(),
         },
         log: LogConfig::default(),
         schema_ids: BTreeMap::new(),
+        // Each run has its own registry log: the local models become its champions.
+        registry: crate::registry::RegistryConfig {
+            topic: format!("{group_id}.registry"),
+            ..Default::default()
+        },
     }
 }
 
@@ -289,7 +297,7 @@ pub fn demo_model_dir() -> Option<PathBuf> {
         .find(|root| {
             OPERATORS
                 .iter()
-                .filter_map(|spec| spec.model_dir)
+                .filter_map(|spec| spec.model.map(|model| model.dir))
                 .any(|operator| newest_version(&root.join(operator)).is_some())
         })
 }

@@ -25,6 +25,10 @@ pub struct BoundModel {
     pub handle: Arc<dyn ModelHandle>,
     /// Where the operator's versions live: `<model_dir>/<operator>`.
     pub versions_dir: PathBuf,
+    /// Its shadow tap (challenger scoring), when the registry is on.
+    pub shadow: Option<Arc<crate::registry::shadow::ShadowTap>>,
+    /// The registry, when on (for the aliases on `/models`).
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 impl std::fmt::Debug for BoundModel {
@@ -131,7 +135,16 @@ impl Health {
         serde_json::Value::Object(
             models
                 .iter()
-                .map(|(topic, bound)| (topic.clone(), bound.handle.describe()))
+                .map(|(topic, bound)| {
+                    let mut description = bound.handle.describe();
+                    if let Some(registry) = &bound.registry {
+                        description["registry"] = registry.describe(bound.handle.operator());
+                    }
+                    if let Some(shadow) = &bound.shadow {
+                        description["shadow"] = shadow.describe();
+                    }
+                    (topic.clone(), description)
+                })
                 .collect(),
         )
     }

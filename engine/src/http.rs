@@ -2,7 +2,8 @@
 //! group joined, broker reachable, models loaded), `/metrics` (Prometheus text format),
 //! `/models` (per input topic: operator, the model version scoring now and its manifest
 //! summary, e.g. the alert classifier's feature importances — read live from the model
-//! slots). With `http.model_admin`, `POST /models/<input topic>` with `{"version": "v2"}`
+//! slots, with the registry's aliases and the shadow challenger's agreement figures). With
+//! `http.model_admin` and a bearer token (`http.admin_token`), `POST /models/<input topic>` with `{"version": "v2"}`
 //! swaps the binding's model to `<model_dir>/<operator>/v2` without a restart: the version is
 //! loaded, verified and warmed off the scoring threads, then goes live between two batches;
 //! a version that fails to load is refused (422) and the old one keeps scoring.
@@ -40,7 +41,16 @@ pub async fn serve(
         .route("/models", get(models))
         .route("/metrics", get(move || async move { handle.render() }));
     if config.model_admin {
-        app = app.route("/models/{topic}", post(swap_model));
+        let token = Arc::new(config.admin_token.clone());
+        app = app.route(
+            "/models/{topic}",
+            post(swap_model).route_layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let token = token.clone();
+                    async move { require_bearer(&token, request, next).await }
+                },
+            )),
+        );
     }
     let app = app.with_state(health);
     tokio::spawn(async move {
@@ -57,6 +67,37 @@ pub async fn serve(
 
 async fn models(State(health): State<Arc<Health>>) -> impl IntoResponse {
     Json(health.models_json())
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>` (and a non-empty token):
+/// 401 otherwise. The comparison takes the same time wherever the strings differ.
+async fn require_bearer(
+    token: &str,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let matches = !token.is_empty()
+        && presented.len() == token.len()
+        && presented
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if matches {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({ "error": "admin actions need Authorization: Bearer <http.admin_token>" })),
+        )
+            .into_response()
+    }
 }
 
 /// Body of `POST /models/<input topic>`.

@@ -24,6 +24,9 @@
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
 //! - [`generate`]: realistic synthetic events (demo, tests, load generator); [`demo`]: the
 //!   engine on an embedded broker.
+//! - [`registry`]: model versions in an artifact store, champion/challenger aliases on a
+//!   Kafka log, fleet-wide swaps, shadow scoring, `models` commands; [`replay`]: re-scoring a
+//!   range of an input topic with any version.
 //! - [`cli`]: the `threatflow` command line; [`model_cli`]: its `train`, `eval`, `bench` and
 //!   `generate` commands.
 
@@ -47,6 +50,8 @@ pub mod model_cli;
 pub mod offsets;
 pub mod operators;
 pub mod pipeline;
+pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod scored;
 pub mod shutdown;

@@ -46,6 +46,9 @@ use crate::flow_control::FlowControl;
 use crate::health::BoundModel;
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::operators::OperatorContext;
+use crate::registry::fleet::local_version;
+use crate::registry::shadow::ShadowTap;
+use crate::registry::{FleetBinding, Registry};
 use crate::runtime::changelog::Changelog;
 use crate::runtime::PartitionStates;
 use crate::source::{commit, store_committable, Health, RawRecord, SourceContext, WorkerMessage};
@@ -179,8 +182,33 @@ pub fn run(
         tracker.clone(),
         refusals,
     )?);
-    let (worker_channels, workers) =
-        start_workers(config, &tracker, &emitter, &health, &dead_letters)?;
+    let registry = Registry::open(config).map_err(|error| PipelineError::OperatorStart {
+        operator: "registry".to_owned(),
+        message: error.to_string(),
+    })?;
+    let (worker_channels, workers, fleet) = start_workers(
+        config,
+        &tracker,
+        &emitter,
+        &health,
+        &dead_letters,
+        registry.as_ref(),
+    )?;
+    let registry_stop = shutdown.child_token();
+    let registry_follower = match &registry {
+        Some(registry) => {
+            registry.start_shadows(&fleet);
+            Some(
+                registry
+                    .follow(fleet, registry_stop.clone())
+                    .map_err(|error| PipelineError::OperatorStart {
+                        operator: "registry".to_owned(),
+                        message: error.to_string(),
+                    })?,
+            )
+        }
+        None => None,
+    };
     health.operators_started.store(true, Ordering::Relaxed);
 
     let dispatcher = Arc::new(Dispatcher::new(
@@ -237,6 +265,10 @@ pub fn run(
         &health,
     );
     dead_letters.flush_if_due();
+    registry_stop.cancel();
+    if let Some(follower) = registry_follower {
+        let _ = follower.join();
+    }
     match health.failure() {
         Some(failure) => Err(PipelineError::Failed(failure)),
         None => Ok(()),
@@ -394,13 +426,16 @@ fn shut_down(
 
 type WorkerChannels = HashMap<String, Vec<SyncSender<WorkerMessage>>>;
 
+type StartedWorkers = (WorkerChannels, Vec<JoinHandle<()>>, Vec<FleetBinding>);
+
 fn start_workers(
     config: &EngineConfig,
     tracker: &Arc<OffsetTracker>,
     emitter: &Arc<Emitter>,
     health: &Arc<Health>,
     dead_letters: &Arc<DeadLetterLog>,
-) -> Result<(WorkerChannels, Vec<JoinHandle<()>>), PipelineError> {
+    registry: Option<&Arc<Registry>>,
+) -> Result<StartedWorkers, PipelineError> {
     let schema_ids: HashMap<u32, SchemaKind> = config
         .schema_ids
         .iter()
@@ -408,23 +443,53 @@ fn start_workers(
         .collect();
     let mut channels = HashMap::new();
     let mut handles = Vec::new();
+    let mut fleet = Vec::new();
     for binding in &config.bindings {
         let start_error = |message: String| PipelineError::OperatorStart {
             operator: binding.operator.name().to_owned(),
             message,
         };
-        let context = OperatorContext::for_binding(config, &binding.topic, true);
-        let runtime = (binding.operator.spec().start)(&context)
-            .map_err(|error| start_error(error.to_string()))?;
-        if let (Some(handle), Some(directory)) = (&runtime.model, binding.operator.spec().model_dir)
-        {
+        let spec = binding.operator.spec();
+        let pinned = match (registry, spec.model) {
+            (Some(registry), Some(model)) => Some(
+                registry
+                    .boot_version(spec.name, || local_version(config, spec.name, model.dir))
+                    .map_err(|error| start_error(error.to_string()))?,
+            ),
+            _ => None,
+        };
+        let mut context = OperatorContext::for_binding(config, &binding.topic, true);
+        context.pinned_version_dir = pinned.as_deref();
+        let runtime = (spec.start)(&context).map_err(|error| start_error(error.to_string()))?;
+        let shadow = match (registry, spec.model, &runtime.shadow) {
+            (Some(_), Some(model), Some(factory)) => Some(
+                start_shadow(
+                    config,
+                    spec.name,
+                    model.shadow,
+                    factory.clone(),
+                    runtime.state,
+                )
+                .map_err(|error| start_error(error.to_string()))?,
+            ),
+            _ => None,
+        };
+        if let (Some(handle), Some(model)) = (&runtime.model, spec.model) {
             crate::sync::lock(&health.models).insert(
                 binding.topic.clone(),
                 BoundModel {
                     handle: handle.clone(),
-                    versions_dir: config.storage.model_dir.join(directory),
+                    versions_dir: config.storage.model_dir.join(model.dir),
+                    shadow: shadow.clone(),
+                    registry: registry.cloned(),
                 },
             );
+            fleet.push(FleetBinding {
+                operator: spec.name,
+                topic: binding.topic.clone(),
+                model: handle.clone(),
+                shadow: shadow.clone(),
+            });
         }
         let changelog = match runtime.state {
             Some(_) => Some(
@@ -471,6 +536,7 @@ fn start_workers(
                 max_output_bytes: config.pipeline.max_output_bytes,
                 health: health.clone(),
                 dead_letters: dead_letters.clone(),
+                shadow: shadow.clone(),
             };
             let (sender, receiver) =
                 std::sync::mpsc::sync_channel(config.pipeline.channel_capacity);
@@ -479,5 +545,31 @@ fn start_workers(
         }
         channels.insert(binding.topic.clone(), senders);
     }
-    Ok((channels, handles))
+    Ok((channels, handles, fleet))
+}
+
+/// The shadow tap of a binding of `operator` (its thread started; no challenger yet).
+fn start_shadow(
+    config: &EngineConfig,
+    operator: &'static str,
+    keys: crate::operators::table::ShadowKeys,
+    factory: crate::registry::shadow::ShadowFactory,
+    state: Option<crate::runtime::StateFactory>,
+) -> Result<Arc<ShadowTap>, Box<dyn std::error::Error + Send + Sync>> {
+    let output = if config.registry.shadow_topic.is_empty() {
+        None
+    } else {
+        let producer: rdkafka::producer::ThreadedProducer<
+            rdkafka::producer::DefaultProducerContext,
+        > = producer_client_config(config).create()?;
+        Some((config.registry.shadow_topic.clone(), producer))
+    };
+    Ok(ShadowTap::start(
+        operator,
+        keys,
+        config.registry.shadow_fraction,
+        factory,
+        state,
+        output,
+    )?)
 }

@@ -63,12 +63,27 @@ pub const INFLIGHT_BUDGET: &str = "threatflow_inflight_budget_events";
 pub const PROMPT_L2_ERRORS: &str = "threatflow_prompt_l2_errors_total";
 /// Model versions made current without a restart, by operator.
 pub const MODEL_SWAPS: &str = "threatflow_model_swaps_total";
+/// Model swaps the registry asked for that failed (download, verification, load), by operator.
+pub const MODEL_SWAP_FAILURES: &str = "threatflow_model_swap_failures_total";
+/// Gauge: 1 for the version each operator's binding scores with, by operator, topic, version.
+pub const MODEL_VERSION: &str = "threatflow_model_version_info";
+/// Events scored by a shadow challenger, by operator and whether its verdict agreed.
+pub const SHADOW_EVENTS: &str = "threatflow_shadow_events_total";
+/// Gauge: share of shadow-scored events whose verdict agreed with the champion, by operator.
+pub const SHADOW_AGREEMENT: &str = "threatflow_shadow_verdict_agreement_ratio";
+/// Histogram: |challenger score − champion score| of shadow-scored events, by operator.
+pub const SHADOW_SCORE_DIFF: &str = "threatflow_shadow_score_abs_diff";
+/// Sampled events not shadow-scored because the shadow scorer was behind, by operator.
+pub const SHADOW_DROPPED: &str = "threatflow_shadow_dropped_total";
 /// Keyed-state records written to changelog topics, by changelog topic.
 pub const STATE_CHANGELOG_RECORDS: &str = "threatflow_state_changelog_records_total";
 /// Partition states restored, by input topic and source (cache, changelog, empty).
 pub const STATE_RESTORES: &str = "threatflow_state_restores_total";
 /// Entities held in keyed partition state, by input topic.
 pub const STATE_ENTITIES: &str = "threatflow_state_entities";
+
+/// Histogram buckets for shadow score differences (scores are mostly 0–1 or 0–100).
+const SCORE_DIFF_BUCKETS: [f64; 10] = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 10.0, 50.0];
 
 /// Histogram buckets for stage durations: 50 µs to 5 s.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -119,6 +134,12 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
                     Matcher::Full(PROMPT_L2_BATCH_SIZE.to_owned()),
                     &SIZE_BUCKETS,
                 )
+            })
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(SHADOW_SCORE_DIFF.to_owned()),
+                    &SCORE_DIFF_BUCKETS,
+                )
             });
         let recorder = match builder {
             Ok(builder) => builder.build_recorder(),
@@ -138,6 +159,30 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        MODEL_SWAP_FAILURES,
+        "Registry-driven model swaps that failed (the old version keeps scoring), by operator"
+    );
+    describe_gauge!(
+        MODEL_VERSION,
+        "1 for the model version a binding scores with, by operator, topic and version"
+    );
+    describe_counter!(
+        SHADOW_EVENTS,
+        "Events also scored by the challenger, by operator and verdict agreement"
+    );
+    describe_gauge!(
+        SHADOW_AGREEMENT,
+        "Share of shadow-scored events whose verdict agrees with the champion, by operator"
+    );
+    describe_histogram!(
+        SHADOW_SCORE_DIFF,
+        "Absolute difference of challenger and champion main score, by operator"
+    );
+    describe_counter!(
+        SHADOW_DROPPED,
+        "Sampled events the shadow scorer skipped because it was behind, by operator"
+    );
     describe_counter!(EVENTS_CONSUMED, "Input records read, by topic");
     describe_counter!(EVENTS_SCORED, "Events scored by an operator, by operator");
     describe_counter!(

@@ -85,6 +85,8 @@ pub struct Worker {
     pub health: Arc<Health>,
     /// Rate-limited dead-letter log.
     pub dead_letters: Arc<DeadLetterLog>,
+    /// The binding's shadow tap (offered every scored batch; scores only with a challenger).
+    pub shadow: Option<Arc<crate::registry::shadow::ShadowTap>>,
 }
 
 /// Starts `worker` on its own thread. A panic inside it is caught here and fails the engine.
@@ -321,7 +323,12 @@ impl Worker {
         let mut attempt = 1;
         loop {
             let error: OperatorError = match self.operator.score_batch(events, &mut self.states) {
-                Ok(outcomes) => return Some(outcomes),
+                Ok(outcomes) => {
+                    if let Some(shadow) = &self.shadow {
+                        shadow.offer(events, &outcomes);
+                    }
+                    return Some(outcomes);
+                }
                 Err(error) => error,
             };
             metrics::counter!(telemetry::SCORING_FAILURES, "operator" => self.binding.operator.name())

@@ -163,7 +163,7 @@ pub fn newest_version(operator_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Sort key that orders `v2` before `v10`.
-fn natural_key(name: &str) -> Vec<(u64, String)> {
+pub fn natural_key(name: &str) -> Vec<(u64, String)> {
     let mut key = Vec::new();
     let mut digits = String::new();
     let mut text = String::new();

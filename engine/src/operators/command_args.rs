@@ -17,9 +17,43 @@ pub struct TrainTarget {
     /// Model root directory (`--models` is the old name).
     #[arg(long = "model-dir", alias = "models", default_value = "models")]
     pub model_dir: PathBuf,
+    /// Mark the version as a shipped bootstrap model (`"bootstrap": true` in its manifest):
+    /// exempt from the registry's maximum age. For the models committed under `models/`.
+    #[arg(long)]
+    pub bootstrap: bool,
 }
 
 impl TrainTarget {
+    /// After `train <operator>` succeeded: with `--bootstrap` (read from the command's
+    /// matches, so every operator's train command gets it through the flattened target),
+    /// sets `"bootstrap": true` in the written manifest.
+    pub fn mark_bootstrap_if_asked(
+        operator: &str,
+        matches: &clap::ArgMatches,
+    ) -> anyhow::Result<()> {
+        let asked = matches
+            .try_get_one::<bool>("bootstrap")
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(false);
+        if !asked {
+            return Ok(());
+        }
+        let (Some(root), Some(version)) = (
+            matches.get_one::<PathBuf>("model_dir"),
+            matches.get_one::<String>("version"),
+        ) else {
+            return Ok(());
+        };
+        let path = root.join(operator).join(version).join("manifest.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        let mut manifest: serde_json::Value = serde_json::from_str(&text)?;
+        manifest["bootstrap"] = serde_json::Value::Bool(true);
+        crate::ml::artifact::write_pretty_json(&path, &manifest)?;
+        Ok(())
+    }
+
     /// The version directory of `operator`.
     pub fn out(&self, operator: &str) -> PathBuf {
         self.model_dir.join(operator).join(&self.version)

@@ -25,7 +25,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     accepts: |_: SchemaKind| true,
     // One worker, so `after_events` counts the whole binding's events.
     default_workers: DefaultWorkers::One,
-    model_dir: None,
+    model: None,
     stateful: false,
     check_config: |sections| check_section::<FaultOperatorConfig>(sections, "fault"),
     start,

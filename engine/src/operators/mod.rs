@@ -107,18 +107,29 @@ pub fn model_version_dir(
 /// Loads `operator`'s model `version` (the newest when empty) under `<model_dir>/<operator>`
 /// into a slot with `loader`, and returns a binding whose workers are made by `worker` over
 /// that slot — the `start` of every operator with one model version directory.
-pub fn start_with_model<L: crate::runtime::ModelLoader, W: Operator + 'static>(
+pub fn start_with_model<L: crate::runtime::ModelLoader + Clone, W: Operator + 'static>(
     context: &OperatorContext<'_>,
     operator: &'static str,
     version: &str,
     loader: L,
     worker: impl Fn(Arc<crate::runtime::ModelSlot<L>>) -> W + Send + Sync + 'static,
 ) -> Result<BindingRuntime, OperatorError> {
-    let directory = model_version_dir(context.model_dir, operator, version)?;
-    let slot = crate::runtime::ModelSlot::load(operator, loader, &directory)?;
-    Ok(BindingRuntime::with_model(slot.clone(), move || {
-        Box::new(worker(slot.clone()))
-    }))
+    let directory = context.version_dir(operator, version)?;
+    let slot = crate::runtime::ModelSlot::load(operator, loader.clone(), &directory)?;
+    let worker = Arc::new(worker);
+    let shadow_worker = worker.clone();
+    Ok(
+        BindingRuntime::with_model(slot.clone(), move || Box::new(worker(slot.clone())))
+            .with_shadow(Arc::new(move |directory: &Path| {
+                let slot = crate::runtime::ModelSlot::load(operator, loader.clone(), directory)?;
+                let worker = shadow_worker.clone();
+                Ok(crate::registry::shadow::Challenger {
+                    version: crate::runtime::ModelHandle::version(&*slot),
+                    model: slot.clone(),
+                    new_worker: Box::new(move || Box::new(worker(slot.clone()))),
+                })
+            })),
+    )
 }
 
 /// An output record besides the scored event, to a topic of the operator's choice (for
@@ -229,6 +240,9 @@ pub struct OperatorContext<'a> {
     /// The engine's Kafka settings, for operators that read another topic (behaviour feeds);
     /// `None` offline (tests, eval).
     pub kafka: Option<&'a crate::config::KafkaConfig>,
+    /// The version directory to load, chosen by the registry (its champion, verified in the
+    /// local cache); `None`: the operator's configured or newest version under `model_dir`.
+    pub pinned_version_dir: Option<&'a Path>,
 }
 
 impl<'a> OperatorContext<'a> {
@@ -245,6 +259,16 @@ impl<'a> OperatorContext<'a> {
             operators: &config.operators,
             input_topic,
             kafka: with_feeds.then_some(&config.kafka),
+            pinned_version_dir: None,
+        }
+    }
+
+    /// The version directory `operator` loads: the pinned one, else `version` (the newest
+    /// when empty) under `<model_dir>/<operator>`.
+    pub fn version_dir(&self, operator: &str, version: &str) -> Result<PathBuf, OperatorError> {
+        match self.pinned_version_dir {
+            Some(directory) => Ok(directory.to_owned()),
+            None => model_version_dir(self.model_dir, operator, version),
         }
     }
 }
@@ -284,6 +308,8 @@ pub struct BindingRuntime {
     pub state: Option<StateFactory>,
     /// Makes one worker's scorer.
     pub new_worker: WorkerFactory,
+    /// Loads a challenger for shadow scoring (`None`: the operator has no model).
+    pub shadow: Option<crate::registry::shadow::ShadowFactory>,
 }
 
 impl BindingRuntime {
@@ -293,6 +319,7 @@ impl BindingRuntime {
             model: None,
             state: None,
             new_worker: Box::new(new_worker),
+            shadow: None,
         }
     }
 
@@ -305,7 +332,14 @@ impl BindingRuntime {
             model: Some(model),
             state: None,
             new_worker: Box::new(new_worker),
+            shadow: None,
         }
+    }
+
+    /// Adds a challenger loader for shadow scoring.
+    pub fn with_shadow(mut self, factory: crate::registry::shadow::ShadowFactory) -> Self {
+        self.shadow = Some(factory);
+        self
     }
 
     /// Adds keyed partition state made by `factory`.

@@ -21,7 +21,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     summary: "scores nothing; wraps each valid event in the envelope (pipeline checks, load tests)",
     accepts: |_: SchemaKind| true,
     default_workers: DefaultWorkers::PerCore,
-    model_dir: None,
+    model: None,
     stateful: false,
     check_config: |_| Ok(Vec::new()),
     start,

@@ -125,8 +125,8 @@ pub struct OperatorSpec {
     pub accepts: fn(SchemaKind) -> bool,
     /// Workers per binding by default.
     pub default_workers: DefaultWorkers,
-    /// The directory under `storage.model_dir` its versions live in (`None`: no model).
-    pub model_dir: Option<&'static str>,
+    /// Its model versions (`None`: no model).
+    pub model: Option<ModelSpec>,
     /// Whether it keeps keyed partition state (then its binding has a changelog topic).
     pub stateful: bool,
     /// Parses and validates its `[operators.<name>]` section; returns its extra output
@@ -136,6 +136,51 @@ pub struct OperatorSpec {
     pub start: fn(&OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>,
     /// Its `train` / `eval` / `generate` / `bench` commands.
     pub commands: &'static [OperatorCommand],
+}
+
+/// What the registry needs to know about an operator's model versions.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSpec {
+    /// The directory under `storage.model_dir` (and the store) its versions live in.
+    pub dir: &'static str,
+    /// Checks a manifest's feature list against what this build computes (`models verify`);
+    /// the message says where they differ.
+    pub check_features: fn(&serde_json::Value) -> Result<(), String>,
+    /// Which outputs a shadow challenger is compared on.
+    pub shadow: ShadowKeys,
+}
+
+/// The outputs champion and challenger are compared on in shadow scoring.
+#[derive(Debug, Clone, Copy)]
+pub struct ShadowKeys {
+    /// The main score (`scores[score]`): the score-difference distribution.
+    pub score: &'static str,
+    /// The verdict label (`labels[verdict]`): the agreement rate.
+    pub verdict: &'static str,
+    /// The class label (`labels[class]`): the champion × challenger confusion.
+    pub class: &'static str,
+}
+
+/// Compares a manifest's `field` list with `expected` (for [`ModelSpec::check_features`]).
+pub fn same_features(
+    manifest: &serde_json::Value,
+    field: &str,
+    expected: &[String],
+) -> Result<(), String> {
+    let Some(listed) = manifest.get(field).and_then(|v| v.as_array()) else {
+        return Err(format!("the manifest has no {field} list"));
+    };
+    let listed: Vec<&str> = listed.iter().map(|v| v.as_str().unwrap_or("?")).collect();
+    if let Some(position) = (0..listed.len().max(expected.len()))
+        .find(|&i| listed.get(i).copied() != expected.get(i).map(String::as_str))
+    {
+        return Err(format!(
+            "{field} differ from the code's at position {position}: manifest {:?}, code {:?}",
+            listed.get(position),
+            expected.get(position)
+        ));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for OperatorSpec {

@@ -272,30 +272,35 @@ fn ensure_topic(base: &ClientConfig, topic: &str, input_topic: &str) -> Result<(
         return Ok(());
     }
     let input_partitions = partitions_of(input_topic)?.max(1);
-    let admin: AdminClient<DefaultClientContext> = base.create().map_err(kafka_error)?;
+    create_compacted_topic(base, topic, input_partitions).map_err(|message| {
+        ChangelogError::Failed {
+            topic: topic.to_owned(),
+            message,
+        }
+    })
+}
+
+/// Creates `topic` compacted with `partitions` partitions (an existing one is left as it is).
+pub fn create_compacted_topic(
+    base: &ClientConfig,
+    topic: &str,
+    partitions: usize,
+) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = base.create().map_err(|e| e.to_string())?;
     let new_topic = NewTopic::new(
         topic,
-        i32::try_from(input_partitions).unwrap_or(i32::MAX),
+        i32::try_from(partitions).unwrap_or(i32::MAX),
         TopicReplication::Fixed(-1),
     )
     .set("cleanup.policy", "compact");
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     let results = futures::executor::block_on(admin.create_topics([&new_topic], &options))
-        .map_err(kafka_error)?;
+        .map_err(|e| e.to_string())?;
     for result in results {
         match result {
-            Ok(_) => tracing::info!(
-                topic,
-                partitions = input_partitions,
-                "changelog topic created"
-            ),
+            Ok(_) => tracing::info!(topic, partitions, "compacted topic created"),
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(ChangelogError::Failed {
-                    topic: topic.to_owned(),
-                    message: format!("cannot create the changelog topic: {code}"),
-                })
-            }
+            Err((_, code)) => return Err(format!("cannot create topic {topic}: {code}")),
         }
     }
     Ok(())

@@ -249,6 +249,8 @@ def export(args, data):
         "kind": "threatflow.prompt.l2-classifier",
         "version": os.path.basename(os.path.normpath(args.out)),
         "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # Shipped bootstrap model: exempt from the registry's maximum age (models verify).
+        "bootstrap": True,
         "model": {"path": "model.onnx", "sha256": sha256_file(os.path.join(args.out, "model.onnx"))},
         "tokenizer": {"path": "tokenizer.json",
                       "sha256": sha256_file(os.path.join(args.out, "tokenizer.json"))},

@@ -41,7 +41,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{InputEvent, SchemaKind};
 use crate::operators::table::{
-    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+    check_section, same_features, settings, DefaultWorkers, ModelSpec, OperatorConfig,
+    OperatorSpec, ShadowKeys,
 };
 use crate::operators::{
     start_with_model, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
@@ -177,7 +178,15 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     summary: "email addresses (address records, or the sender of emails): fraud risk and decision",
     accepts: |schema| matches!(schema, SchemaKind::Address | SchemaKind::Email),
     default_workers: DefaultWorkers::PerCore,
-    model_dir: Some("address"),
+    model: Some(ModelSpec {
+        dir: "address",
+        check_features: |manifest| same_features(manifest, "features", &features::feature_names()),
+        shadow: ShadowKeys {
+            score: "risk",
+            verdict: "decision",
+            class: "decision",
+        },
+    }),
     stateful: false,
     check_config: |sections| check_section::<AddressOperatorConfig>(sections, "address"),
     start,
@@ -203,6 +212,7 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
 }
 
 /// Loads address model versions for the operator's settings.
+#[derive(Clone)]
 pub struct AddressLoader {
     config: AddressOperatorConfig,
 }

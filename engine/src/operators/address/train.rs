@@ -226,6 +226,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .map_err(TrainError::Fit)?;
 
     let manifest = AddressManifest {
+        bootstrap: false,
         kind: MANIFEST_KIND.to_owned(),
         version: options.version.clone(),
         created_at,

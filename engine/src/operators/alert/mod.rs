@@ -44,7 +44,8 @@ use serde::{Deserialize, Serialize};
 use crate::events::{AlertEvent, InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
 use crate::operators::table::{
-    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+    check_section, same_features, settings, DefaultWorkers, ModelSpec, OperatorConfig,
+    OperatorSpec, ShadowKeys,
 };
 use crate::operators::{
     start_with_model, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
@@ -152,7 +153,15 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     summary: "SIEM alerts: disposition, anomaly flag and 0-100 risk blended with rules",
     accepts: |schema| schema == SchemaKind::Alert,
     default_workers: DefaultWorkers::PerCore,
-    model_dir: Some("alert"),
+    model: Some(ModelSpec {
+        dir: "alert",
+        check_features: |manifest| same_features(manifest, "features", &features::feature_names()),
+        shadow: ShadowKeys {
+            score: "risk",
+            verdict: "risk_level",
+            class: "disposition",
+        },
+    }),
     stateful: true,
     check_config: |sections| check_section::<AlertOperatorConfig>(sections, "alert"),
     start,
@@ -191,6 +200,7 @@ pub fn new_history() -> Box<dyn PartitionState> {
 }
 
 /// Loads alert model versions (with the rule layer) for the operator's settings.
+#[derive(Clone)]
 pub struct AlertLoader {
     config: AlertOperatorConfig,
 }

@@ -73,6 +73,9 @@ pub struct AlertManifest {
     pub version: String,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
+    /// A shipped bootstrap model: exempt from the registry's maximum age.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap: bool,
     /// ATT&CK release the tactic columns come from.
     pub attack_source: String,
     /// Feature names in row order; must equal the code's.

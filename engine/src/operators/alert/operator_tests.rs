@@ -246,6 +246,7 @@ fn start_loads_the_model_and_refuses_bad_weights_or_rules() {
         operators: &operators,
         input_topic: "test",
         kafka: None,
+        pinned_version_dir: None,
     };
     let started = start_alert(&context).unwrap();
     assert!(!started.model_version().is_empty());

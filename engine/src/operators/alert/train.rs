@@ -233,6 +233,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .file_name()
         .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
     let manifest = AlertManifest {
+        bootstrap: false,
         kind: MANIFEST_KIND.to_owned(),
         version: options.version.clone(),
         created_at,

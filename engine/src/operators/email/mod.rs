@@ -47,7 +47,8 @@ pub use config::EmailOperatorConfig;
 
 use crate::events::{InputEvent, SchemaKind};
 use crate::operators::table::{
-    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+    check_section, same_features, settings, DefaultWorkers, ModelSpec, OperatorConfig,
+    OperatorSpec, ShadowKeys,
 };
 use crate::operators::{
     start_with_model, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
@@ -67,7 +68,24 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     summary: "emails: insider-threat anomaly ensemble per message and windowed risk per user",
     accepts: |schema| schema == SchemaKind::Email,
     default_workers: DefaultWorkers::PerCore,
-    model_dir: Some("email"),
+    model: Some(ModelSpec {
+        dir: "email",
+        check_features: |manifest| {
+            let settings: features::FeatureSettings = serde_json::from_value(
+                manifest
+                    .get("feature_settings")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .map_err(|error| format!("feature_settings: {error}"))?;
+            same_features(manifest, "features", &settings.feature_names())
+        },
+        shadow: ShadowKeys {
+            score: "anomaly_score",
+            verdict: "voted_anomaly",
+            class: "voted_anomaly",
+        },
+    }),
     stateful: true,
     check_config: |sections| check_section::<EmailOperatorConfig>(sections, "email"),
     start,
@@ -122,6 +140,7 @@ pub fn new_windows() -> Box<dyn PartitionState> {
 }
 
 /// Loads email model versions for the operator's settings.
+#[derive(Clone)]
 pub struct EmailLoader {
     config: EmailOperatorConfig,
 }

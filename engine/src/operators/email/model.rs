@@ -108,6 +108,9 @@ pub struct EmailManifest {
     pub version: String,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
+    /// A shipped bootstrap model: exempt from the registry's maximum age.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap: bool,
     /// Settings the features were computed with.
     pub feature_settings: FeatureSettings,
     /// Column names; must equal what the settings produce.

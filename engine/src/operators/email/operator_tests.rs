@@ -23,6 +23,7 @@ fn started(_state_dir: &std::path::Path, config: EmailOperatorConfig) -> Started
             operators: &operators,
             input_topic: "emails",
             kafka: None,
+            pinned_version_dir: None,
         },
     )
     .unwrap()

@@ -184,6 +184,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         held_out: detector_scores,
     };
     let manifest = EmailManifest {
+        bootstrap: false,
         kind: MANIFEST_KIND.to_owned(),
         version: options.version.clone(),
         created_at,

@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::events::{InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
 use crate::operators::table::{
-    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+    check_section, same_features, settings, DefaultWorkers, ModelSpec, OperatorConfig,
+    OperatorSpec, ShadowKeys,
 };
 use crate::operators::{
     start_with_model, BindingRuntime, ExtraRecord, Operator, OperatorContext, OperatorError,
@@ -82,7 +83,21 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     summary: "network flows: gradient-boosted severity with TreeSHAP explanations",
     accepts: |schema| schema == SchemaKind::Flow,
     default_workers: DefaultWorkers::PerCore,
-    model_dir: Some("flow"),
+    model: Some(ModelSpec {
+        dir: "flow",
+        check_features: |manifest| {
+            same_features(
+                manifest,
+                "features",
+                &features::FeatureEncoder::feature_names(),
+            )
+        },
+        shadow: ShadowKeys {
+            score: "attack_probability",
+            verdict: "verdict",
+            class: "predicted_class",
+        },
+    }),
     stateful: false,
     check_config: |sections| check_section::<FlowOperatorConfig>(sections, "flow"),
     start,
@@ -111,6 +126,7 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
 }
 
 /// Loads flow model versions for the operator's settings.
+#[derive(Clone)]
 pub struct FlowLoader {
     config: FlowOperatorConfig,
 }

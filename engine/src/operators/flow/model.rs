@@ -108,6 +108,9 @@ pub struct FlowManifest {
     pub version: String,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
+    /// A shipped bootstrap model: exempt from the registry's maximum age.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap: bool,
     /// Feature names in row order; must equal the code's.
     pub features: Vec<String>,
     /// What each engineered feature captures.

@@ -202,6 +202,7 @@ fn start_loads_the_newest_version_and_refuses_a_missing_one() {
         operators: &operators,
         input_topic: "test",
         kafka: None,
+        pinned_version_dir: None,
     };
     let started = crate::operators::testing::start("flow", &context).unwrap();
     assert!(!started.model_version().is_empty());

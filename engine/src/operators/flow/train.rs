@@ -355,6 +355,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let manifest = FlowManifest {
+        bootstrap: false,
         kind: MANIFEST_KIND.to_owned(),
         version: options.version.clone(),
         created_at,

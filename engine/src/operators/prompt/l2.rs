@@ -35,6 +35,31 @@ pub const DEV_LIBRARY_PATH: &str = ".tools/lib/libonnxruntime.so";
 /// is whole in the next one.
 const WINDOW_STRIDE_TOKENS: usize = 32;
 
+/// The model inputs this build can feed.
+pub const SUPPORTED_INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"];
+
+/// `models verify`'s feature check of an L2 manifest: its `inputs` are inputs this build
+/// feeds (the prompt model's features are its tokenizer's ids).
+pub fn check_manifest_inputs(manifest: &serde_json::Value) -> Result<(), String> {
+    let Some(inputs) = manifest.get("inputs").and_then(|v| v.as_array()) else {
+        return Err("the manifest has no inputs list".to_owned());
+    };
+    if inputs.is_empty() {
+        return Err("the manifest's inputs list is empty".to_owned());
+    }
+    match inputs.iter().find(|input| {
+        !input
+            .as_str()
+            .is_some_and(|name| SUPPORTED_INPUTS.contains(&name))
+    }) {
+        Some(unknown) => Err(format!(
+            "input {unknown} is not one this build feeds ({})",
+            SUPPORTED_INPUTS.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The manifest of an L2 model (written by `models/prompt/recipe/train_l2.py`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct L2Manifest {
@@ -45,6 +70,9 @@ pub struct L2Manifest {
     /// When it was trained.
     #[serde(default)]
     pub created_at: String,
+    /// A shipped bootstrap model: exempt from the registry's maximum age.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap: bool,
     /// The ONNX file.
     pub model: ArtifactRef,
     /// The tokenizer file.

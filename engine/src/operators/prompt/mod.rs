@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{InputEvent, SchemaKind};
 use crate::operators::table::{
-    check_section, settings, DefaultWorkers, OperatorConfig, OperatorSpec,
+    check_section, settings, DefaultWorkers, ModelSpec, OperatorConfig, OperatorSpec, ShadowKeys,
 };
 use crate::operators::{
     model_version_dir, BindingRuntime, Operator, OperatorContext, OperatorError, Outcome,
@@ -464,7 +464,15 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     accepts: |schema| schema == SchemaKind::Prompt,
     // ONNX Runtime's session already uses every core; a second worker only adds contention.
     default_workers: DefaultWorkers::One,
-    model_dir: Some("prompt"),
+    model: Some(ModelSpec {
+        dir: "prompt",
+        check_features: l2::check_manifest_inputs,
+        shadow: ShadowKeys {
+            score: "attack_probability",
+            verdict: "verdict",
+            class: "verdict",
+        },
+    }),
     stateful: false,
     check_config: |sections| check_section::<PromptOperatorConfig>(sections, "prompt"),
     start,
@@ -480,7 +488,7 @@ impl OperatorConfig for PromptOperatorConfig {
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config: PromptOperatorConfig = settings(context, "prompt")?;
     let directory = if config.l2.enabled {
-        model_version_dir(context.model_dir, "prompt", &config.version)?
+        context.version_dir("prompt", &config.version)?
     } else {
         context.model_dir.join("prompt")
     };
@@ -488,13 +496,22 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
         rules_path: config.rules_path(context.model_dir),
         config,
     };
-    let slot = ModelSlot::load("prompt", loader, &directory)?;
+    let slot = ModelSlot::load("prompt", loader.clone(), &directory)?;
     Ok(BindingRuntime::with_model(slot.clone(), move || {
         Box::new(PromptOperator::over(slot.clone()))
-    }))
+    })
+    .with_shadow(std::sync::Arc::new(move |directory: &Path| {
+        let slot = ModelSlot::load("prompt", loader.clone(), directory)?;
+        Ok(crate::registry::shadow::Challenger {
+            version: crate::runtime::ModelHandle::version(&*slot),
+            model: slot.clone(),
+            new_worker: Box::new(move || Box::new(PromptOperator::over(slot.clone()))),
+        })
+    })))
 }
 
 /// Loads prompt model versions (with the rule file) for the operator's settings.
+#[derive(Clone)]
 pub struct PromptLoader {
     config: PromptOperatorConfig,
     rules_path: PathBuf,
