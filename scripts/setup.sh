@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing threatflow needs on a fresh Debian machine, and nothing
 # that is already there: native build dependencies of librdkafka (built from source by the
-# rdkafka crate), the Tansu broker the end-to-end tests run against, and the ONNX Runtime
+# rdkafka crate), the Tansu broker the end-to-end tests run against, moto's S3 server for the
+# artifact-store test, and the ONNX Runtime
 # shared library the prompt operator's L2 classifier loads at run time.
 # Idempotent; safe to run before every build.
 set -euo pipefail
@@ -87,3 +88,17 @@ PY
   rm -rf "$ort_download_dir"
   echo "setup: onnx runtime library in $lib_dir"
 fi
+
+# moto's S3-compatible server (PyPI moto[server]): the artifact-store tests push and pull model
+# versions through a real S3 endpoint on loopback. Its own virtual environment, so the system
+# Python stays as it is.
+moto_version="5.2.5"
+moto_venv="$repo_root/.tools/moto"
+if [ -x "$moto_venv/bin/moto_server" ] && "$moto_venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
+  echo "setup: moto $moto_version already in $moto_venv"
+else
+  echo "setup: installing moto[server]==$moto_version (PyPI) into $moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/python" -m pip install --quiet "moto[server]==$moto_version"
+fi
+ln -sf "$moto_venv/bin/moto_server" "$tools_dir/moto_server"

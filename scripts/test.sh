@@ -10,4 +10,6 @@ bash scripts/setup.sh
 # the JSON-lines files need no Python packages beyond the standard library).
 python3 models/prompt/recipe/prepare_data.py --test-only
 export TANSU_BIN="$repo_root/.tools/bin/tansu"
+# The S3-compatible server of the artifact-store test (installed by setup.sh).
+export MOTO_SERVER="$repo_root/.tools/bin/moto_server"
 cargo test --workspace --all-targets --locked

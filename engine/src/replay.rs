@@ -126,15 +126,15 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut sink = Sink::open(&config, args)?;
     let mut summary = Summary::default();
     let started = Instant::now();
-    for (partition, start, end) in ranges {
-        if start >= end {
+    for range in ranges {
+        if range.end.is_some_and(|end| range.start >= end) {
             continue;
         }
         if let Some(empty) = states.empty() {
-            states.insert(partition, empty);
+            states.insert(range.partition, empty);
         }
         let mut batch = Vec::new();
-        for record in read_range(&config, &args.topic, partition, start, end)? {
+        for record in read_range(&config, &args.topic, &range)? {
             summary.records += 1;
             let (source, payload) = record;
             match decoder.decode(payload.as_deref()) {
@@ -225,13 +225,29 @@ fn consumer(config: &EngineConfig) -> anyhow::Result<BaseConsumer> {
     Ok(client.create()?)
 }
 
-/// Per partition: (partition, first offset, end offset exclusive).
+/// What to read of one partition.
+struct PartitionRange {
+    partition: i32,
+    /// First offset.
+    start: i64,
+    /// End offset (exclusive), or `None`: to the end — the high watermark and then until
+    /// nothing more arrives for [`END_IDLE`] (some brokers report a high watermark inside
+    /// the last record batch).
+    end: Option<i64>,
+    /// The high watermark when the replay started.
+    high: i64,
+}
+
+/// Nothing more for this long past the high watermark: the end of the partition.
+const END_IDLE: Duration = Duration::from_millis(1000);
+
+/// Per partition: what to read.
 fn ranges(
     config: &EngineConfig,
     topic: &str,
     from: &Position,
     to: Option<&str>,
-) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+) -> anyhow::Result<Vec<PartitionRange>> {
     let consumer = consumer(config)?;
     let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
     let Some(found) = metadata
@@ -261,10 +277,15 @@ fn ranges(
         };
         let start = resolve(from)?;
         let end = match &to {
-            Some(position) => resolve(position)?,
-            None => high,
+            Some(position) => Some(resolve(position)?),
+            None => None,
         };
-        ranges.push((partition, start, end));
+        ranges.push(PartitionRange {
+            partition,
+            start,
+            end,
+            high,
+        });
     }
     Ok(ranges)
 }
@@ -275,21 +296,27 @@ type ReadRecord = (SourceCoordinates, Option<Vec<u8>>);
 fn read_range(
     config: &EngineConfig,
     topic: &str,
-    partition: i32,
-    start: i64,
-    end: i64,
+    range: &PartitionRange,
 ) -> anyhow::Result<Vec<ReadRecord>> {
+    let PartitionRange {
+        partition,
+        start,
+        end,
+        high,
+    } = *range;
     let consumer = consumer(config)?;
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, partition, Offset::Offset(start))?;
     consumer.assign(&list)?;
     let mut records = Vec::new();
     let mut last_progress = Instant::now();
+    let mut next = start;
     loop {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 last_progress = Instant::now();
-                if message.offset() >= end {
+                next = message.offset() + 1;
+                if end.is_some_and(|end| message.offset() >= end) {
                     break;
                 }
                 records.push((
@@ -301,13 +328,15 @@ fn read_range(
                     },
                     message.payload().map(<[u8]>::to_vec),
                 ));
-                if message.offset() + 1 >= end {
+                if end.is_some_and(|end| message.offset() + 1 >= end) {
                     break;
                 }
             }
             Some(Err(error)) => return Err(error.into()),
+            None if end.is_none() && next >= high && last_progress.elapsed() > END_IDLE => break,
+            None if end.is_none() && high <= start => break,
             None if last_progress.elapsed() > TIMEOUT => {
-                bail!("reading {topic}/{partition} stalled before offset {end}")
+                bail!("reading {topic}/{partition} stalled at offset {next}")
             }
             None => {}
         }
@@ -347,9 +376,9 @@ enum Sink {
     None,
     File(std::io::BufWriter<std::fs::File>),
     Topic {
-        producer: ThreadedProducer<DefaultProducerContext>,
+        producer: Box<ThreadedProducer<DefaultProducerContext>>,
         topic: String,
-        encoder: crate::encode::OutputEncoder,
+        encoder: Box<crate::encode::OutputEncoder>,
     },
 }
 
@@ -368,9 +397,9 @@ impl Sink {
                 return Err(UsageError(format!("{topic} is an input topic (would loop)")).into());
             }
             return Ok(Self::Topic {
-                producer: crate::pipeline::producer_client_config(config).create()?,
+                producer: Box::new(crate::pipeline::producer_client_config(config).create()?),
                 topic: topic.clone(),
-                encoder: crate::encode::OutputEncoder::new(&config.output)?,
+                encoder: Box::new(crate::encode::OutputEncoder::new(&config.output)?),
             });
         }
         Ok(Self::None)

@@ -552,12 +552,22 @@ pub fn free_loopback_address() -> anyhow::Result<String> {
 
 /// A minimal HTTP/1.1 GET (no client library needed): returns status code and body.
 pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(address, "GET", path, None)
+    http_request(address, "GET", path, None, None)
 }
 
 /// A minimal HTTP/1.1 POST of a JSON body: returns status code and body.
 pub fn http_post_json(address: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    http_request(address, "POST", path, Some(body))
+    http_request(address, "POST", path, Some(body), None)
+}
+
+/// [`http_post_json`] with `Authorization: Bearer <token>`.
+pub fn http_post_json_as(
+    address: &str,
+    path: &str,
+    body: &str,
+    token: &str,
+) -> anyhow::Result<(u16, String)> {
+    http_request(address, "POST", path, Some(body), Some(token))
 }
 
 fn http_request(
@@ -565,6 +575,7 @@ fn http_request(
     method: &str,
     path: &str,
     json_body: Option<&str>,
+    bearer: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
@@ -574,6 +585,9 @@ fn http_request(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n"
     )?;
+    if let Some(token) = bearer {
+        write!(stream, "Authorization: Bearer {token}\r\n")?;
+    }
     if let Some(body) = json_body {
         write!(
             stream,

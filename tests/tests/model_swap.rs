@@ -10,8 +10,8 @@ use std::time::Duration;
 use threatflow::events::SchemaKind;
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow_e2e::{
-    consume_scored, free_loopback_address, http_get, http_post_json, produce, repository, Broker,
-    EngineProcess, TestTopics,
+    consume_scored, free_loopback_address, http_get, http_post_json, http_post_json_as, produce,
+    repository, Broker, EngineProcess, TestTopics,
 };
 
 /// Copies the shipped flow model into `<models>/flow/<version>` under `version`.
@@ -38,6 +38,9 @@ fn flow_version(models: &Path, version: &str) {
     }
 }
 
+/// The bearer token the test engine's admin endpoint requires.
+const ADMIN_TOKEN: &str = "swap-test-token";
+
 fn flows(count: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut generator = EventGenerator::new(seed);
     (0..count)
@@ -63,7 +66,10 @@ async fn a_model_swap_mid_stream_loses_nothing_and_versions_switch_once() -> any
             &models,
             "[operators.flow]\nversion = \"v1-old\"\n",
         )
-        .replace("[http]\n", "[http]\nmodel_admin = true\n")
+        .replace(
+            "[http]\n",
+            &format!("[http]\nmodel_admin = true\nadmin_token = \"{ADMIN_TOKEN}\"\n"),
+        )
         .replace("output_topic = ", "workers = 2\noutput_topic = ");
     let config_path = work.path().join("engine.toml");
     std::fs::write(&config_path, config)?;
@@ -96,18 +102,31 @@ async fn a_model_swap_mid_stream_loses_nothing_and_versions_switch_once() -> any
     assert!(before.contains("v1-old"), "{before}\n{}", logs());
 
     // A version that does not load is refused; the old one keeps scoring.
-    let (status, body) = http_post_json(
+    let (status, body) = http_post_json_as(
         &http,
         &format!("/models/{}", topics.input),
         r#"{"version": "v9-missing"}"#,
+        ADMIN_TOKEN,
     )?;
     assert_eq!(status, 422, "{body}");
-    let (status, _) = http_post_json(&http, "/models/no-such-topic", r#"{"version": "v2-new"}"#)?;
+    let (status, _) = http_post_json_as(
+        &http,
+        "/models/no-such-topic",
+        r#"{"version": "v2-new"}"#,
+        ADMIN_TOKEN,
+    )?;
     assert_eq!(status, 404);
-    let (status, _) = http_post_json(
+    // Without the bearer token (or with a wrong one) nothing changes.
+    let swap_path = format!("/models/{}", topics.input);
+    let (status, _) = http_post_json(&http, &swap_path, r#"{"version": "v2-new"}"#)?;
+    assert_eq!(status, 401);
+    let (status, _) = http_post_json_as(&http, &swap_path, r#"{"version": "v2-new"}"#, "wrong")?;
+    assert_eq!(status, 401);
+    let (status, _) = http_post_json_as(
         &http,
         &format!("/models/{}", topics.input),
         r#"{"version": "../flow/v2-new"}"#,
+        ADMIN_TOKEN,
     )?;
     assert_eq!(status, 400);
 
@@ -125,10 +144,11 @@ async fn a_model_swap_mid_stream_loses_nothing_and_versions_switch_once() -> any
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, body) = http_post_json(
+    let (status, body) = http_post_json_as(
         &http,
         &format!("/models/{}", topics.input),
         r#"{"version": "v2-new"}"#,
+        ADMIN_TOKEN,
     )?;
     assert_eq!(status, 200, "{body}\n{}", logs());
     assert!(body.contains("v2-new"), "{body}");

@@ -347,7 +347,7 @@ fn promotable(
     if let Some(failed) = checks.iter().find(|check| !check.passed) {
         bail!("{operator} {version} does not verify: {}", failed.line());
     }
-    Ok(ManifestView::read(&directory).map_err(anyhow::Error::msg)?)
+    ManifestView::read(&directory).map_err(anyhow::Error::msg)
 }
 
 /// A scratch directory removed on drop.

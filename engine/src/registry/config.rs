@@ -81,7 +81,7 @@ impl RegistryConfig {
         if !(0.0..=1.0).contains(&self.shadow_fraction) {
             problems.push("registry.shadow_fraction must be within 0..=1".to_owned());
         }
-        if !(self.max_age_days > 0.0) {
+        if self.max_age_days.is_nan() || self.max_age_days <= 0.0 {
             problems.push("registry.max_age_days must be positive".to_owned());
         }
         problems

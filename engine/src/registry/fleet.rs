@@ -71,9 +71,14 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Opens the store and reads the whole log (`None` when `registry.enabled` is false).
+    /// Opens the store and reads the whole log (`None` when `registry.enabled` is false or
+    /// no binding's operator has a model).
     pub fn open(config: &EngineConfig) -> Result<Option<Arc<Self>>, RegistryError> {
-        if !config.registry.enabled {
+        let any_model = config
+            .bindings
+            .iter()
+            .any(|binding| binding.operator.spec().model.is_some());
+        if !config.registry.enabled || !any_model {
             return Ok(None);
         }
         let store = ArtifactStore::open(&config.registry, &config.storage.model_dir)?;
