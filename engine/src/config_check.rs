@@ -89,11 +89,52 @@ pub fn checks(config: &EngineConfig, offline: bool) -> Vec<Check> {
         name: format!("state directory {}", config.storage.state_dir.display()),
         result: writable_dir(&config.storage.state_dir),
     });
+    let remote_store = config
+        .registry
+        .store_location(&config.storage.model_dir)
+        .contains("://")
+        && !config.registry.store.starts_with("file://");
+    if config.registry.enabled && !(offline && remote_store) {
+        checks.push(store_check(config));
+    }
     if offline {
         return checks;
     }
     checks.push(broker_check(config));
     checks
+}
+
+/// The artifact store answers and lists the versions of every bound operator's model.
+fn store_check(config: &EngineConfig) -> Check {
+    let location = config.registry.store_location(&config.storage.model_dir);
+    let name = format!("artifact store {location}");
+    if !location.contains("://") && !Path::new(&location).is_dir() {
+        return Check {
+            name,
+            result: Err("not a directory".to_owned()),
+        };
+    }
+    let result =
+        crate::registry::store::ArtifactStore::open(&config.registry, &config.storage.model_dir)
+            .map_err(|error| error.to_string())
+            .and_then(|store| {
+                let mut listed = Vec::new();
+                for binding in &config.bindings {
+                    if let Some(model) = binding.operator.spec().model {
+                        let versions = store
+                            .versions(model.dir)
+                            .map_err(|error| error.to_string())?;
+                        listed.push(format!("{} [{}]", model.dir, versions.join(", ")));
+                    }
+                }
+                listed.dedup();
+                Ok(if listed.is_empty() {
+                    "reachable".to_owned()
+                } else {
+                    format!("reachable; {}", listed.join("; "))
+                })
+            });
+    Check { name, result }
 }
 
 fn writable_dir(dir: &Path) -> Result<String, String> {
@@ -135,6 +176,7 @@ fn broker_check(config: &EngineConfig) -> Check {
         .iter()
         .flat_map(|binding| [binding.topic.as_str(), binding.output_topic.as_str()])
         .collect();
+    // The registry topic is created at start when missing; its absence is not a failure.
     wanted.push(&config.output.dead_letter_topic);
     wanted.sort_unstable();
     wanted.dedup();

@@ -171,3 +171,40 @@ fn shipped_example_configs_are_valid() {
     }
     assert!(checked > 0, "no example config found in {examples}");
 }
+
+#[test]
+fn registry_defaults_and_checks() {
+    let config = EngineConfig::from_toml_with_env(MINIMAL, no_env()).unwrap();
+    assert!(config.registry.enabled);
+    assert_eq!(config.registry.topic, "threatflow.registry");
+    assert_eq!(
+        config.registry.store_location(&config.storage.model_dir),
+        "./models"
+    );
+    assert_eq!(
+        config.registry.cache_dir(&config.storage.state_dir),
+        PathBuf::from("./state/model-cache")
+    );
+    let text = format!(
+        "{MINIMAL}\n[registry]\nshadow_fraction = 1.5\nmax_age_days = 0\nshadow_topic = \"flows\"\n[http]\nmodel_admin = true\n"
+    );
+    let message = EngineConfig::from_toml_with_env(&text, no_env())
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "registry.shadow_fraction",
+        "registry.max_age_days",
+        "registry.shadow_topic",
+        "http.admin_token",
+    ] {
+        assert!(message.contains(key), "{key}: {message}");
+    }
+    let with_token = format!("{MINIMAL}\n[http]\nmodel_admin = true\n");
+    let config = EngineConfig::from_toml_with_env(
+        &with_token,
+        env(&[("THREATFLOW_HTTP__ADMIN_TOKEN", "t0ken")]),
+    )
+    .unwrap();
+    assert_eq!(config.http.admin_token, "t0ken");
+    assert!(!config.to_masked_toml().contains("t0ken"));
+}

@@ -484,12 +484,14 @@ fn start_workers(
                     registry: registry.cloned(),
                 },
             );
-            fleet.push(FleetBinding {
+            let bound = FleetBinding {
                 operator: spec.name,
                 topic: binding.topic.clone(),
                 model: handle.clone(),
                 shadow: shadow.clone(),
-            });
+            };
+            crate::registry::fleet::publish_version(&bound, None, &handle.version());
+            fleet.push(bound);
         }
         let changelog = match runtime.state {
             Some(_) => Some(

@@ -32,6 +32,7 @@ fn config_check_prints_the_effective_config_with_env_overrides_and_masked_secret
         .args(["config", "check", "--offline", example])
         .env("THREATFLOW_PIPELINE__BATCH_SIZE", "77")
         .env("THREATFLOW_KAFKA__OPTIONS__SASL_PASSWORD", "s3cr3t-value")
+        .env("THREATFLOW_HTTP__ADMIN_TOKEN", "admin-t0ken-value")
         .env("THREATFLOW_STORAGE__MODEL_DIR", models_dir())
         .env("THREATFLOW_STORAGE__STATE_DIR", state.path())
         .output()
@@ -54,6 +55,12 @@ fn config_check_prints_the_effective_config_with_env_overrides_and_masked_secret
         "{stdout}"
     );
     assert!(!stdout.contains("s3cr3t-value"), "{stdout}");
+    assert!(!stdout.contains("admin-t0ken-value"), "{stdout}");
+    // The artifact store (the models folder by default) lists each bound operator's versions.
+    assert!(
+        stdout.contains("# ok    artifact store") && stdout.contains("flow [v1]"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -135,6 +142,11 @@ fn config_check_fails_a_config_whose_models_rules_library_or_broker_are_missing(
             "THREATFLOW_OPERATORS__PROMPT__L2__ONNXRUNTIME_LIBRARY",
             "/nonexistent/libonnxruntime.so",
             "operator prompt",
+        ),
+        (
+            "THREATFLOW_REGISTRY__STORE",
+            "/nonexistent/model-store",
+            "artifact store",
         ),
     ];
     for (name, value, failing) in cases {

@@ -186,6 +186,16 @@ async fn promotion_and_rollback_reach_both_pods_while_they_score() -> anyhow::Re
     landed.extend(producing.await??);
     let after_rollback = produce(&broker.bootstrap, &topics.input, &flows(300, 3)).await?;
     eprintln!("promotion visible on both pods after {promote_seconds:.2} s, rollback after {rollback_seconds:.2} s");
+    for pod in [&http_a, &http_b] {
+        let (_, metrics) = http_get(pod, "/metrics")?;
+        for (version, value) in [("v1", 1), ("v2", 0)] {
+            let line = format!(
+                "threatflow_model_version_info{{operator=\"flow\",topic=\"{}\",version=\"{version}\"}} {value}",
+                topics.input
+            );
+            assert!(metrics.contains(&line), "{line} missing\n{metrics}");
+        }
+    }
 
     landed.extend(after_promote.iter().copied());
     landed.extend(after_rollback.iter().copied());

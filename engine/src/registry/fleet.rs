@@ -204,7 +204,8 @@ impl Registry {
     }
 
     fn swap(&self, binding: &FleetBinding, version: &str) {
-        if binding.model.version() == version {
+        let previous = binding.model.version();
+        if previous == version {
             return;
         }
         let started = std::time::Instant::now();
@@ -214,13 +215,16 @@ impl Registry {
             .map_err(|error| error.to_string())
             .and_then(|directory| binding.model.swap(&directory).map_err(|e| e.to_string()));
         match result {
-            Ok(loaded) => tracing::info!(
-                operator = binding.operator,
-                topic = %binding.topic,
-                version = %loaded,
-                swap_ms = started.elapsed().as_millis() as u64,
-                "registry champion now scoring"
-            ),
+            Ok(loaded) => {
+                publish_version(binding, Some(&previous), &loaded);
+                tracing::info!(
+                    operator = binding.operator,
+                    topic = %binding.topic,
+                    version = %loaded,
+                    swap_ms = started.elapsed().as_millis() as u64,
+                    "registry champion now scoring"
+                )
+            }
             Err(error) => {
                 metrics::counter!(telemetry::MODEL_SWAP_FAILURES, "operator" => binding.operator)
                     .increment(1);
@@ -255,6 +259,23 @@ impl Registry {
             tap.clear();
         }
     }
+}
+
+/// Sets `threatflow_model_version_info` to 1 for the version `binding` scores with now (and
+/// 0 for `previous`).
+pub fn publish_version(binding: &FleetBinding, previous: Option<&str>, current: &str) {
+    let gauge = |version: &str| {
+        metrics::gauge!(
+            telemetry::MODEL_VERSION,
+            "operator" => binding.operator,
+            "topic" => binding.topic.clone(),
+            "version" => version.to_owned()
+        )
+    };
+    if let Some(previous) = previous {
+        gauge(previous).set(0.0);
+    }
+    gauge(current).set(1.0);
 }
 
 /// The configured `version` of `operator` (`[operators.<name>] version`), empty for newest.

@@ -321,3 +321,7 @@ fn shadow_thread(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "shadow_tests.rs"]
+mod tests;
