@@ -127,6 +127,16 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut summary = Summary::default();
     let started = Instant::now();
     for range in ranges {
+        eprintln!(
+            "replay {}/{}: from offset {} to {} (high watermark {})",
+            args.topic,
+            range.partition,
+            range.start,
+            range
+                .end
+                .map_or("the end".to_owned(), |end| end.to_string()),
+            range.high
+        );
         if range.end.is_some_and(|end| range.start >= end) {
             continue;
         }
@@ -236,6 +246,10 @@ struct PartitionRange {
     end: Option<i64>,
     /// The high watermark when the replay started.
     high: i64,
+    /// Records stamped before this (epoch ms) are skipped (a `--from` time).
+    from_ms: Option<i64>,
+    /// Records stamped at or after this are skipped (a `--to` time).
+    to_ms: Option<i64>,
 }
 
 /// Nothing more for this long past the high watermark: the end of the partition.
@@ -261,30 +275,38 @@ fn ranges(
     let mut ranges = Vec::new();
     for partition in found.partitions().iter().map(|p| p.id()) {
         let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
-        let resolve = |position: &Position| -> anyhow::Result<i64> {
-            Ok(match *position {
-                Position::Offset(offset) => offset.clamp(low, high),
-                Position::TimeMs(ms) => {
-                    let mut list = TopicPartitionList::new();
-                    list.add_partition_offset(topic, partition, Offset::Offset(ms))?;
-                    let found = consumer.offsets_for_times(list, TIMEOUT)?;
-                    match found.find_partition(topic, partition).map(|e| e.offset()) {
-                        Some(Offset::Offset(offset)) => offset.clamp(low, high),
-                        _ => high,
-                    }
-                }
-            })
+        // The broker's first offset at or after a time (None: no such record).
+        let offset_at = |ms: i64| -> anyhow::Result<Option<i64>> {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(topic, partition, Offset::Offset(ms))?;
+            let found = consumer.offsets_for_times(list, TIMEOUT)?;
+            Ok(
+                match found.find_partition(topic, partition).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) if offset >= 0 => Some(offset.max(low)),
+                    _ => None,
+                },
+            )
         };
-        let start = resolve(from)?;
-        let end = match &to {
-            Some(position) => Some(resolve(position)?),
-            None => None,
+        // Offsets are not clamped to the high watermark: some brokers report a stale one.
+        let (start, from_ms) = match *from {
+            Position::Offset(offset) => (offset.max(low), None),
+            Position::TimeMs(ms) => (offset_at(ms)?.unwrap_or(high), Some(ms)),
+        };
+        // A time end is also checked on every record's timestamp, and the broker's offset
+        // for it is used only when it lies past the start (brokers differ on times past the
+        // last record); otherwise the partition is read to its end.
+        let (end, to_ms) = match to {
+            None => (None, None),
+            Some(Position::Offset(offset)) => (Some(offset.max(low)), None),
+            Some(Position::TimeMs(ms)) => (offset_at(ms)?.filter(|&end| end > start), Some(ms)),
         };
         ranges.push(PartitionRange {
             partition,
             start,
             end,
             high,
+            from_ms,
+            to_ms,
         });
     }
     Ok(ranges)
@@ -303,6 +325,8 @@ fn read_range(
         start,
         end,
         high,
+        from_ms,
+        to_ms,
     } = *range;
     let consumer = consumer(config)?;
     let mut list = TopicPartitionList::new();
@@ -319,22 +343,29 @@ fn read_range(
                 if end.is_some_and(|end| message.offset() >= end) {
                     break;
                 }
-                records.push((
-                    SourceCoordinates {
-                        topic: topic.to_owned(),
-                        partition,
-                        offset: message.offset(),
-                        timestamp_ms: message.timestamp().to_millis(),
-                    },
-                    message.payload().map(<[u8]>::to_vec),
-                ));
+                let stamped = message.timestamp().to_millis();
+                let outside = stamped.is_some_and(|ms| {
+                    from_ms.is_some_and(|from| ms < from) || to_ms.is_some_and(|to| ms >= to)
+                });
+                if !outside {
+                    records.push((
+                        SourceCoordinates {
+                            topic: topic.to_owned(),
+                            partition,
+                            offset: message.offset(),
+                            timestamp_ms: stamped,
+                        },
+                        message.payload().map(<[u8]>::to_vec),
+                    ));
+                }
                 if end.is_some_and(|end| message.offset() + 1 >= end) {
                     break;
                 }
             }
             Some(Err(error)) => return Err(error.into()),
-            None if end.is_none() && next >= high && last_progress.elapsed() > END_IDLE => break,
-            None if end.is_none() && high <= start => break,
+            // Past the high watermark and nothing more arrives: the partition's end (also for
+            // an end offset beyond the last record).
+            None if next >= high && last_progress.elapsed() > END_IDLE => break,
             None if last_progress.elapsed() > TIMEOUT => {
                 bail!("reading {topic}/{partition} stalled at offset {next}")
             }

@@ -317,6 +317,13 @@ async fn tampered_versions_are_refused_shadow_agreement_separates_models_and_rep
     flow_copy(&store, "v1");
     let http = free_loopback_address()?;
     let config = flow_config(&topics, &broker, work.path(), "pod", &http);
+    let shadow_topic = threatflow_e2e::unique_name("shadow");
+    broker.create_topic(&shadow_topic, 1)?;
+    let with_shadow_topic = std::fs::read_to_string(&config)?.replace(
+        "[registry]\n",
+        &format!("[registry]\nshadow_topic = \"{shadow_topic}\"\n"),
+    );
+    std::fs::write(&config, with_shadow_topic)?;
     let _pod = EngineProcess::start(
         Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
         &config,
@@ -452,6 +459,52 @@ async fn tampered_versions_are_refused_shadow_agreement_separates_models_and_rep
     );
     let live = scored.get(&topics.output).cloned().unwrap_or_default();
     assert!(live.iter().all(|o| o.model_version == "v1"));
+    // The challengers' own scored events went to the shadow topic, not the output.
+    let enough_of_each = |outputs: &[Scored]| {
+        ["v3-same", "v4-shuffled"].iter().all(|version| {
+            outputs
+                .iter()
+                .filter(|o| o.model_version == *version)
+                .count()
+                >= 150
+        })
+    };
+    let shadowed = consume_scored(
+        &broker.bootstrap,
+        &[&shadow_topic],
+        1,
+        Duration::from_secs(30),
+        |records| {
+            records
+                .get(&shadow_topic)
+                .is_some_and(|o| enough_of_each(o))
+        },
+    );
+    let shadow_versions = threatflow_e2e::histogram(
+        shadowed
+            .get(&shadow_topic)
+            .into_iter()
+            .flatten()
+            .map(|o| o.model_version.clone()),
+    );
+    assert!(
+        shadow_versions.get("v3-same").copied().unwrap_or(0) >= 150
+            && shadow_versions.get("v4-shuffled").copied().unwrap_or(0) >= 150,
+        "{shadow_versions:?}"
+    );
+
+    // The live group has committed everything; a replay must not move its offsets or its
+    // assignment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let committed = |bootstrap: &str| {
+        threatflow_e2e::committed_total(bootstrap, &topics.group, &topics.input, topics.partitions)
+            .unwrap()
+    };
+    while committed(&broker.bootstrap) < expected as i64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(committed(&broker.bootstrap), expected as i64);
+    let rebalances_before = logs().matches("partitions assigned").count();
     let replayed_file = work.path().join("replayed.jsonl");
     let summary = succeed(
         cli()
@@ -487,6 +540,41 @@ async fn tampered_versions_are_refused_shadow_agreement_separates_models_and_rep
     let figures: serde_json::Value = serde_json::from_str(summary.lines().last().unwrap())?;
     assert_eq!(figures["model_version"], "v1");
     assert!(figures["score"]["p50"].is_number(), "{summary}");
+    assert_eq!(
+        committed(&broker.bootstrap),
+        expected as i64,
+        "the replay moved the live group's offsets"
+    );
+    assert_eq!(
+        logs().matches("partitions assigned").count(),
+        rebalances_before,
+        "the replay caused a rebalance"
+    );
+
+    // A range by time: from before the first record to a time after the last one, with the
+    // challenger (shuffled labels) — the same records, other verdicts.
+    let by_time_run = cli()
+        .args([
+            "replay",
+            "--config",
+            &config.display().to_string(),
+            "--topic",
+            &topics.input,
+        ])
+        .args([
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--to",
+            "2100-01-01T00:00:00Z",
+        ])
+        .args(["--model-version", "v4-shuffled", "--json"])
+        .output()?;
+    let ranges = String::from_utf8_lossy(&by_time_run.stderr).into_owned();
+    let by_time = succeed(by_time_run);
+    let by_time: serde_json::Value = serde_json::from_str(by_time.lines().last().unwrap())?;
+    assert_eq!(by_time["records"], expected, "{by_time}\n{ranges}");
+    assert_eq!(by_time["model_version"], "v4-shuffled");
+    assert_ne!(by_time["verdicts"], figures["verdicts"]);
     Ok(())
 }
 
