@@ -204,9 +204,22 @@ impl RegistryLog {
             topic: config.registry.topic.clone(),
             base,
         };
-        crate::runtime::changelog::create_compacted_topic(&log.base, &log.topic, 1)
-            .map_err(|message| log.error(message))?;
+        if !log.exists()? {
+            crate::runtime::changelog::create_compacted_topic(&log.base, &log.topic, 1)
+                .map_err(|message| log.error(message))?;
+        }
         Ok(log)
+    }
+
+    /// Whether the topic exists (one metadata request).
+    fn exists(&self) -> Result<bool, LogError> {
+        let consumer: BaseConsumer = self.base.create().map_err(|error| self.error(error))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), BROKER_TIMEOUT)
+            .map_err(|error| self.error(error))?;
+        Ok(metadata.topics().iter().any(|topic| {
+            topic.name() == self.topic && topic.error().is_none() && !topic.partitions().is_empty()
+        }))
     }
 
     /// The topic.
@@ -229,7 +242,7 @@ impl RegistryLog {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "100");
+            .set("fetch.wait.max.ms", "50");
         config.create().map_err(|error| self.error(error))
     }
 
