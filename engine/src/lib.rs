@@ -21,6 +21,8 @@
 //!   and its changelog; [`state`]: the local sled cache of that state.
 //! - [`ml`]: shared ML building blocks (tree ensembles, TreeSHAP, gradient boosting, XGBoost
 //!   import, random and isolation forests, logistic regression, metrics, curve plots).
+//! - [`drift`]: two-sample tests and the per-binding drift detector (feedback loop, in
+//!   progress).
 //! - [`telemetry`], [`http`], [`shutdown`]: logs, metrics, probes, signals.
 //! - [`generate`]: realistic synthetic events (demo, tests, load generator); [`demo`]: the
 //!   engine on an embedded broker.
@@ -38,6 +40,7 @@ pub mod dead_letter_log;
 pub mod decode;
 pub mod demo;
 pub mod dispatch;
+pub mod drift;
 pub mod emit;
 pub mod encode;
 pub mod events;
