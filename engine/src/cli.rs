@@ -87,12 +87,18 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommands<BENCH>,
     },
+    /// Add the drift watch's reference sample to a model version.
+    DriftReference {
+        #[command(subcommand)]
+        command: OperatorCommands<DRIFT_REFERENCE>,
+    },
 }
 
 const TRAIN: u8 = 0;
 const EVAL: u8 = 1;
 const GENERATE: u8 = 2;
 const BENCH: u8 = 3;
+const DRIFT_REFERENCE: u8 = 4;
 
 /// The operators' commands of one verb (`threatflow train <operator> ...`), read from the
 /// operator table: each operator defines its arguments in its own folder.
@@ -108,7 +114,8 @@ impl<const VERB: u8> OperatorCommands<VERB> {
             TRAIN => (Verb::Train, "train"),
             EVAL => (Verb::Eval, "eval"),
             GENERATE => (Verb::Generate, "generate"),
-            _ => (Verb::Bench, "bench"),
+            BENCH => (Verb::Bench, "bench"),
+            _ => (Verb::DriftReference, "drift-reference"),
         }
     }
 
@@ -219,6 +226,7 @@ pub fn main() -> ExitCode {
         Command::Eval { command } => command.run(),
         Command::Generate { command } => command.run(),
         Command::Bench { command } => command.run(),
+        Command::DriftReference { command } => command.run(),
         Command::Replay(args) => crate::model_cli::exit_code("replay", crate::replay::run(&args)),
         Command::Models(args) => {
             crate::model_cli::exit_code("models", crate::registry::cli::run(&args))

@@ -83,6 +83,9 @@ pub struct EngineConfig {
     /// The model registry: artifact store, alias log, shadow scoring.
     #[serde(default)]
     pub registry: crate::registry::RegistryConfig,
+    /// The input drift watch.
+    #[serde(default)]
+    pub drift: crate::drift::tap::DriftConfig,
 }
 
 /// `[operators.<name>]`: each operator's own settings, kept as TOML until the operator named
@@ -653,9 +656,11 @@ impl EngineConfig {
             );
         }
         problems.extend(self.registry.problems());
+        problems.extend(self.drift.problems());
         for (key, topic) in [
             ("registry.topic", &self.registry.topic),
             ("registry.shadow_topic", &self.registry.shadow_topic),
+            ("drift.topic", &self.drift.topic),
         ] {
             if !topic.is_empty() && seen_topics.contains(topic.as_str()) {
                 problems.push(format!("{key} {topic:?} is also an input (would loop)"));

@@ -284,6 +284,10 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             topic: format!("{group_id}.registry"),
             ..Default::default()
         },
+        drift: crate::drift::tap::DriftConfig {
+            topic: format!("{group_id}.drift"),
+            ..Default::default()
+        },
     }
 }
 

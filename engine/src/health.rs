@@ -29,6 +29,8 @@ pub struct BoundModel {
     pub shadow: Option<Arc<crate::registry::shadow::ShadowTap>>,
     /// The registry, when on (for the aliases on `/models`).
     pub registry: Option<Arc<crate::registry::Registry>>,
+    /// The binding's drift watch, when on.
+    pub drift: Option<Arc<crate::drift::tap::DriftTap>>,
 }
 
 impl std::fmt::Debug for BoundModel {
@@ -142,6 +144,9 @@ impl Health {
                     }
                     if let Some(shadow) = &bound.shadow {
                         description["shadow"] = shadow.describe();
+                    }
+                    if let Some(drift) = &bound.drift {
+                        description["drift"] = drift.describe();
                     }
                     (topic.clone(), description)
                 })

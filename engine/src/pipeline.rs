@@ -474,6 +474,19 @@ fn start_workers(
             ),
             _ => None,
         };
+        let drift = match (&runtime.model, spec.model.and_then(|model| model.drift)) {
+            (Some(handle), Some(drift_spec)) if config.drift.enabled => Some(
+                start_drift(
+                    config,
+                    spec.name,
+                    &binding.topic,
+                    drift_spec,
+                    handle.clone(),
+                )
+                .map_err(|error| start_error(error.to_string()))?,
+            ),
+            _ => None,
+        };
         if let (Some(handle), Some(model)) = (&runtime.model, spec.model) {
             crate::sync::lock(&health.models).insert(
                 binding.topic.clone(),
@@ -482,6 +495,7 @@ fn start_workers(
                     versions_dir: config.storage.model_dir.join(model.dir),
                     shadow: shadow.clone(),
                     registry: registry.cloned(),
+                    drift: drift.clone(),
                 },
             );
             let bound = FleetBinding {
@@ -539,6 +553,7 @@ fn start_workers(
                 health: health.clone(),
                 dead_letters: dead_letters.clone(),
                 shadow: shadow.clone(),
+                drift: drift.clone(),
             };
             let (sender, receiver) =
                 std::sync::mpsc::sync_channel(config.pipeline.channel_capacity);
@@ -548,6 +563,34 @@ fn start_workers(
         channels.insert(binding.topic.clone(), senders);
     }
     Ok((channels, handles, fleet))
+}
+
+/// The drift watch of a binding (its thread started; the drift topic created if missing).
+fn start_drift(
+    config: &EngineConfig,
+    operator: &'static str,
+    topic: &str,
+    spec: crate::operators::table::DriftSpec,
+    model: Arc<dyn crate::runtime::ModelHandle>,
+) -> Result<Arc<crate::drift::tap::DriftTap>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut admin = ClientConfig::new();
+    admin.set("bootstrap.servers", &config.kafka.brokers);
+    for (name, value) in &config.kafka.options {
+        admin.set(name, value);
+    }
+    crate::runtime::changelog::create_topic(&admin, &config.drift.topic, 1, false)?;
+    let output = crate::drift::tap::DriftOutput {
+        topic: config.drift.topic.clone(),
+        producer: producer_client_config(config).create()?,
+    };
+    Ok(crate::drift::tap::DriftTap::start(
+        operator,
+        topic,
+        spec,
+        model,
+        &config.drift,
+        Some(output),
+    )?)
 }
 
 /// The shadow tap of a binding of `operator` (its thread started; no challenger yet).

@@ -75,6 +75,10 @@ pub const SHADOW_AGREEMENT: &str = "threatflow_shadow_verdict_agreement_ratio";
 pub const SHADOW_SCORE_DIFF: &str = "threatflow_shadow_score_abs_diff";
 /// Sampled events not shadow-scored because the shadow scorer was behind, by operator.
 pub const SHADOW_DROPPED: &str = "threatflow_shadow_dropped_total";
+/// Drift checks (one per full window), by operator and input topic.
+pub const DRIFT_CHECKS: &str = "threatflow_drift_checks_total";
+/// Features found drifted in a check, by operator, input topic and feature.
+pub const DRIFT_DETECTIONS: &str = "threatflow_drift_detections_total";
 /// Keyed-state records written to changelog topics, by changelog topic.
 pub const STATE_CHANGELOG_RECORDS: &str = "threatflow_state_changelog_records_total";
 /// Partition states restored, by input topic and source (cache, changelog, empty).
@@ -159,6 +163,14 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        DRIFT_CHECKS,
+        "Drift checks of a full window of live inputs, by operator and topic"
+    );
+    describe_counter!(
+        DRIFT_DETECTIONS,
+        "Input features found drifted from the model's reference, by operator, topic and feature"
+    );
     describe_counter!(
         MODEL_SWAP_FAILURES,
         "Registry-driven model swaps that failed (the old version keeps scoring), by operator"

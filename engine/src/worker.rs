@@ -87,6 +87,8 @@ pub struct Worker {
     pub dead_letters: Arc<DeadLetterLog>,
     /// The binding's shadow tap (offered every scored batch; scores only with a challenger).
     pub shadow: Option<Arc<crate::registry::shadow::ShadowTap>>,
+    /// The binding's drift watch (offered every scored batch).
+    pub drift: Option<Arc<crate::drift::tap::DriftTap>>,
 }
 
 /// Starts `worker` on its own thread. A panic inside it is caught here and fails the engine.
@@ -326,6 +328,9 @@ impl Worker {
                 Ok(outcomes) => {
                     if let Some(shadow) = &self.shadow {
                         shadow.offer(events, &outcomes);
+                    }
+                    if let Some(drift) = &self.drift {
+                        drift.offer(events);
                     }
                     return Some(outcomes);
                 }

@@ -126,6 +126,11 @@ impl DriftWatch {
         self.window.push_back((at_ms, row));
     }
 
+    /// Rows in the window now.
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
+
     /// Whether the window is full (a check would run).
     pub fn is_full(&self) -> bool {
         self.window.len() == self.window_size

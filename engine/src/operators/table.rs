@@ -91,6 +91,8 @@ pub enum Verb {
     Generate,
     /// `threatflow bench <operator>`.
     Bench,
+    /// `threatflow drift-reference <operator>`.
+    DriftReference,
 }
 
 /// One command an operator contributes: its clap definition (from a `clap::Args` type in the
@@ -148,6 +150,15 @@ pub struct ModelSpec {
     pub check_features: fn(&serde_json::Value) -> Result<(), String>,
     /// Which outputs a shadow challenger is compared on.
     pub shadow: ShadowKeys,
+    /// What the drift watch compares (`None`: the operator's inputs are not watched).
+    pub drift: Option<DriftSpec>,
+}
+
+/// What the drift watch reads of an operator's events.
+#[derive(Debug, Clone, Copy)]
+pub struct DriftSpec {
+    /// The watched values of one event, in the order of its versions' reference samples.
+    pub row: fn(&crate::events::InputEvent) -> Option<Vec<f64>>,
 }
 
 /// The outputs champion and challenger are compared on in shadow scoring.

@@ -286,19 +286,33 @@ pub fn create_compacted_topic(
     topic: &str,
     partitions: usize,
 ) -> Result<(), String> {
+    create_topic(base, topic, partitions, true)
+}
+
+/// Creates `topic` with `partitions` partitions, compacted or not (an existing one is left as
+/// it is).
+pub fn create_topic(
+    base: &ClientConfig,
+    topic: &str,
+    partitions: usize,
+    compacted: bool,
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = base.create().map_err(|e| e.to_string())?;
     let new_topic = NewTopic::new(
         topic,
         i32::try_from(partitions).unwrap_or(i32::MAX),
         TopicReplication::Fixed(-1),
     )
-    .set("cleanup.policy", "compact");
+    .set(
+        "cleanup.policy",
+        if compacted { "compact" } else { "delete" },
+    );
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     let results = futures::executor::block_on(admin.create_topics([&new_topic], &options))
         .map_err(|e| e.to_string())?;
     for result in results {
         match result {
-            Ok(_) => tracing::info!(topic, partitions, "compacted topic created"),
+            Ok(_) => tracing::info!(topic, partitions, compacted, "topic created"),
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => return Err(format!("cannot create topic {topic}: {code}")),
         }

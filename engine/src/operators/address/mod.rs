@@ -186,6 +186,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "decision",
             class: "decision",
         },
+        drift: None,
     }),
     stateful: false,
     check_config: |sections| check_section::<AddressOperatorConfig>(sections, "address"),

@@ -161,6 +161,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "risk_level",
             class: "disposition",
         },
+        drift: None,
     }),
     stateful: true,
     check_config: |sections| check_section::<AlertOperatorConfig>(sections, "alert"),

@@ -85,6 +85,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "voted_anomaly",
             class: "voted_anomaly",
         },
+        drift: None,
     }),
     stateful: true,
     check_config: |sections| check_section::<EmailOperatorConfig>(sections, "email"),

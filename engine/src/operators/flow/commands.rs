@@ -48,8 +48,48 @@ pub struct EvalArgs {
     report: Option<PathBuf>,
 }
 
+/// `threatflow drift-reference flow`.
+#[derive(Debug, Args)]
+pub struct DriftReferenceArgs {
+    /// NSL-KDD file the version was trained on.
+    #[arg(long, default_value = "models/flow/data/KDDTrain+_20Percent.txt")]
+    data: PathBuf,
+    /// The version directory to add the reference sample to.
+    #[arg(long)]
+    model: PathBuf,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 20_261_123)]
+    seed: u64,
+}
+
 /// The flow operator's commands.
 pub const COMMANDS: &[OperatorCommand] = &[
+    OperatorCommand {
+        verb: Verb::DriftReference,
+        name: "flow",
+        command: || {
+            DriftReferenceArgs::augment_args(clap::Command::new("flow")).about(
+                "Add the drift watch's reference sample (rows of the training file) to a flow \
+                 version that has none (`train flow` writes one itself)",
+            )
+        },
+        run: |matches| {
+            let args = DriftReferenceArgs::from_arg_matches(matches)?;
+            let rows = read_nsl_kdd(&args.data)?;
+            let training: Vec<_> = rows.iter().collect();
+            let mut model = FlowModel::load(&args.model)?;
+            let reference = super::drift::write_reference(&training, args.seed, &args.model)?;
+            println!(
+                "wrote {} ({} rows) to {}",
+                reference.path,
+                training.len().min(super::drift::REFERENCE_ROWS),
+                args.model.display()
+            );
+            model.manifest.drift_reference = Some(reference);
+            model.save(&args.model)?;
+            Ok(())
+        },
+    },
     OperatorCommand {
         verb: Verb::Train,
         name: "flow",

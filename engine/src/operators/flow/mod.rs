@@ -19,6 +19,7 @@
 
 pub mod commands;
 pub mod dataset;
+pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod model;
@@ -34,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
 use crate::operators::table::{
-    check_section, same_features, settings, DefaultWorkers, ModelSpec, OperatorConfig,
+    check_section, same_features, settings, DefaultWorkers, DriftSpec, ModelSpec, OperatorConfig,
     OperatorSpec, ShadowKeys,
 };
 use crate::operators::{
@@ -97,6 +98,9 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "verdict",
             class: "predicted_class",
         },
+        drift: Some(DriftSpec {
+            row: drift::drift_row,
+        }),
     }),
     stateful: false,
     check_config: |sections| check_section::<FlowOperatorConfig>(sections, "flow"),

@@ -133,11 +133,14 @@ pub struct FlowManifest {
     pub metrics: BTreeMap<String, f64>,
     /// Training provenance (absent for imported models).
     pub training: Option<TrainingRecord>,
+    /// The drift watch's reference sample of the training rows (`drift_reference.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_reference: Option<ArtifactRef>,
 }
 
 pub use crate::ml::artifact::ModelError;
 
-use crate::ml::artifact::io_error;
+use crate::ml::artifact::{io_error, ArtifactRef};
 
 pub use crate::ml::artifact::sha256_hex;
 

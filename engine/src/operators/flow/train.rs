@@ -356,6 +356,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .unwrap_or_default();
     let manifest = FlowManifest {
         bootstrap: false,
+        drift_reference: None,
         kind: MANIFEST_KIND.to_owned(),
         version: options.version.clone(),
         created_at,
@@ -400,6 +401,11 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             .metrics
             .insert(name.to_owned(), (value * 1e6).round() / 1e6);
     }
+    model.manifest.drift_reference = Some(super::drift::write_reference(
+        &train_rows,
+        options.seed,
+        &options.out,
+    )?);
     model.save(&options.out)?;
     Ok(TrainSummary { model, validation })
 }

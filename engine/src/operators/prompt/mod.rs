@@ -472,6 +472,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "verdict",
             class: "verdict",
         },
+        drift: None,
     }),
     stateful: false,
     check_config: |sections| check_section::<PromptOperatorConfig>(sections, "prompt"),
