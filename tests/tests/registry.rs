@@ -110,6 +110,31 @@ fn scored_by_coordinates(outputs: &[Scored]) -> HashMap<(i32, i64), Vec<&Scored>
     by
 }
 
+/// The output topic's scored events, read until every input in `inputs` has one (or
+/// `timeout`).
+fn scored_until_all(
+    broker: &Broker,
+    topics: &TestTopics,
+    inputs: &[threatflow_e2e::Coordinates],
+    timeout: Duration,
+) -> Vec<Scored> {
+    let scored = consume_scored(
+        &broker.bootstrap,
+        &[&topics.output],
+        topics.partitions,
+        timeout,
+        |records| {
+            records.get(&topics.output).is_some_and(|outputs| {
+                let by = scored_by_coordinates(outputs);
+                inputs
+                    .iter()
+                    .all(|coordinates| by.contains_key(coordinates))
+            })
+        },
+    );
+    scored.get(&topics.output).cloned().unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_and_rollback_reach_both_pods_while_they_score() -> anyhow::Result<()> {
     let broker = Broker::start()?;
@@ -164,20 +189,7 @@ async fn promotion_and_rollback_reach_both_pods_while_they_score() -> anyhow::Re
     let promote_seconds = wait_for_version(&[&http_a, &http_b], &topics.input, "v2", &logs);
     let after_promote = produce(&broker.bootstrap, &topics.input, &flows(300, 2)).await?;
     // Scored before the rollback (else they would rightly be scored by v1).
-    consume_scored(
-        &broker.bootstrap,
-        &[&topics.output],
-        topics.partitions,
-        Duration::from_secs(60),
-        |records| {
-            records.get(&topics.output).is_some_and(|outputs| {
-                let by = scored_by_coordinates(outputs);
-                after_promote
-                    .iter()
-                    .all(|coordinates| by.contains_key(coordinates))
-            })
-        },
-    );
+    scored_until_all(&broker, &topics, &after_promote, Duration::from_secs(60));
     succeed(models(
         &config_b,
         &["rollback", "flow", "--reason", "false positives on tier 1"],
@@ -200,21 +212,7 @@ async fn promotion_and_rollback_reach_both_pods_while_they_score() -> anyhow::Re
     landed.extend(after_promote.iter().copied());
     landed.extend(after_rollback.iter().copied());
     let expected = landed.len();
-    let scored = consume_scored(
-        &broker.bootstrap,
-        &[&topics.output],
-        topics.partitions,
-        Duration::from_secs(120),
-        |records| {
-            records.get(&topics.output).is_some_and(|outputs| {
-                let by = scored_by_coordinates(outputs);
-                landed
-                    .iter()
-                    .all(|coordinates| by.contains_key(coordinates))
-            })
-        },
-    );
-    let outputs = scored.get(&topics.output).cloned().unwrap_or_default();
+    let outputs = scored_until_all(&broker, &topics, &landed, Duration::from_secs(120));
     let by = scored_by_coordinates(&outputs);
     let lost = landed.iter().filter(|c| !by.contains_key(c)).count();
     assert_eq!(lost, 0, "{lost} of {expected} inputs lost\n{}", logs());
