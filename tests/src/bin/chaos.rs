@@ -280,7 +280,9 @@ fn main() -> anyhow::Result<()> {
     let topics = DemoTopics::with_suffix(&format!(".chaos-{run_id}"));
     threatflow::demo::create_external_topics(&brokers, &topics)?;
     let group = format!("threatflow-chaos-{run_id}");
-    let config = threatflow::demo::demo_config(&brokers, &group, &topics);
+    let mut config = threatflow::demo::demo_config(&brokers, &group, &topics);
+    // Keyed state and the model cache in the work dir, not the engine's working directory.
+    config.storage.state_dir = options.work_dir.join("state");
     let config_path = options.work_dir.join("engine.toml");
     std::fs::write(&config_path, config.to_masked_toml())?;
     // Static membership as in a Kubernetes pod that restarts in place (POD_NAME is stable).
