@@ -93,6 +93,17 @@ pub enum PipelineError {
     Failed(String),
 }
 
+/// The settings every client of the engine starts from: the brokers and `[kafka.options]`
+/// (TLS, SASL, ...). Admin clients and the registry, changelog and drift clients add their own.
+pub fn base_client_config(config: &EngineConfig) -> ClientConfig {
+    let mut base = ClientConfig::new();
+    base.set("bootstrap.servers", &config.kafka.brokers);
+    for (name, value) in &config.kafka.options {
+        base.set(name, value);
+    }
+    base
+}
+
 /// librdkafka consumer settings: our defaults, then the user's options, then what the
 /// delivery guarantee requires (which no option may override).
 pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {
@@ -573,12 +584,12 @@ fn start_drift(
     spec: crate::operators::table::DriftSpec,
     model: Arc<dyn crate::runtime::ModelHandle>,
 ) -> Result<Arc<crate::drift::tap::DriftTap>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut admin = ClientConfig::new();
-    admin.set("bootstrap.servers", &config.kafka.brokers);
-    for (name, value) in &config.kafka.options {
-        admin.set(name, value);
-    }
-    crate::runtime::changelog::create_topic(&admin, &config.drift.topic, 1, false)?;
+    crate::runtime::changelog::create_topic(
+        &base_client_config(config),
+        &config.drift.topic,
+        1,
+        false,
+    )?;
     let output = crate::drift::tap::DriftOutput {
         topic: config.drift.topic.clone(),
         producer: producer_client_config(config).create()?,

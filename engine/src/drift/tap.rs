@@ -292,9 +292,7 @@ impl DriftThread {
     }
 
     fn publish(&self, tap: &DriftTap, version: &str, checks: &[FeatureDrift]) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let now = crate::scored::now_ms();
         let drifted: Vec<String> = checks
             .iter()
             .filter(|check| check.drifted)

@@ -115,7 +115,19 @@ pub fn start_with_model<L: crate::runtime::ModelLoader + Clone, W: Operator + 's
     worker: impl Fn(Arc<crate::runtime::ModelSlot<L>>) -> W + Send + Sync + 'static,
 ) -> Result<BindingRuntime, OperatorError> {
     let directory = context.version_dir(operator, version)?;
-    let slot = crate::runtime::ModelSlot::load(operator, loader.clone(), &directory)?;
+    start_over_slot(operator, loader, &directory, worker)
+}
+
+/// Loads `directory` into a slot with `loader` and returns a binding whose workers are made
+/// by `worker` over that slot, with a challenger loader (a fresh slot from `loader`, the same
+/// `worker`) for shadow scoring.
+pub fn start_over_slot<L: crate::runtime::ModelLoader + Clone, W: Operator + 'static>(
+    operator: &'static str,
+    loader: L,
+    directory: &Path,
+    worker: impl Fn(Arc<crate::runtime::ModelSlot<L>>) -> W + Send + Sync + 'static,
+) -> Result<BindingRuntime, OperatorError> {
+    let slot = crate::runtime::ModelSlot::load(operator, loader.clone(), directory)?;
     let worker = Arc::new(worker);
     let shadow_worker = worker.clone();
     Ok(

@@ -339,7 +339,10 @@ fn promotable(
     operator: &str,
     version: &str,
 ) -> anyhow::Result<ManifestView> {
-    let scratch = tempfile_dir()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("threatflow-models-")
+        .tempdir()
+        .context("scratch directory")?;
     let directory = store
         .fetch(operator, version, scratch.path())
         .with_context(|| format!("{operator} {version} cannot be promoted"))?;
@@ -348,31 +351,6 @@ fn promotable(
         bail!("{operator} {version} does not verify: {}", failed.line());
     }
     ManifestView::read(&directory).map_err(anyhow::Error::msg)
-}
-
-/// A scratch directory removed on drop.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> anyhow::Result<ScratchDir> {
-    let path = std::env::temp_dir().join(format!(
-        "threatflow-models-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&path).with_context(|| path.display().to_string())?;
-    Ok(ScratchDir(path))
 }
 
 /// `models verify DIR`: one line per check; an error when any fails.

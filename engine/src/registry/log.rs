@@ -195,31 +195,13 @@ impl RegistryLog {
     /// The registry log of `config` (`registry.topic`), created compacted with one partition
     /// if missing.
     pub fn open(config: &EngineConfig) -> Result<Self, LogError> {
-        let mut base = ClientConfig::new();
-        base.set("bootstrap.servers", &config.kafka.brokers);
-        for (name, value) in &config.kafka.options {
-            base.set(name, value);
-        }
         let log = Self {
             topic: config.registry.topic.clone(),
-            base,
+            base: crate::pipeline::base_client_config(config),
         };
-        if !log.exists()? {
-            crate::runtime::changelog::create_compacted_topic(&log.base, &log.topic, 1)
-                .map_err(|message| log.error(message))?;
-        }
+        crate::runtime::changelog::create_compacted_topic(&log.base, &log.topic, 1)
+            .map_err(|message| log.error(message))?;
         Ok(log)
-    }
-
-    /// Whether the topic exists (one metadata request).
-    fn exists(&self) -> Result<bool, LogError> {
-        let consumer: BaseConsumer = self.base.create().map_err(|error| self.error(error))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&self.topic), BROKER_TIMEOUT)
-            .map_err(|error| self.error(error))?;
-        Ok(metadata.topics().iter().any(|topic| {
-            topic.name() == self.topic && topic.error().is_none() && !topic.partitions().is_empty()
-        }))
     }
 
     /// The topic.

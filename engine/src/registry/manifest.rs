@@ -10,9 +10,8 @@
 //! the feature list equals what this build's operator computes, the version is younger than
 //! the maximum age (unless `"bootstrap": true`), and metrics are present.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::ml::artifact::sha256_hex;
 use crate::operators::table::{self, OperatorSpec};
 
 /// Fields every manifest must have.
@@ -134,14 +133,8 @@ pub fn verify_artifacts(directory: &Path, view: &ManifestView) -> Result<(), Str
         if !is_plain_file_name(name) {
             return Err(format!("artifact path {name:?} is not a plain file name"));
         }
-        let path: PathBuf = directory.join(name);
-        let bytes = std::fs::read(&path).map_err(|error| format!("{name}: {error}"))?;
-        let actual = sha256_hex(&bytes);
-        if &actual != expected {
-            return Err(format!(
-                "{name}: sha256 {actual} differs from the manifest's {expected}"
-            ));
-        }
+        crate::ml::artifact::read_verified(directory, name, expected)
+            .map_err(|error| error.to_string())?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 fn shipped(operator: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))

@@ -108,11 +108,7 @@ impl Changelog {
         operator: &str,
     ) -> Result<Arc<Self>, ChangelogError> {
         let topic = changelog_topic(&config.kafka.group_id, input_topic, operator);
-        let mut base = ClientConfig::new();
-        base.set("bootstrap.servers", &config.kafka.brokers);
-        for (name, value) in &config.kafka.options {
-            base.set(name, value);
-        }
+        let base = crate::pipeline::base_client_config(config);
         let mut producer_config = base.clone();
         producer_config
             .set("acks", "all")
@@ -257,27 +253,32 @@ fn ensure_topic(base: &ClientConfig, topic: &str, input_topic: &str) -> Result<(
         topic: topic.to_owned(),
         source,
     };
-    let consumer: BaseConsumer = base.create().map_err(kafka_error)?;
-    let partitions_of = |name: &str| -> Result<usize, ChangelogError> {
-        let metadata = consumer
-            .fetch_metadata(Some(name), ADMIN_TIMEOUT)
-            .map_err(kafka_error)?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == name && t.error().is_none())
-            .map_or(0, |t| t.partitions().len()))
-    };
-    if partitions_of(topic)? > 0 {
+    if partition_count(base, topic).map_err(kafka_error)? > 0 {
         return Ok(());
     }
-    let input_partitions = partitions_of(input_topic)?.max(1);
+    let input_partitions = partition_count(base, input_topic)
+        .map_err(kafka_error)?
+        .max(1);
     create_compacted_topic(base, topic, input_partitions).map_err(|message| {
         ChangelogError::Failed {
             topic: topic.to_owned(),
             message,
         }
     })
+}
+
+/// Partitions of `topic` (0 when it does not exist), from one metadata request.
+pub fn partition_count(
+    base: &ClientConfig,
+    topic: &str,
+) -> Result<usize, rdkafka::error::KafkaError> {
+    let consumer: BaseConsumer = base.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len()))
 }
 
 /// Creates `topic` compacted with `partitions` partitions (an existing one is left as it is).
@@ -297,6 +298,11 @@ pub fn create_topic(
     partitions: usize,
     compacted: bool,
 ) -> Result<(), String> {
+    // One metadata request first: a create request for an existing topic costs a broker
+    // round trip and an error answer on every start.
+    if partition_count(base, topic).map_err(|e| e.to_string())? > 0 {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = base.create().map_err(|e| e.to_string())?;
     let new_topic = NewTopic::new(
         topic,

@@ -497,18 +497,7 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
         rules_path: config.rules_path(context.model_dir),
         config,
     };
-    let slot = ModelSlot::load("prompt", loader.clone(), &directory)?;
-    Ok(BindingRuntime::with_model(slot.clone(), move || {
-        Box::new(PromptOperator::over(slot.clone()))
-    })
-    .with_shadow(std::sync::Arc::new(move |directory: &Path| {
-        let slot = ModelSlot::load("prompt", loader.clone(), directory)?;
-        Ok(crate::registry::shadow::Challenger {
-            version: crate::runtime::ModelHandle::version(&*slot),
-            model: slot.clone(),
-            new_worker: Box::new(move || Box::new(PromptOperator::over(slot.clone()))),
-        })
-    })))
+    crate::operators::start_over_slot("prompt", loader, &directory, PromptOperator::over)
 }
 
 /// Loads prompt model versions (with the rule file) for the operator's settings.
