@@ -369,6 +369,10 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
                 cluster.create_topic(&changelog, DEMO_PARTITIONS, 1)?;
             }
         }
+        // Likewise the registry log (one partition: one order of alias changes) and the
+        // drift topic.
+        cluster.create_topic(&config.registry.topic, 1, 1)?;
+        cluster.create_topic(&config.drift.topic, 1, 1)?;
     }
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());

@@ -161,3 +161,27 @@ fn config_check_fails_a_config_whose_models_rules_library_or_broker_are_missing(
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("# FAIL  brokers 127.0.0.1:9"), "{stdout}");
 }
+
+#[test]
+fn the_readme_demo_runs_on_the_embedded_broker_and_loses_nothing() {
+    // The embedded broker (librdkafka's mock cluster) has no CreateTopics: every topic the
+    // engine would create itself (changelogs, registry log, drift topic) must be made by the
+    // demo, or the engine fails to start.
+    let work = tempfile::tempdir().unwrap();
+    let output = threatflow()
+        .args(["demo", "--events", "300", "--json"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(summary["produced"], 300, "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
+    assert!(summary["scored"].as_u64().unwrap() > 0, "{summary}");
+}
