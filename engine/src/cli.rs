@@ -82,6 +82,14 @@ enum Command {
     /// Re-score a range of an input topic with any model version (backtest); never joins
     /// or commits for the live consumer group.
     Replay(crate::replay::ReplayArgs),
+    /// Run the trainer role: read analysts' verdicts (feedback.<operator>), keep the training
+    /// buffer, retrain on schedule, gate, and publish challengers through the registry. Run
+    /// one per cluster (or set `[lifecycle] trainer = true` in one engine).
+    Trainer {
+        /// Engine config file (TOML); the same file the engines use.
+        #[arg(long, env = "THREATFLOW_CONFIG")]
+        config: PathBuf,
+    },
     /// Load measurements (figures for BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -228,6 +236,7 @@ pub fn main() -> ExitCode {
         Command::Bench { command } => command.run(),
         Command::DriftReference { command } => command.run(),
         Command::Replay(args) => crate::model_cli::exit_code("replay", crate::replay::run(&args)),
+        Command::Trainer { config } => trainer(&config),
         Command::Models(args) => {
             crate::model_cli::exit_code("models", crate::registry::cli::run(&args))
         }
@@ -252,6 +261,60 @@ fn run(config_path: &std::path::Path) -> ExitCode {
     }
 }
 
+fn trainer(config_path: &std::path::Path) -> ExitCode {
+    let config = match EngineConfig::load(config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{}: {error}", config_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_tracing(config.log.format);
+    match run_trainer(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "trainer failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The trainer alone: its HTTP endpoint (`/models` shows the learning state) until a signal.
+fn run_trainer(config: EngineConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        crate::shutdown::cancel_on_signal(shutdown.clone());
+        let health = Arc::new(Health::default());
+        if !config.http.bind.is_empty() {
+            crate::http::serve(&config.http, health.clone(), shutdown.clone()).await?;
+        }
+        let stop = shutdown.clone();
+        let handle =
+            tokio::task::spawn_blocking(move || crate::learning::trainer::start(&config, stop))
+                .await??;
+        let Some(handle) = handle else {
+            anyhow::bail!("no bound operator retrains in the engine: nothing to train");
+        };
+        *crate::sync::lock(&health.learning) = Some(handle.health.clone());
+        for fact in [
+            &health.operators_started,
+            &health.assignment_received,
+            &health.broker_up,
+        ] {
+            fact.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        shutdown.cancelled().await;
+        tokio::task::spawn_blocking(move || handle.thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))?;
+        Ok(())
+    })
+}
+
 fn run_engine(config: EngineConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -263,6 +326,17 @@ fn run_engine(config: EngineConfig) -> anyhow::Result<()> {
         let health = Arc::new(Health::default());
         if !config.http.bind.is_empty() {
             crate::http::serve(&config.http, health.clone(), shutdown.clone()).await?;
+        }
+        if config.lifecycle.trainer {
+            let trainer_config = config.clone();
+            let stop = shutdown.clone();
+            let started = tokio::task::spawn_blocking(move || {
+                crate::learning::trainer::start(&trainer_config, stop)
+            })
+            .await??;
+            if let Some(handle) = started {
+                *crate::sync::lock(&health.learning) = Some(handle.health);
+            }
         }
         let engine_shutdown = shutdown.clone();
         arm_shutdown_watchdog(

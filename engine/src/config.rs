@@ -86,6 +86,15 @@ pub struct EngineConfig {
     /// The input drift watch.
     #[serde(default)]
     pub drift: crate::drift::tap::DriftConfig,
+    /// Roles this process plays besides scoring (`trainer`).
+    #[serde(default)]
+    pub lifecycle: crate::learning::LifecycleConfig,
+    /// Analyst verdict intake and the training buffer.
+    #[serde(default)]
+    pub feedback: crate::learning::FeedbackConfig,
+    /// Retraining schedule, quality gate and promotion.
+    #[serde(default)]
+    pub trainer: crate::learning::TrainerConfig,
 }
 
 /// `[operators.<name>]`: each operator's own settings, kept as TOML until the operator named
@@ -657,6 +666,8 @@ impl EngineConfig {
         }
         problems.extend(self.registry.problems());
         problems.extend(self.drift.problems());
+        problems.extend(self.feedback.problems());
+        problems.extend(self.trainer.problems());
         for (key, topic) in [
             ("registry.topic", &self.registry.topic),
             ("registry.shadow_topic", &self.registry.shadow_topic),

@@ -29,11 +29,14 @@ pub enum DeadLetterReason {
     /// The operator refused the event because of the event itself; never used for engine or
     /// model failures (those leave the input uncommitted).
     OperatorRejected,
+    /// A verdict on the feedback topic about an event that cannot be located (no coordinates,
+    /// past the end of the input topic, or an input that was never scored).
+    UnknownEvent,
 }
 
 impl DeadLetterReason {
     /// Every reason, in schema symbol order.
-    pub const ALL: [DeadLetterReason; 7] = [
+    pub const ALL: [DeadLetterReason; 8] = [
         Self::Oversized,
         Self::Undecodable,
         Self::UnknownSchemaId,
@@ -41,6 +44,7 @@ impl DeadLetterReason {
         Self::MissingField,
         Self::InvalidValue,
         Self::OperatorRejected,
+        Self::UnknownEvent,
     ];
 
     /// The reason code as written in records, metrics and logs.
@@ -53,6 +57,7 @@ impl DeadLetterReason {
             Self::MissingField => "missing_field",
             Self::InvalidValue => "invalid_value",
             Self::OperatorRejected => "operator_rejected",
+            Self::UnknownEvent => "unknown_event",
         }
     }
 }

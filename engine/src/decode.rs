@@ -431,7 +431,8 @@ fn avro_reader(kind: SchemaKind) -> Result<&'static GenericDatumReader<'static>,
         })
 }
 
-fn decode_avro(kind: SchemaKind, datum: &[u8]) -> Result<InputEvent, DecodeFailure> {
+/// Decodes a raw Avro datum of `kind`'s bundled schema (no validation; see [`Decoder::decode`]).
+pub fn decode_avro(kind: SchemaKind, datum: &[u8]) -> Result<InputEvent, DecodeFailure> {
     let reader = avro_reader(kind)?;
     let mut cursor = datum;
     let undecodable = |error: apache_avro::Error| {

@@ -288,6 +288,9 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             topic: format!("{group_id}.drift"),
             ..Default::default()
         },
+        lifecycle: Default::default(),
+        feedback: Default::default(),
+        trainer: Default::default(),
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Health {
     pub stopping: AtomicBool,
     /// Each binding's model slot, by input topic (`/models` reads them live).
     pub models: Mutex<BTreeMap<String, BoundModel>>,
+    /// The trainer's state, when this process runs the trainer role.
+    pub learning: Mutex<Option<Arc<crate::learning::trainer::LearningHealth>>>,
     /// Partitions whose keyed state this process holds, by input topic.
     state_partitions: Mutex<BTreeMap<String, BTreeSet<i32>>>,
     /// Set once by the first fatal failure; read by the poll loop and `/ready`.
@@ -131,27 +133,38 @@ impl Health {
         lock(&self.state_partitions).clone()
     }
 
-    /// `/models`: per input topic, the model currently scoring.
+    /// `/models`: per input topic, the model currently scoring (and, where this process runs
+    /// the trainer, its learning state; a trainer-only process lists just that).
     pub fn models_json(&self) -> serde_json::Value {
         let models = lock(&self.models);
-        serde_json::Value::Object(
-            models
-                .iter()
-                .map(|(topic, bound)| {
-                    let mut description = bound.handle.describe();
-                    if let Some(registry) = &bound.registry {
-                        description["registry"] = registry.describe(bound.handle.operator());
-                    }
-                    if let Some(shadow) = &bound.shadow {
-                        description["shadow"] = shadow.describe();
-                    }
-                    if let Some(drift) = &bound.drift {
-                        description["drift"] = drift.describe();
-                    }
-                    (topic.clone(), description)
-                })
-                .collect(),
-        )
+        let learning = lock(&self.learning).clone();
+        let mut listing: serde_json::Map<String, serde_json::Value> = models
+            .iter()
+            .map(|(topic, bound)| {
+                let mut description = bound.handle.describe();
+                if let Some(registry) = &bound.registry {
+                    description["registry"] = registry.describe(bound.handle.operator());
+                }
+                if let Some(shadow) = &bound.shadow {
+                    description["shadow"] = shadow.describe();
+                }
+                if let Some(drift) = &bound.drift {
+                    description["drift"] = drift.describe();
+                }
+                (topic.clone(), description)
+            })
+            .collect();
+        if let Some(learning) = learning {
+            for (topic, operator) in &learning.topics {
+                let entry = listing
+                    .entry(topic.clone())
+                    .or_insert_with(|| serde_json::json!({ "operator": operator }));
+                if let Some(state) = learning.describe(operator) {
+                    entry["learning"] = state;
+                }
+            }
+        }
+        serde_json::Value::Object(listing)
     }
 
     /// Input topics whose bindings are stopped, with the reason.

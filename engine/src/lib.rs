@@ -48,6 +48,7 @@ pub mod flow_control;
 pub mod generate;
 pub mod health;
 pub mod http;
+pub mod learning;
 pub mod ml;
 pub mod model_cli;
 pub mod offsets;

@@ -104,6 +104,25 @@ pub fn base_client_config(config: &EngineConfig) -> ClientConfig {
     base
 }
 
+/// A consumer that reads assigned partitions only: no group membership, nothing committed
+/// (replay, the trainer's reads at coordinates). `purpose` names its throwaway group id.
+pub fn assigned_consumer(
+    config: &EngineConfig,
+    purpose: &str,
+) -> rdkafka::error::KafkaResult<rdkafka::consumer::BaseConsumer> {
+    let mut client = base_client_config(config);
+    client
+        .set(
+            "group.id",
+            format!("threatflow-{purpose}-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "100");
+    client.create()
+}
+
 /// librdkafka consumer settings: our defaults, then the user's options, then what the
 /// delivery guarantee requires (which no option may override).
 pub fn consumer_client_config(config: &EngineConfig) -> ClientConfig {

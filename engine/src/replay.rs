@@ -217,22 +217,7 @@ fn version_directory(
 }
 
 fn consumer(config: &EngineConfig) -> anyhow::Result<BaseConsumer> {
-    let mut client = rdkafka::ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.kafka.brokers)
-        // Assigned partitions only: no group membership, nothing committed.
-        .set(
-            "group.id",
-            format!("threatflow-replay-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "100");
-    for (name, value) in config.kafka.options.iter() {
-        client.set(name, value);
-    }
-    Ok(client.create()?)
+    Ok(crate::pipeline::assigned_consumer(config, "replay")?)
 }
 
 /// What to read of one partition.

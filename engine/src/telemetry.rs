@@ -79,6 +79,20 @@ pub const SHADOW_DROPPED: &str = "threatflow_shadow_dropped_total";
 pub const DRIFT_CHECKS: &str = "threatflow_drift_checks_total";
 /// Features found drifted in a check, by operator, input topic and feature.
 pub const DRIFT_DETECTIONS: &str = "threatflow_drift_detections_total";
+/// Analyst verdicts read, by operator and outcome (buffered, expired, refused, stale).
+pub const FEEDBACK_VERDICTS: &str = "threatflow_feedback_verdicts_total";
+/// Gauge: rows in the training buffer, by operator.
+pub const TRAINING_BUFFER_ROWS: &str = "threatflow_training_buffer_rows";
+/// Gauge: buffer rows added or replaced since the last training, by operator.
+pub const TRAINING_NEW_ROWS: &str = "threatflow_training_rows_since_last";
+/// Retrainings, by operator and outcome (challenger, rejected, failed).
+pub const RETRAININGS: &str = "threatflow_retrainings_total";
+/// Gauge: seconds the last retraining took, by operator.
+pub const RETRAINING_SECONDS: &str = "threatflow_retraining_duration_seconds";
+/// Gauge: epoch seconds of the last retraining's end, by operator.
+pub const RETRAINING_LAST: &str = "threatflow_retraining_last_timestamp_seconds";
+/// Gauge: live precision of the alerting decision, by operator and model version.
+pub const LIVE_PRECISION: &str = "threatflow_live_precision_ratio";
 /// Keyed-state records written to changelog topics, by changelog topic.
 pub const STATE_CHANGELOG_RECORDS: &str = "threatflow_state_changelog_records_total";
 /// Partition states restored, by input topic and source (cache, changelog, empty).
@@ -170,6 +184,35 @@ fn describe_metrics() {
     describe_counter!(
         DRIFT_DETECTIONS,
         "Input features found drifted from the model's reference, by operator, topic and feature"
+    );
+    describe_counter!(
+        FEEDBACK_VERDICTS,
+        "Analyst verdicts read by the trainer, by operator and outcome (buffered, expired, refused, stale)"
+    );
+    describe_gauge!(
+        TRAINING_BUFFER_ROWS,
+        "Rows in the training buffer, by operator"
+    );
+    describe_gauge!(
+        TRAINING_NEW_ROWS,
+        "Training-buffer rows added or replaced since the last retraining, by operator"
+    );
+    describe_counter!(
+        RETRAININGS,
+        "Retrainings, by operator and outcome (challenger, rejected, failed)"
+    );
+    describe_gauge!(
+        RETRAINING_SECONDS,
+        Unit::Seconds,
+        "Duration of the last retraining (training and gate), by operator"
+    );
+    describe_gauge!(
+        RETRAINING_LAST,
+        "Unix time of the last retraining's end, by operator"
+    );
+    describe_gauge!(
+        LIVE_PRECISION,
+        "Share of alerted events analysts judged threats, over the latest verdicts, by operator and model version"
     );
     describe_counter!(
         MODEL_SWAP_FAILURES,

@@ -91,6 +91,9 @@ pub struct DriftReport {
     pub topic: String,
     /// Model version whose reference was compared against.
     pub model_version: String,
+    /// `feature` (an input feature) or `precision_drop` (live precision, see the schema).
+    #[serde(default = "feature_kind")]
+    pub kind: String,
     /// Feature.
     pub feature: String,
     /// `ks` or `chi_square`.
@@ -111,6 +114,10 @@ pub struct DriftReport {
     pub drifted: bool,
     /// When the check ran, epoch ms.
     pub detected_at_ms: i64,
+}
+
+fn feature_kind() -> String {
+    "feature".to_owned()
 }
 
 /// Batches of rows waiting for the drift thread; beyond this, rows are dropped.
@@ -319,6 +326,7 @@ impl DriftThread {
                 operator: self.operator.to_owned(),
                 topic: self.topic.clone(),
                 model_version: version.to_owned(),
+                kind: feature_kind(),
                 feature: check.feature.clone(),
                 test: match check.kind {
                     super::FeatureKind::Numeric => "ks",
@@ -374,6 +382,7 @@ mod tests {
             operator: "flow".into(),
             topic: "flows".into(),
             model_version: "v1".into(),
+            kind: "feature".into(),
             feature: "src_bytes".into(),
             test: "ks".into(),
             ks_statistic: 0.43,

@@ -152,6 +152,8 @@ pub struct ModelSpec {
     pub shadow: ShadowKeys,
     /// What the drift watch compares (`None`: the operator's inputs are not watched).
     pub drift: Option<DriftSpec>,
+    /// How its models learn from analysts' verdicts (`None`: not retrained by the engine).
+    pub learning: Option<crate::learning::LearningSpec>,
 }
 
 /// What the drift watch reads of an operator's events.

@@ -182,6 +182,19 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
                     view.metrics()
                 );
             }
+            if let Some(retraining) = manifest
+                .as_ref()
+                .and_then(|view| view.json.get("retraining"))
+            {
+                println!(
+                    "retrained from {} on {} feedback rows (weight {}, {} held out); gate: {}",
+                    retraining["champion"].as_str().unwrap_or("?"),
+                    retraining["feedback_rows"],
+                    retraining["weight"],
+                    retraining["holdout_rows"],
+                    retraining["gate"]["reason"].as_str().unwrap_or("?"),
+                );
+            }
             println!("history:");
             for record in &aliases.history {
                 println!(
@@ -206,6 +219,7 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
                     "version": manifest.as_ref().map(|view| serde_json::json!({
                         "version": view.version, "kind": view.json["kind"], "created_at": view.created_at,
                         "bootstrap": view.bootstrap, "artifacts": view.artifacts.len(), "metrics": view.metrics(),
+                        "retraining": view.json.get("retraining"),
                     })),
                     "history": aliases.history,
                 }),

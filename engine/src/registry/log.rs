@@ -40,6 +40,9 @@ pub enum Action {
     Challenge,
     /// No challenger any more.
     ClearChallenger,
+    /// A retrained version failed the quality gate (`reason`, figures in `metrics`); it is
+    /// never pushed nor scored live.
+    Reject,
 }
 
 /// One registry record (JSON value on the topic).
@@ -164,6 +167,7 @@ impl RegistryState {
             }
             Action::Challenge => aliases.challenger = version,
             Action::ClearChallenger => aliases.challenger = None,
+            Action::Reject => {}
         }
         aliases.history.push(record);
     }

@@ -187,6 +187,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             class: "decision",
         },
         drift: None,
+        learning: None,
     }),
     stateful: false,
     check_config: |sections| check_section::<AddressOperatorConfig>(sections, "address"),

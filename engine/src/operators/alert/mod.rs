@@ -162,6 +162,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             class: "disposition",
         },
         drift: None,
+        learning: None,
     }),
     stateful: true,
     check_config: |sections| check_section::<AlertOperatorConfig>(sections, "alert"),

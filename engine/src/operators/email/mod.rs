@@ -86,6 +86,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             class: "voted_anomaly",
         },
         drift: None,
+        learning: None,
     }),
     stateful: true,
     check_config: |sections| check_section::<EmailOperatorConfig>(sections, "email"),

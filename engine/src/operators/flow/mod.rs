@@ -22,6 +22,7 @@ pub mod dataset;
 pub mod drift;
 pub mod eval;
 pub mod features;
+pub mod learning;
 pub mod model;
 pub mod novel;
 pub mod train;
@@ -101,6 +102,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
         drift: Some(DriftSpec {
             row: drift::drift_row,
         }),
+        learning: Some(learning::LEARNING),
     }),
     stateful: false,
     check_config: |sections| check_section::<FlowOperatorConfig>(sections, "flow"),

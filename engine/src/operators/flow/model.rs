@@ -80,6 +80,12 @@ pub struct TrainingRecord {
     pub validation_rows: usize,
     /// Seed of the stratified split.
     pub seed: u64,
+    /// Share of each label held out (absent in older manifests: derived from the row counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_fraction: Option<f64>,
+    /// Analysts' feedback rows added to the training part (and their weight), when retrained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_rows: Option<usize>,
     /// Parameters of the binary model.
     pub binary_params: GbdtParams,
     /// Rounds kept by early stopping, binary model.
@@ -136,6 +142,10 @@ pub struct FlowManifest {
     /// The drift watch's reference sample of the training rows (`drift_reference.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_reference: Option<ArtifactRef>,
+    /// How the trainer made this version from analysts' feedback (rows, weight, the gate's
+    /// figures); absent for versions trained by `threatflow train flow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retraining: Option<serde_json::Value>,
 }
 
 pub use crate::ml::artifact::ModelError;

@@ -243,6 +243,19 @@ pub struct TrainSummary {
 
 /// Trains, writes `options.out`, and returns the model with its validation figures.
 pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary, TrainError> {
+    train_with_feedback(options, created_at, &[], 1.0)
+}
+
+/// [`train`] with analysts' rows added to the training part at `weight` each (the
+/// validation split is the same as without them, so the retrained model never sees the
+/// champion's validation rows). Rows with `class: None` (a threat of unknown category) teach
+/// the binary model only.
+pub fn train_with_feedback(
+    options: &TrainOptions,
+    created_at: String,
+    feedback: &[LabelledFlow],
+    weight: f64,
+) -> Result<TrainSummary, TrainError> {
     if !(0.05..=0.5).contains(&options.validation_fraction) {
         return Err(TrainError::Invalid(
             "validation fraction must be within 0.05..=0.5".into(),
@@ -264,7 +277,21 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
     }
     let (train_indices, validation_indices) =
         stratified_split(&rows, options.validation_fraction, options.seed);
-    let train_rows: Vec<&LabelledFlow> = train_indices.iter().map(|&i| &rows[i]).collect();
+    let train_rows: Vec<&LabelledFlow> = train_indices
+        .iter()
+        .map(|&i| &rows[i])
+        .chain(feedback)
+        .collect();
+    // 1 per bootstrap row, `weight` per feedback row (they come last).
+    let row_weight = |index: usize| {
+        if index >= train_indices.len() {
+            weight
+        } else {
+            1.0
+        }
+    };
+    let binary_weights: Option<Vec<f64>> =
+        (!feedback.is_empty()).then(|| (0..train_rows.len()).map(row_weight).collect());
     let validation_rows: Vec<&LabelledFlow> =
         validation_indices.iter().map(|&i| &rows[i]).collect();
 
@@ -289,7 +316,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             features: &train_set.features,
             columns,
             labels: &train_set.is_attack,
-            weights: None,
+            weights: binary_weights.as_deref(),
         },
         Some(&Dataset {
             features: &validation_set.features,
@@ -299,7 +326,14 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         }),
     )?;
     let category_params = category_params();
-    let train_weights = class_weights(&train_set.class);
+    let mut train_weights = class_weights(&train_set.class);
+    for (index, (row, weight)) in train_rows.iter().zip(&mut train_weights).enumerate() {
+        if row.class.is_none() {
+            *weight = 0.0;
+        } else {
+            *weight *= row_weight(index);
+        }
+    }
     let validation_weights = class_weights(&validation_set.class);
     let (category, category_report) = gbdt::train(
         &category_params,
@@ -357,6 +391,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
     let manifest = FlowManifest {
         bootstrap: false,
         drift_reference: None,
+        retraining: None,
         kind: MANIFEST_KIND.to_owned(),
         version: options.version.clone(),
         created_at,
@@ -376,6 +411,8 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             train_rows: train_rows.len(),
             validation_rows: validation_rows.len(),
             seed: options.seed,
+            validation_fraction: Some(options.validation_fraction),
+            feedback_rows: (!feedback.is_empty()).then_some(feedback.len()),
             binary_params,
             binary_rounds: binary_report.best_rounds,
             category_params,

@@ -473,6 +473,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             class: "verdict",
         },
         drift: None,
+        learning: None,
     }),
     stateful: false,
     check_config: |sections| check_section::<PromptOperatorConfig>(sections, "prompt"),

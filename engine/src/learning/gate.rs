@@ -1,0 +1,273 @@
+//! The quality gate: a retrained version becomes a challenger only if, on every slice that
+//! can judge it, its gate metric is no worse than the champion's by more than the margin.
+//!
+//! Slices: the held-out feedback (events chosen by a hash of their id, never trained on) and
+//! the model's own validation data (the bootstrap split its training never saw). A slice
+//! without both classes cannot give the metric and is recorded as not judged; at least one
+//! slice must judge. The figures and the reason go into the registry record and the
+//! version's manifest, so `models show` tells why a version was kept or rejected.
+
+use serde::Serialize;
+
+use super::{Decision, GateMetric, LabelledEvent};
+
+/// One slice's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SliceFigures {
+    /// `feedback_holdout` or `validation`.
+    pub slice: String,
+    /// Rows.
+    pub rows: usize,
+    /// Threat rows.
+    pub threats: usize,
+    /// The champion's figure (`None`: the slice cannot give it).
+    pub champion: Option<f64>,
+    /// The challenger's figure.
+    pub challenger: Option<f64>,
+    /// Whether the challenger is within the margin (`None`: not judged).
+    pub passed: Option<bool>,
+}
+
+/// The gate's verdict on a challenger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateReport {
+    /// Kept as challenger.
+    pub passed: bool,
+    /// The figure compared.
+    pub metric: GateMetric,
+    /// How much worse the challenger may be.
+    pub margin: f64,
+    /// One line: why.
+    pub reason: String,
+    /// Per slice.
+    pub slices: Vec<SliceFigures>,
+}
+
+/// A slice to judge on: its rows and both versions' decisions on them.
+pub struct Slice<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Labelled rows.
+    pub rows: &'a [LabelledEvent],
+    /// The champion's decisions.
+    pub champion: &'a [Decision],
+    /// The challenger's decisions.
+    pub challenger: &'a [Decision],
+}
+
+/// Judges the challenger on `slices`.
+pub fn judge(metric: GateMetric, margin: f64, slices: &[Slice<'_>]) -> GateReport {
+    let mut figures = Vec::new();
+    for slice in slices {
+        let labels: Vec<bool> = slice.rows.iter().map(|row| row.threat).collect();
+        let (champion, challenger) = match metric {
+            GateMetric::RecallAtChampionFpr => {
+                recall_at_champion_fpr(&labels, slice.champion, slice.challenger)
+                    .map_or((None, None), |(a, b)| (Some(a), Some(b)))
+            }
+        };
+        let passed = champion
+            .zip(challenger)
+            .map(|(champion, challenger)| challenger >= champion - margin);
+        figures.push(SliceFigures {
+            slice: slice.name.to_owned(),
+            rows: labels.len(),
+            threats: labels.iter().filter(|&&threat| threat).count(),
+            champion: champion.map(round6),
+            challenger: challenger.map(round6),
+            passed,
+        });
+    }
+    let judged: Vec<&SliceFigures> = figures.iter().filter(|f| f.passed.is_some()).collect();
+    let failed: Vec<&SliceFigures> = judged
+        .iter()
+        .copied()
+        .filter(|f| f.passed == Some(false))
+        .collect();
+    let name = metric_name(metric);
+    let describe = |f: &SliceFigures| {
+        format!(
+            "{} {name} {:.4} vs champion {:.4} ({} rows)",
+            f.slice,
+            f.challenger.unwrap_or(f64::NAN),
+            f.champion.unwrap_or(f64::NAN),
+            f.rows
+        )
+    };
+    let (passed, reason) = if judged.is_empty() {
+        (
+            false,
+            "no slice has both threats and benign events to judge on".to_owned(),
+        )
+    } else if failed.is_empty() {
+        (
+            true,
+            format!(
+                "within margin {margin}: {}",
+                judged
+                    .iter()
+                    .map(|f| describe(f))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "worse than the champion by more than {margin}: {}",
+                failed
+                    .iter()
+                    .map(|f| describe(f))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+    };
+    GateReport {
+        passed,
+        metric,
+        margin,
+        reason,
+        slices: figures,
+    }
+}
+
+fn metric_name(metric: GateMetric) -> &'static str {
+    match metric {
+        GateMetric::RecallAtChampionFpr => "recall at the champion's false-positive rate",
+    }
+}
+
+fn round6(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
+/// (champion recall, challenger recall) with the challenger's threshold set so that it
+/// raises no more false positives than the champion's decisions do. `None` without both
+/// classes.
+pub fn recall_at_champion_fpr(
+    labels: &[bool],
+    champion: &[Decision],
+    challenger: &[Decision],
+) -> Option<(f64, f64)> {
+    let threats = labels.iter().filter(|&&threat| threat).count();
+    let benign = labels.len() - threats;
+    if threats == 0 || benign == 0 {
+        return None;
+    }
+    let mut allowed_false_positives = 0;
+    let mut champion_hits = 0;
+    for (decision, &threat) in champion.iter().zip(labels) {
+        match (decision.alerted, threat) {
+            (true, true) => champion_hits += 1,
+            (true, false) => allowed_false_positives += 1,
+            _ => {}
+        }
+    }
+    let mut benign_scores: Vec<f64> = challenger
+        .iter()
+        .zip(labels)
+        .filter(|(_, &threat)| !threat)
+        .map(|(decision, _)| decision.score)
+        .collect();
+    benign_scores.sort_by(|a, b| b.total_cmp(a));
+    // Alert strictly above the (k+1)-th highest benign score: at most k false positives.
+    let cut = benign_scores
+        .get(allowed_false_positives)
+        .copied()
+        .unwrap_or(f64::NEG_INFINITY);
+    let challenger_hits = challenger
+        .iter()
+        .zip(labels)
+        .filter(|(decision, &threat)| threat && decision.score > cut)
+        .count();
+    Some((
+        champion_hits as f64 / threats as f64,
+        challenger_hits as f64 / threats as f64,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decisions(scores: &[f64], threshold: f64) -> Vec<Decision> {
+        scores
+            .iter()
+            .map(|&score| Decision {
+                score,
+                alerted: score >= threshold,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recall_is_compared_at_the_champions_false_positive_rate() {
+        let labels = [true, true, true, true, false, false, false, false];
+        // Champion at 0.5: 2 of 4 threats, 1 false positive.
+        let champion = decisions(&[0.9, 0.6, 0.4, 0.3, 0.7, 0.2, 0.1, 0.1], 0.5);
+        // Challenger ranks threats higher but uses a low threshold: judged at one false
+        // positive, it finds 3 of 4 (above the 2nd-highest benign score, 0.35).
+        let challenger = decisions(&[0.9, 0.8, 0.5, 0.3, 0.95, 0.35, 0.1, 0.1], 0.0);
+        let (a, b) = recall_at_champion_fpr(&labels, &champion, &challenger).unwrap();
+        assert_eq!((a, b), (0.5, 0.75));
+        assert_eq!(
+            recall_at_champion_fpr(&[true, true], &champion[..2], &challenger[..2]),
+            None
+        );
+    }
+
+    #[test]
+    fn the_gate_rejects_a_challenger_worse_on_any_judged_slice() {
+        let rows: Vec<LabelledEvent> = [true, true, false, false]
+            .iter()
+            .map(|&threat| LabelledEvent {
+                event: crate::events::InputEvent::Address(crate::events::AddressEvent {
+                    event_id: None,
+                    address: "a@b.c".into(),
+                    context: "sender".into(),
+                    account: None,
+                    observed_ms: None,
+                }),
+                threat,
+                label: None,
+                corrected_risk: None,
+            })
+            .collect();
+        let good = decisions(&[0.9, 0.8, 0.1, 0.2], 0.5);
+        let bad = decisions(&[0.1, 0.8, 0.9, 0.2], 0.5);
+        let only_threats = &rows[..2];
+        let slices = |challenger: &'static str| {
+            let c = if challenger == "good" { &good } else { &bad };
+            judge(
+                GateMetric::RecallAtChampionFpr,
+                0.02,
+                &[
+                    Slice {
+                        name: "feedback_holdout",
+                        rows: only_threats,
+                        champion: &good[..2],
+                        challenger: &c[..2],
+                    },
+                    Slice {
+                        name: "validation",
+                        rows: &rows,
+                        champion: &good,
+                        challenger: c,
+                    },
+                ],
+            )
+        };
+        let kept = slices("good");
+        assert!(kept.passed, "{}", kept.reason);
+        assert_eq!(kept.slices[0].passed, None, "one class only: not judged");
+        let rejected = slices("bad");
+        assert!(!rejected.passed);
+        assert!(
+            rejected.reason.contains("validation"),
+            "{}",
+            rejected.reason
+        );
+    }
+}
