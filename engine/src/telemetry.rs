@@ -79,7 +79,7 @@ pub const SHADOW_DROPPED: &str = "threatflow_shadow_dropped_total";
 pub const DRIFT_CHECKS: &str = "threatflow_drift_checks_total";
 /// Features found drifted in a check, by operator, input topic and feature.
 pub const DRIFT_DETECTIONS: &str = "threatflow_drift_detections_total";
-/// Analyst verdicts read, by operator and outcome (buffered, expired, refused, stale).
+/// Analyst verdicts read, by operator and outcome (buffered, replaced, expired, refused, stale).
 pub const FEEDBACK_VERDICTS: &str = "threatflow_feedback_verdicts_total";
 /// Gauge: rows in the training buffer, by operator.
 pub const TRAINING_BUFFER_ROWS: &str = "threatflow_training_buffer_rows";
@@ -187,7 +187,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         FEEDBACK_VERDICTS,
-        "Analyst verdicts read by the trainer, by operator and outcome (buffered, expired, refused, stale)"
+        "Analyst verdicts read by the trainer, by operator and outcome (buffered, replaced, expired, refused, stale)"
     );
     describe_gauge!(
         TRAINING_BUFFER_ROWS,

@@ -40,6 +40,9 @@ fn transient(error: impl std::fmt::Display) -> IntakeError {
 pub enum Outcome {
     /// Joined and in the buffer.
     Buffered,
+    /// Joined, replacing the buffered verdict on the same event (an analyst's later verdict,
+    /// or a verdict read again after a restart or rebalance).
+    Replaced,
     /// An earlier verdict than the one buffered for the event.
     Stale,
     /// Its input left the topic: live precision only.
@@ -52,6 +55,7 @@ impl Outcome {
     fn label(self) -> &'static str {
         match self {
             Self::Buffered => "buffered",
+            Self::Replaced => "replaced",
             Self::Stale => "stale",
             Self::Expired => "expired",
             Self::Refused => "refused",
@@ -251,7 +255,8 @@ impl Intake {
             .map_err(transient)?;
         Ok(match inserted {
             Inserted::Stale => Outcome::Stale,
-            Inserted::New | Inserted::Replaced => Outcome::Buffered,
+            Inserted::New => Outcome::Buffered,
+            Inserted::Replaced => Outcome::Replaced,
         })
     }
 
