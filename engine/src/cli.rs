@@ -244,24 +244,19 @@ pub fn main() -> ExitCode {
 }
 
 fn run(config_path: &std::path::Path) -> ExitCode {
-    let config = match EngineConfig::load(config_path) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{}: {error}", config_path.display());
-            return ExitCode::from(2);
-        }
-    };
-    crate::telemetry::init_tracing(config.log.format);
-    match run_engine(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "engine failed");
-            ExitCode::FAILURE
-        }
-    }
+    run_role(config_path, "engine", run_engine)
 }
 
 fn trainer(config_path: &std::path::Path) -> ExitCode {
+    run_role(config_path, "trainer", run_trainer)
+}
+
+/// Loads the config (exit 2 when invalid), starts logging and runs `role` until it ends.
+fn run_role(
+    config_path: &std::path::Path,
+    name: &str,
+    role: fn(EngineConfig) -> anyhow::Result<()>,
+) -> ExitCode {
     let config = match EngineConfig::load(config_path) {
         Ok(config) => config,
         Err(error) => {
@@ -270,10 +265,10 @@ fn trainer(config_path: &std::path::Path) -> ExitCode {
         }
     };
     crate::telemetry::init_tracing(config.log.format);
-    match run_trainer(config) {
+    match role(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "trainer failed");
+            tracing::error!(error = format!("{error:#}"), "{name} failed");
             ExitCode::FAILURE
         }
     }
