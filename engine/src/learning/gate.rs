@@ -16,6 +16,8 @@ use super::{Decision, GateMetric, LabelledEvent};
 pub struct SliceFigures {
     /// `feedback_holdout` or `validation`.
     pub slice: String,
+    /// The figure.
+    pub metric: GateMetric,
     /// Rows.
     pub rows: usize,
     /// Threat rows.
@@ -33,8 +35,8 @@ pub struct SliceFigures {
 pub struct GateReport {
     /// Kept as challenger.
     pub passed: bool,
-    /// The figure compared.
-    pub metric: GateMetric,
+    /// The figures compared.
+    pub metrics: Vec<GateMetric>,
     /// How much worse the challenger may be.
     pub margin: f64,
     /// One line: why.
@@ -55,28 +57,34 @@ pub struct Slice<'a> {
     pub challenger: &'a [Decision],
 }
 
-/// Judges the challenger on `slices`.
-pub fn judge(metric: GateMetric, margin: f64, slices: &[Slice<'_>]) -> GateReport {
+/// Judges the challenger on `slices`: every figure of `metrics` on every slice that can give
+/// it.
+pub fn judge(metrics: &[GateMetric], margin: f64, slices: &[Slice<'_>]) -> GateReport {
     let mut figures = Vec::new();
     for slice in slices {
         let labels: Vec<bool> = slice.rows.iter().map(|row| row.threat).collect();
-        let (champion, challenger) = match metric {
-            GateMetric::RecallAtChampionFpr => {
-                recall_at_champion_fpr(&labels, slice.champion, slice.challenger)
-                    .map_or((None, None), |(a, b)| (Some(a), Some(b)))
+        for &metric in metrics {
+            let (champion, challenger) = match metric {
+                GateMetric::RecallAtChampionFpr => {
+                    recall_at_champion_fpr(&labels, slice.champion, slice.challenger)
+                }
+                GateMetric::DecisionBalancedAccuracy => balanced_accuracy(&labels, slice.champion)
+                    .zip(balanced_accuracy(&labels, slice.challenger)),
             }
-        };
-        let passed = champion
-            .zip(challenger)
-            .map(|(champion, challenger)| challenger >= champion - margin);
-        figures.push(SliceFigures {
-            slice: slice.name.to_owned(),
-            rows: labels.len(),
-            threats: labels.iter().filter(|&&threat| threat).count(),
-            champion: champion.map(round6),
-            challenger: challenger.map(round6),
-            passed,
-        });
+            .map_or((None, None), |(a, b)| (Some(a), Some(b)));
+            let passed = champion
+                .zip(challenger)
+                .map(|(champion, challenger)| challenger >= champion - margin);
+            figures.push(SliceFigures {
+                slice: slice.name.to_owned(),
+                metric,
+                rows: labels.len(),
+                threats: labels.iter().filter(|&&threat| threat).count(),
+                champion: champion.map(round6),
+                challenger: challenger.map(round6),
+                passed,
+            });
+        }
     }
     let judged: Vec<&SliceFigures> = figures.iter().filter(|f| f.passed.is_some()).collect();
     let failed: Vec<&SliceFigures> = judged
@@ -84,11 +92,11 @@ pub fn judge(metric: GateMetric, margin: f64, slices: &[Slice<'_>]) -> GateRepor
         .copied()
         .filter(|f| f.passed == Some(false))
         .collect();
-    let name = metric_name(metric);
     let describe = |f: &SliceFigures| {
         format!(
-            "{} {name} {:.4} vs champion {:.4} ({} rows)",
+            "{} {} {:.4} vs champion {:.4} ({} rows)",
             f.slice,
+            metric_name(f.metric),
             f.challenger.unwrap_or(f64::NAN),
             f.champion.unwrap_or(f64::NAN),
             f.rows
@@ -126,7 +134,7 @@ pub fn judge(metric: GateMetric, margin: f64, slices: &[Slice<'_>]) -> GateRepor
     };
     GateReport {
         passed,
-        metric,
+        metrics: metrics.to_vec(),
         margin,
         reason,
         slices: figures,
@@ -136,7 +144,24 @@ pub fn judge(metric: GateMetric, margin: f64, slices: &[Slice<'_>]) -> GateRepor
 fn metric_name(metric: GateMetric) -> &'static str {
     match metric {
         GateMetric::RecallAtChampionFpr => "recall at the champion's false-positive rate",
+        GateMetric::DecisionBalancedAccuracy => "balanced accuracy of the alerting decision",
     }
+}
+
+/// Mean of recall and specificity of `decisions`' alerts; `None` without both classes.
+pub fn balanced_accuracy(labels: &[bool], decisions: &[Decision]) -> Option<f64> {
+    let (mut hits, mut threats, mut quiet, mut benign) = (0usize, 0usize, 0usize, 0usize);
+    for (decision, &threat) in decisions.iter().zip(labels) {
+        if threat {
+            threats += 1;
+            hits += usize::from(decision.alerted);
+        } else {
+            benign += 1;
+            quiet += usize::from(!decision.alerted);
+        }
+    }
+    (threats > 0 && benign > 0)
+        .then(|| (hits as f64 / threats as f64 + quiet as f64 / benign as f64) / 2.0)
 }
 
 fn round6(value: f64) -> f64 {
@@ -219,6 +244,22 @@ mod tests {
     }
 
     #[test]
+    fn balanced_accuracy_judges_each_version_at_its_own_threshold() {
+        let labels = [true, true, false, false, false, false];
+        // Same ranking, but this version alerts on everything: recall 1, specificity 0.
+        let loose = decisions(&[0.9, 0.8, 0.3, 0.2, 0.1, 0.1], 0.0);
+        let tight = decisions(&[0.9, 0.8, 0.3, 0.2, 0.1, 0.1], 0.5);
+        assert_eq!(balanced_accuracy(&labels, &loose), Some(0.5));
+        assert_eq!(balanced_accuracy(&labels, &tight), Some(1.0));
+        assert_eq!(balanced_accuracy(&labels[..2], &tight[..2]), None);
+        // Recall at the champion's false-positive rate cannot tell them apart.
+        assert_eq!(
+            recall_at_champion_fpr(&labels, &tight, &loose),
+            Some((1.0, 1.0))
+        );
+    }
+
+    #[test]
     fn the_gate_rejects_a_challenger_worse_on_any_judged_slice() {
         let rows: Vec<LabelledEvent> = [true, true, false, false]
             .iter()
@@ -241,7 +282,10 @@ mod tests {
         let slices = |challenger: &'static str| {
             let c = if challenger == "good" { &good } else { &bad };
             judge(
-                GateMetric::RecallAtChampionFpr,
+                &[
+                    GateMetric::RecallAtChampionFpr,
+                    GateMetric::DecisionBalancedAccuracy,
+                ],
                 0.02,
                 &[
                     Slice {
@@ -261,7 +305,9 @@ mod tests {
         };
         let kept = slices("good");
         assert!(kept.passed, "{}", kept.reason);
+        assert_eq!(kept.slices.len(), 4);
         assert_eq!(kept.slices[0].passed, None, "one class only: not judged");
+        assert_eq!(kept.slices[1].passed, None);
         let rejected = slices("bad");
         assert!(!rejected.passed);
         assert!(

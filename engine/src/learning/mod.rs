@@ -84,8 +84,14 @@ pub struct RetrainJob<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateMetric {
-    /// Recall at the champion's false-positive rate (flows).
+    /// Recall at the champion's false-positive rate: the ranking, each version judged at the
+    /// same false-alarm budget (flows).
     RecallAtChampionFpr,
+    /// Balanced accuracy (mean of recall and specificity) of the alerting decision, each
+    /// version at its own threshold: what scoring live would do. Catches a version whose
+    /// ranking is intact but whose threshold moved (measured: inverted verdicts leave recall
+    /// at the champion's rate at 0.998 while validation accuracy falls 0.987 → 0.90).
+    DecisionBalancedAccuracy,
 }
 
 /// How an operator's models learn from feedback.
@@ -98,8 +104,8 @@ pub struct LearningSpec {
     /// The labelled validation rows of the version in the directory (from its bootstrap data
     /// at the given path): rows its training never saw.
     pub validation: fn(&Path, &Path) -> Result<Vec<LabelledEvent>, String>,
-    /// The gate's figure.
-    pub gate_metric: GateMetric,
+    /// The gate's figures: the challenger must hold every one on every slice that can judge.
+    pub gate_metrics: &'static [GateMetric],
 }
 
 /// The bootstrap data of `operator`'s version at `version_dir`: `trainer.data.<operator>`,

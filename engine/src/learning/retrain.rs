@@ -197,7 +197,7 @@ fn gate(
     let (champion_holdout, champion_validation) = decided(&mut champion_scorer);
     let (challenger_holdout, challenger_validation) = decided(&mut challenger_scorer);
     Ok(judge(
-        inputs.learning.gate_metric,
+        inputs.learning.gate_metrics,
         context.config.trainer.gate_margin,
         &[
             Slice {

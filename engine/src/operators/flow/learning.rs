@@ -22,7 +22,10 @@ pub const LEARNING: LearningSpec = LearningSpec {
     load,
     retrain,
     validation,
-    gate_metric: GateMetric::RecallAtChampionFpr,
+    gate_metrics: &[
+        GateMetric::RecallAtChampionFpr,
+        GateMetric::DecisionBalancedAccuracy,
+    ],
 };
 
 struct FlowScorer(FlowModel);
