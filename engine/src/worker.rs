@@ -330,7 +330,7 @@ impl Worker {
                         shadow.offer(events, &outcomes);
                     }
                     if let Some(drift) = &self.drift {
-                        drift.offer(events);
+                        drift.offer(events, &outcomes);
                     }
                     return Some(outcomes);
                 }

@@ -1,6 +1,8 @@
 //! The input drift watch on a real broker: flows drawn from the training file of the flow
 //! model raise no drift over ten windows; the same source with `src_bytes` × 50 raises a drift
 //! record naming `src_bytes` in the next window; every check is a record on the drift topic.
+//! The address operator's calibration health stays quiet on real addresses and alarms on a
+//! stream of machine-made ones.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,10 +18,11 @@ use threatflow_e2e::{
 
 const WINDOW: usize = 300;
 
-/// Drift records on `topic` from the beginning, until `count` arrived or `timeout`.
+/// Drift records of `kind` on `topic` from the beginning, until `count` arrived or `timeout`.
 fn drift_records(
     bootstrap: &str,
     topic: &str,
+    kind: &str,
     count: usize,
     timeout: Duration,
 ) -> Vec<serde_json::Value> {
@@ -40,7 +43,11 @@ fn drift_records(
     let deadline = Instant::now() + timeout;
     while records.len() < count && Instant::now() < deadline {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            records.push(serde_json::from_slice(message.payload().unwrap_or_default()).unwrap());
+            let record: serde_json::Value =
+                serde_json::from_slice(message.payload().unwrap_or_default()).unwrap();
+            if record["kind"] == kind {
+                records.push(record);
+            }
         }
     }
     records
@@ -115,6 +122,7 @@ async fn a_shifted_feature_is_named_within_one_window_and_the_same_source_raises
     let records = drift_records(
         &broker.bootstrap,
         &drift_topic,
+        "feature",
         10 * features,
         Duration::from_secs(30),
     );
@@ -143,6 +151,7 @@ async fn a_shifted_feature_is_named_within_one_window_and_the_same_source_raises
     let records = drift_records(
         &broker.bootstrap,
         &drift_topic,
+        "feature",
         11 * features,
         Duration::from_secs(30),
     );
@@ -175,5 +184,98 @@ async fn a_shifted_feature_is_named_within_one_window_and_the_same_source_raises
         "drifted in the shifted window: {drifted:?}; src_bytes D {} p {}",
         src_bytes["ks_statistic"], src_bytes["p_value"]
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_made_addresses_raise_a_calibration_health_record() -> anyhow::Result<()> {
+    use threatflow::operators::address::synth::{generate, AddressSources};
+    let broker = Broker::start()?;
+    let topics = TestTopics::create(&broker, 1)?;
+    let drift_topic = threatflow_e2e::unique_name("drift");
+    let work = tempfile::tempdir()?;
+    let http = free_loopback_address()?;
+    let config = topics.operator_config(
+        &broker.bootstrap,
+        &work.path().join("state"),
+        &http,
+        ("address", "address"),
+        &repository().join("models"),
+        &format!("[drift]\nwindow = {WINDOW}\ntopic = \"{drift_topic}\"\n"),
+    );
+    let config_path = work.path().join("engine.toml");
+    std::fs::write(&config_path, config)?;
+    let _engine = EngineProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
+        &config_path,
+        &work.path().join("engine.log"),
+    )?;
+    let logs = || std::fs::read_to_string(work.path().join("engine.log")).unwrap_or_default();
+    let address = |text: &str| {
+        serde_json::to_vec(&serde_json::json!({"address": text, "context": "signup"})).unwrap()
+    };
+    // A window of real addresses, then one of machine-made ones (names with digit bursts).
+    let ham =
+        std::fs::read_to_string(repository().join("models/address/sources/ham_addresses.txt"))?;
+    let real: Vec<Vec<u8>> = ham
+        .lines()
+        .filter(|text| threatflow::operators::address::local_part::parse_address(text).is_ok())
+        .take(WINDOW)
+        .map(address)
+        .collect();
+    let sources = AddressSources::load(&repository().join("models/address/sources"))
+        .map_err(anyhow::Error::msg)?;
+    let machine: Vec<Vec<u8>> = generate(&sources, 6000, 1.0, 3)
+        .into_iter()
+        .filter(|row| row.scenario == "name_digit_burst")
+        .take(WINDOW)
+        .map(|row| address(&row.address))
+        .collect();
+    assert_eq!(machine.len(), WINDOW);
+    produce(&broker.bootstrap, &topics.input, &real).await?;
+    let figures = 4;
+    let first = drift_records(
+        &broker.bootstrap,
+        &drift_topic,
+        "calibration_health",
+        figures,
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        first.len(),
+        figures,
+        "{:?}\n{}",
+        http_get(&http, "/models"),
+        logs()
+    );
+    assert!(first.iter().all(|r| r["drifted"] == false), "{first:#?}");
+    produce(&broker.bootstrap, &topics.input, &machine).await?;
+    let both = drift_records(
+        &broker.bootstrap,
+        &drift_topic,
+        "calibration_health",
+        2 * figures,
+        Duration::from_secs(90),
+    );
+    assert_eq!(both.len(), 2 * figures, "{}", logs());
+    let alarms: Vec<&serde_json::Value> = both[figures..]
+        .iter()
+        .filter(|r| r["drifted"] == true)
+        .collect();
+    let boost = alarms
+        .iter()
+        .find(|r| r["feature"] == "boost_rate")
+        .unwrap_or_else(|| panic!("{:#?}", &both[figures..]));
+    assert!(boost["ks_statistic"].as_f64().unwrap() > 0.8, "{boost}");
+    assert_eq!(boost["operator"], "address");
+    // Score drift too: the share crossing `review` moved between the two windows.
+    let score = drift_records(
+        &broker.bootstrap,
+        &drift_topic,
+        "score",
+        1,
+        Duration::from_secs(10),
+    );
+    eprintln!("calibration alarm: {boost}\nscore drift: {score:?}");
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! versions carry `drift_reference.json`).
 
 pub mod detector;
+pub mod score;
 pub mod stats;
 pub mod tap;
 

@@ -123,7 +123,8 @@ fn feature_kind() -> String {
 /// Batches of rows waiting for the drift thread; beyond this, rows are dropped.
 const CHANNEL_BATCHES: usize = 64;
 
-type RowBatch = Vec<(i64, Vec<f64>)>;
+/// Per event: when, its watched feature values (if any), its score row.
+type RowBatch = Vec<(i64, Option<Vec<f64>>, super::score::ScoreRow)>;
 
 /// What `/models` shows about a binding's drift watch.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -136,6 +137,9 @@ struct DriftStatus {
     dropped_rows: u64,
     last_check_ms: Option<i64>,
     drifted_features: Vec<String>,
+    /// Score drift (`score:<threshold>`) and health (`calibration_health:<figure>`) alerts of
+    /// the last score window.
+    score_alerts: Vec<String>,
 }
 
 /// One binding's drift watch.
@@ -187,6 +191,8 @@ impl DriftTap {
             alpha: config.alpha,
             output,
             watch: None,
+            scores: super::score::ScoreWatch::new(config.alpha, spec.health),
+            health: spec.health,
         };
         std::thread::Builder::new()
             .name(format!("threatflow-drift-{operator}"))
@@ -195,16 +201,24 @@ impl DriftTap {
     }
 
     /// Offers a scored batch (never blocks).
-    pub fn offer(&self, events: &[SourcedEvent]) {
+    pub fn offer(&self, events: &[SourcedEvent], outcomes: &[crate::operators::Outcome]) {
         let rows: RowBatch = events
             .iter()
-            .filter_map(|event| {
+            .zip(outcomes)
+            .filter_map(|(event, outcome)| {
+                let crate::operators::Outcome::Scored { scored, .. } = outcome else {
+                    return None;
+                };
                 let at = event
                     .event
                     .event_time_ms()
                     .or(event.source.timestamp_ms)
                     .unwrap_or(0);
-                (self.spec.row)(&event.event).map(|row| (at, row))
+                Some((
+                    at,
+                    (self.spec.row)(&event.event),
+                    super::score::ScoreRow::of(scored, self.spec.health.as_ref()),
+                ))
             })
             .collect();
         if rows.is_empty() {
@@ -234,6 +248,9 @@ struct DriftThread {
     output: Option<DriftOutput>,
     /// The watch of the version scoring now (`None` inside: that version has no reference).
     watch: Option<(String, Option<DriftWatch>)>,
+    /// Score drift and health of the version scoring now.
+    scores: super::score::ScoreWatch,
+    health: Option<crate::operators::table::HealthSpec>,
 }
 
 impl DriftThread {
@@ -243,24 +260,84 @@ impl DriftThread {
                 return;
             };
             self.follow_version(&tap);
-            // Not watched (no reference for this version): keep it that way until it changes.
-            let (version, mut watch) = match self.watch.take() {
-                Some((version, Some(watch))) => (version, watch),
-                other => {
-                    self.watch = other;
-                    continue;
-                }
+            let Some((version, mut watch)) = self.watch.take() else {
+                continue;
             };
-            for (at, row) in rows {
-                watch.observe(at, row);
+            for (at, features, score_row) in rows {
+                self.scores.observe(&score_row);
+                if self.scores.len() >= self.window {
+                    let findings = self.scores.check();
+                    self.publish_scores(&tap, &version, &findings);
+                }
+                let (Some(watch), Some(features)) = (watch.as_mut(), features) else {
+                    continue;
+                };
+                watch.observe(at, features);
                 if watch.is_full() {
                     let checks = watch.check();
                     watch.clear_window();
                     self.publish(&tap, &version, &checks);
                 }
             }
-            lock(&tap.status).rows_in_window = watch.window_len();
-            self.watch = Some((version, Some(watch)));
+            if let Some(watch) = &watch {
+                lock(&tap.status).rows_in_window = watch.window_len();
+            }
+            self.watch = Some((version, watch));
+        }
+    }
+
+    fn publish_scores(
+        &self,
+        tap: &DriftTap,
+        version: &str,
+        findings: &[super::score::ScoreFinding],
+    ) {
+        let now = crate::scored::now_ms();
+        let drifted: Vec<String> = findings
+            .iter()
+            .filter(|finding| finding.drifted)
+            .map(|finding| format!("{}:{}", finding.kind, finding.name))
+            .collect();
+        for finding in findings.iter().filter(|finding| finding.drifted) {
+            metrics::counter!(telemetry::DRIFT_DETECTIONS, "operator" => self.operator, "topic" => self.topic.clone(), "feature" => format!("{}:{}", finding.kind, finding.name))
+                .increment(1);
+        }
+        if !drifted.is_empty() {
+            tracing::warn!(operator = self.operator, topic = %self.topic, version, findings = ?drifted, "score drift or health alert");
+        }
+        lock(&tap.status).score_alerts = drifted;
+        let Some(output) = &self.output else { return };
+        for finding in findings {
+            let report = DriftReport {
+                operator: self.operator.to_owned(),
+                topic: self.topic.clone(),
+                model_version: version.to_owned(),
+                kind: finding.kind.to_owned(),
+                feature: finding.name.clone(),
+                test: if finding.kind == "score" {
+                    "two_proportion"
+                } else {
+                    "level"
+                }
+                .to_owned(),
+                ks_statistic: finding.value,
+                p_value: finding.p_value,
+                reference_size: (finding.reference * 1000.0).round() as i64,
+                window_size: self.window as i64,
+                window_start_ms: now,
+                window_end_ms: now,
+                drifted: finding.drifted,
+                detected_at_ms: now,
+            };
+            if let Ok(payload) = serde_json::to_vec(&report) {
+                let key = format!("{}/{}/{}", self.topic, finding.kind, finding.name);
+                if let Err((error, _)) = output
+                    .producer
+                    .send(BaseRecord::to(&output.topic).key(&key).payload(&payload))
+                {
+                    tracing::warn!(%error, "drift record not sent");
+                }
+            }
         }
     }
 
@@ -293,8 +370,10 @@ impl DriftThread {
         status.model_version = Some(version.clone());
         status.watched = watch.is_some();
         status.drifted_features.clear();
+        status.score_alerts.clear();
         status.rows_in_window = 0;
         drop(status);
+        self.scores = super::score::ScoreWatch::new(self.alpha, self.health);
         self.watch = Some((version, watch));
     }
 

@@ -159,9 +159,39 @@ pub struct ModelSpec {
 /// What the drift watch reads of an operator's events.
 #[derive(Debug, Clone, Copy)]
 pub struct DriftSpec {
-    /// The watched values of one event, in the order of its versions' reference samples.
+    /// The watched values of one event, in the order of its versions' reference samples
+    /// (`None`: its input features are not watched; score drift still is).
     pub row: fn(&crate::events::InputEvent) -> Option<Vec<f64>>,
+    /// The operator's own health figures over windows of scored events.
+    pub health: Option<HealthSpec>,
 }
+
+/// An operator's health figures, read from its scored events, with alert levels.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSpec {
+    /// One value per figure for one scored event (`None`: the event says nothing about it);
+    /// the window's figure is the mean.
+    pub values: fn(&crate::scored::Scored) -> Vec<Option<f64>>,
+    /// The figures, in `values` order.
+    pub figures: &'static [HealthFigure],
+}
+
+/// One health figure and its alert level.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthFigure {
+    /// Name (the drift record's `feature`).
+    pub name: &'static str,
+    /// The alert level.
+    pub level: f64,
+    /// Alert above the level (else below).
+    pub alert_above: bool,
+}
+
+/// A drift spec that watches only scores (no input features, no health figures).
+pub const SCORES_ONLY: DriftSpec = DriftSpec {
+    row: |_| None,
+    health: None,
+};
 
 /// The outputs champion and challenger are compared on in shadow scoring.
 #[derive(Debug, Clone, Copy)]

@@ -26,6 +26,7 @@ pub mod commands;
 pub mod domains;
 pub mod eval;
 pub mod features;
+pub mod health;
 pub mod local_part;
 pub mod markov;
 pub mod model;
@@ -186,7 +187,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "decision",
             class: "decision",
         },
-        drift: None,
+        drift: Some(health::DRIFT),
         learning: None,
     }),
     stateful: false,

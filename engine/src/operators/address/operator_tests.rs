@@ -259,3 +259,87 @@ fn config_extras_and_bounds() {
         assert!(AddressOperator::with_model(bad, shipped_model()).is_err());
     }
 }
+
+/// The calibration-health figures over `addresses` scored by the shipped model.
+fn health_figures(addresses: &[String]) -> Vec<f64> {
+    let scorer = default_scorer();
+    let mut sums = vec![(0.0, 0usize); super::health::FIGURES.len()];
+    for address in addresses {
+        let Ok(assessment) = scorer.score(address) else {
+            continue;
+        };
+        let scored = Scored {
+            event_id: String::new(),
+            source: crate::scored::SourceCoordinates {
+                topic: String::new(),
+                partition: 0,
+                offset: 0,
+                timestamp_ms: None,
+            },
+            operator: "address".into(),
+            model_version: "v1".into(),
+            scores: [
+                ("markov_risk".to_owned(), assessment.markov_risk),
+                ("calibrated_probability".to_owned(), assessment.calibrated),
+                ("guardrail".to_owned(), assessment.guardrail),
+            ]
+            .into(),
+            labels: Default::default(),
+            explanation: Vec::new(),
+            thresholds_crossed: Vec::new(),
+            event_time_ms: None,
+            scored_at_ms: 0,
+        };
+        for (sum, value) in sums.iter_mut().zip(super::health::values(&scored)) {
+            if let Some(value) = value {
+                sum.0 += value;
+                sum.1 += 1;
+            }
+        }
+    }
+    sums.iter()
+        .map(|(sum, count)| sum / (*count).max(1) as f64)
+        .collect()
+}
+
+#[test]
+fn calibration_health_holds_on_real_addresses_and_alarms_on_machine_made_ones() {
+    let ham = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/address/sources/ham_addresses.txt"
+    ))
+    .unwrap();
+    let real: Vec<String> = ham.lines().map(str::to_owned).collect();
+    let sources = super::synth::AddressSources::load(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/address/sources"
+    )))
+    .unwrap();
+    let generated = super::synth::generate(&sources, 6000, 1.0, 3);
+    let machine: Vec<String> = generated
+        .into_iter()
+        .filter(|row| row.label == 1 && row.scenario == "name_digit_burst")
+        .map(|row| row.address)
+        .take(1000)
+        .collect();
+    assert!(machine.len() > 300, "{}", machine.len());
+    let real_figures = health_figures(&real);
+    let machine_figures = health_figures(&machine);
+    eprintln!("real {real_figures:?}\nmachine-made {machine_figures:?}");
+    let alarms = |figures: &[f64]| {
+        super::health::FIGURES
+            .iter()
+            .zip(figures)
+            .filter(|(figure, &value)| {
+                if figure.alert_above {
+                    value > figure.level
+                } else {
+                    value < figure.level
+                }
+            })
+            .map(|(figure, _)| figure.name)
+            .collect::<Vec<_>>()
+    };
+    assert!(alarms(&real_figures).is_empty(), "{real_figures:?}");
+    assert!(!alarms(&machine_figures).is_empty(), "{machine_figures:?}");
+}

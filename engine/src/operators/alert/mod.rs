@@ -161,7 +161,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "risk_level",
             class: "disposition",
         },
-        drift: None,
+        drift: Some(crate::operators::table::SCORES_ONLY),
         learning: None,
     }),
     stateful: true,

@@ -85,7 +85,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "voted_anomaly",
             class: "voted_anomaly",
         },
-        drift: None,
+        drift: Some(crate::operators::table::SCORES_ONLY),
         learning: None,
     }),
     stateful: true,

@@ -101,6 +101,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
         },
         drift: Some(DriftSpec {
             row: drift::drift_row,
+            health: None,
         }),
         learning: Some(learning::LEARNING),
     }),

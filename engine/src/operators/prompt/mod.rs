@@ -472,7 +472,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "verdict",
             class: "verdict",
         },
-        drift: None,
+        drift: Some(crate::operators::table::SCORES_ONLY),
         learning: None,
     }),
     stateful: false,
