@@ -90,6 +90,8 @@ enum Command {
         #[arg(long, env = "THREATFLOW_CONFIG")]
         config: PathBuf,
     },
+    /// Analysts' verdicts: export a buffer for a model trained outside the engine.
+    Feedback(crate::learning::export::FeedbackArgs),
     /// Load measurements (figures for BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -237,6 +239,9 @@ pub fn main() -> ExitCode {
         Command::DriftReference { command } => command.run(),
         Command::Replay(args) => crate::model_cli::exit_code("replay", crate::replay::run(&args)),
         Command::Trainer { config } => trainer(&config),
+        Command::Feedback(args) => {
+            crate::model_cli::exit_code("feedback", crate::learning::export::run(&args))
+        }
         Command::Models(args) => {
             crate::model_cli::exit_code("models", crate::registry::cli::run(&args))
         }

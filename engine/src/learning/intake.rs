@@ -70,8 +70,8 @@ pub struct OperatorInputs {
     pub operator: &'static str,
     /// Its model directory in the store.
     pub model_dir: &'static str,
-    /// How it learns.
-    pub learning: LearningSpec,
+    /// How it learns (`None`: its verdicts are only buffered for export and live precision).
+    pub learning: Option<LearningSpec>,
     /// Input topic → decoder.
     pub decoders: BTreeMap<String, Decoder>,
 }
@@ -221,13 +221,17 @@ impl Intake {
                 ),
             );
         }
-        let (version, decision) = self.decide(inputs, &version, champion, &event)?;
-        let alerted = feedback
-            .verdict
-            .engine_alerted()
-            .unwrap_or(decision.alerted);
-        if alerted {
-            self.judge_precision(operator, &version, feedback.verdict.is_threat());
+        let (version, decided) = match inputs.learning {
+            Some(_) => {
+                let (version, decision) = self.decide(inputs, &version, champion, &event)?;
+                (version, Some(decision.alerted))
+            }
+            None => (version, None),
+        };
+        if let Some(alerted) = feedback.verdict.engine_alerted().or(decided) {
+            if alerted {
+                self.judge_precision(operator, &version, feedback.verdict.is_threat());
+            }
         }
         let input = crate::decode::encode_input_avro(&event).map_err(transient)?;
         let row = TrainingRow {
@@ -294,7 +298,10 @@ impl Intake {
                 .store
                 .fetch(inputs.model_dir, version, &self.cache_dir)
                 .map_err(transient)?;
-            let scorer = (inputs.learning.load)(&directory).map_err(IntakeError)?;
+            let learning = inputs
+                .learning
+                .ok_or_else(|| IntakeError(format!("{} has no loadable model", inputs.operator)))?;
+            let scorer = (learning.load)(&directory).map_err(IntakeError)?;
             self.scorers.insert(key.clone(), scorer);
         }
         self.scorers

@@ -7,6 +7,7 @@
 //! - [`gate`]: the quality gate (a challenger no worse than the champion, by a margin, on a
 //!   held-out slice of feedback and on the model's own validation data);
 //! - [`precision`]: live precision of the alerting decision per operator and model version;
+//! - [`export`]: `threatflow feedback export` for models trained outside the engine;
 //! - [`trainer`]: the trainer role — intake, schedule, retraining, gate, challenger,
 //!   promotion — and its health.
 //!
@@ -17,6 +18,7 @@
 
 pub mod buffer;
 pub mod config;
+pub mod export;
 pub mod gate;
 pub mod intake;
 pub mod join;

@@ -119,10 +119,20 @@ pub fn run(context: &JobContext, job: &Job, state: &RegistryState) -> JobOutcome
     outcome
 }
 
-fn inputs<'a>(context: &'a JobContext, operator: &str) -> Result<&'a OperatorInputs, String> {
+fn retraining(inputs: &OperatorInputs) -> Result<super::LearningSpec, String> {
+    inputs
+        .learning
+        .ok_or_else(|| format!("{} does not retrain here", inputs.operator))
+}
+
+fn inputs<'a>(
+    context: &'a JobContext,
+    operator: &str,
+) -> Result<(&'a OperatorInputs, super::LearningSpec), String> {
     context
         .inputs
         .get(operator)
+        .and_then(|inputs| inputs.learning.map(|learning| (inputs, learning)))
         .ok_or_else(|| format!("{operator} does not retrain here"))
 }
 
@@ -185,9 +195,10 @@ fn gate(
     data: &Path,
     holdout: &[LabelledEvent],
 ) -> Result<GateReport, String> {
-    let mut champion_scorer = (inputs.learning.load)(champion)?;
-    let mut challenger_scorer = (inputs.learning.load)(challenger)?;
-    let validation = (inputs.learning.validation)(champion, data)?;
+    let learning = retraining(inputs)?;
+    let mut champion_scorer = (learning.load)(champion)?;
+    let mut challenger_scorer = (learning.load)(challenger)?;
+    let validation = (learning.validation)(champion, data)?;
     let decided = |scorer: &mut Box<dyn VersionScorer>| {
         (
             decide_all(scorer.as_mut(), holdout),
@@ -197,7 +208,7 @@ fn gate(
     let (champion_holdout, champion_validation) = decided(&mut champion_scorer);
     let (challenger_holdout, challenger_validation) = decided(&mut challenger_scorer);
     Ok(judge(
-        inputs.learning.gate_metrics,
+        learning.gate_metrics,
         context.config.trainer.gate_margin,
         &[
             Slice {
@@ -221,7 +232,7 @@ fn retrain(
     operator: &'static str,
     state: &RegistryState,
 ) -> Result<JobOutcome, String> {
-    let inputs = inputs(context, operator)?;
+    let (inputs, learning) = inputs(context, operator)?;
     let champion = state
         .of(operator)
         .champion
@@ -240,7 +251,7 @@ fn retrain(
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&work).map_err(|error| format!("{}: {error}", work.display()))?;
     let trained = Instant::now();
-    (inputs.learning.retrain)(&RetrainJob {
+    (learning.retrain)(&RetrainJob {
         champion: &champion_dir,
         data: &data,
         feedback: &training,
@@ -343,7 +354,7 @@ fn evaluate(
     operator: &'static str,
     state: &RegistryState,
 ) -> Result<JobOutcome, String> {
-    let inputs = inputs(context, operator)?;
+    let (inputs, _) = inputs(context, operator)?;
     let aliases = state.of(operator);
     let (Some(champion), Some(challenger)) = (aliases.champion.clone(), aliases.challenger.clone())
     else {
@@ -420,6 +431,7 @@ fn recent_agreement(
     champion: &Path,
     challenger: &Path,
 ) -> Result<Option<f64>, String> {
+    let learning = retraining(inputs)?;
     let reader = InputReader::new(&context.config).map_err(|error| error.to_string())?;
     let per_topic = context.config.trainer.shadow_rows / inputs.decoders.len().max(1);
     let mut events = Vec::new();
@@ -437,8 +449,8 @@ fn recent_agreement(
         return Ok(None);
     }
     let refs: Vec<&InputEvent> = events.iter().collect();
-    let mut champion = (inputs.learning.load)(champion)?;
-    let mut challenger = (inputs.learning.load)(challenger)?;
+    let mut champion = (learning.load)(champion)?;
+    let mut challenger = (learning.load)(challenger)?;
     let (a, b): (Vec<Decision>, Vec<Decision>) = (
         refs.chunks(1024)
             .flat_map(|chunk| champion.decide(chunk))

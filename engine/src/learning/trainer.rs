@@ -108,9 +108,13 @@ fn learning_inputs(config: &EngineConfig) -> BTreeMap<&'static str, OperatorInpu
     let mut inputs: BTreeMap<&'static str, OperatorInputs> = BTreeMap::new();
     for binding in &config.bindings {
         let spec = binding.operator.spec();
-        let Some((model, learning)) = spec.model.and_then(|m| m.learning.map(|l| (m, l))) else {
+        let Some(model) = spec
+            .model
+            .filter(|m| m.learning.is_some() || m.feedback_export.is_some())
+        else {
             continue;
         };
+        let learning = model.learning;
         inputs
             .entry(spec.name)
             .or_insert_with(|| OperatorInputs {
@@ -424,7 +428,12 @@ impl Scheduler {
             metrics::gauge!(telemetry::TRAINING_BUFFER_ROWS, "operator" => operator)
                 .set(rows as f64);
             metrics::gauge!(telemetry::TRAINING_NEW_ROWS, "operator" => operator).set(new as f64);
-            let due = new >= trainer.immediate_rows || (check_due && new >= trainer.min_new_rows);
+            let retrains = self
+                .inputs
+                .get(operator)
+                .is_some_and(|i| i.learning.is_some());
+            let due = retrains
+                && (new >= trainer.immediate_rows || (check_due && new >= trainer.min_new_rows));
             if due
                 && !self.busy.contains_key(operator)
                 && self.jobs.send(Job::Retrain(operator)).is_ok()

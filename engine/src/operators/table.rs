@@ -154,6 +154,9 @@ pub struct ModelSpec {
     pub drift: Option<DriftSpec>,
     /// How its models learn from analysts' verdicts (`None`: not retrained by the engine).
     pub learning: Option<crate::learning::LearningSpec>,
+    /// For a model trained outside the engine: one buffered verdict as a row of its training
+    /// recipe's input (`threatflow feedback export <operator>`); its verdicts are buffered.
+    pub feedback_export: Option<fn(&crate::events::InputEvent, bool) -> Option<serde_json::Value>>,
 }
 
 /// What the drift watch reads of an operator's events.

@@ -189,6 +189,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
         },
         drift: Some(health::DRIFT),
         learning: None,
+        feedback_export: None,
     }),
     stateful: false,
     check_config: |sections| check_section::<AddressOperatorConfig>(sections, "address"),

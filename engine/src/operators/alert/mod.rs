@@ -163,6 +163,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
         },
         drift: Some(crate::operators::table::SCORES_ONLY),
         learning: None,
+        feedback_export: None,
     }),
     stateful: true,
     check_config: |sections| check_section::<AlertOperatorConfig>(sections, "alert"),

@@ -104,6 +104,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             health: None,
         }),
         learning: Some(learning::LEARNING),
+        feedback_export: None,
     }),
     stateful: false,
     check_config: |sections| check_section::<FlowOperatorConfig>(sections, "flow"),

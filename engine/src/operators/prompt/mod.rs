@@ -474,6 +474,15 @@ pub const SPEC: OperatorSpec = OperatorSpec {
         },
         drift: Some(crate::operators::table::SCORES_ONLY),
         learning: None,
+        // The L2 classifier trains offline (PyTorch recipe): verdicts are exported as its
+        // JSONL input (`{"text", "label"}`).
+        feedback_export: Some(|event, threat| match event {
+            InputEvent::Prompt(prompt) => Some(serde_json::json!({
+                "text": prompt.text,
+                "label": u8::from(threat),
+            })),
+            _ => None,
+        }),
     }),
     stateful: false,
     check_config: |sections| check_section::<PromptOperatorConfig>(sections, "prompt"),
