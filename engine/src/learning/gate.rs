@@ -68,6 +68,9 @@ pub fn judge(metrics: &[GateMetric], margin: f64, slices: &[Slice<'_>]) -> GateR
                 GateMetric::RecallAtChampionFpr => {
                     recall_at_champion_fpr(&labels, slice.champion, slice.challenger)
                 }
+                GateMetric::PrecisionAtChampionRecall => {
+                    precision_at_champion_recall(&labels, slice.champion, slice.challenger)
+                }
                 GateMetric::DecisionBalancedAccuracy => balanced_accuracy(&labels, slice.champion)
                     .zip(balanced_accuracy(&labels, slice.challenger)),
             }
@@ -145,7 +148,49 @@ fn metric_name(metric: GateMetric) -> &'static str {
     match metric {
         GateMetric::RecallAtChampionFpr => "recall at the champion's false-positive rate",
         GateMetric::DecisionBalancedAccuracy => "balanced accuracy of the alerting decision",
+        GateMetric::PrecisionAtChampionRecall => "precision at the champion's recall",
     }
+}
+
+/// (champion precision, challenger precision) with the challenger's threshold set to the
+/// highest score that still finds as many threats as the champion's decisions. `None`
+/// without both classes or when the champion alerts on nothing.
+pub fn precision_at_champion_recall(
+    labels: &[bool],
+    champion: &[Decision],
+    challenger: &[Decision],
+) -> Option<(f64, f64)> {
+    let threats = labels.iter().filter(|&&threat| threat).count();
+    if threats == 0 || threats == labels.len() {
+        return None;
+    }
+    let (mut hits, mut alerts) = (0usize, 0usize);
+    for (decision, &threat) in champion.iter().zip(labels) {
+        if decision.alerted {
+            alerts += 1;
+            hits += usize::from(threat);
+        }
+    }
+    if alerts == 0 || hits == 0 {
+        return None;
+    }
+    let mut threat_scores: Vec<f64> = challenger
+        .iter()
+        .zip(labels)
+        .filter(|(_, &threat)| threat)
+        .map(|(decision, _)| decision.score)
+        .collect();
+    threat_scores.sort_by(|a, b| b.total_cmp(a));
+    // Alert at or above the `hits`-th highest threat score: at least `hits` threats found.
+    let cut = threat_scores[hits - 1];
+    let (mut found, mut flagged) = (0usize, 0usize);
+    for (decision, &threat) in challenger.iter().zip(labels) {
+        if decision.score >= cut {
+            flagged += 1;
+            found += usize::from(threat);
+        }
+    }
+    Some((hits as f64 / alerts as f64, found as f64 / flagged as f64))
 }
 
 /// Mean of recall and specificity of `decisions`' alerts; `None` without both classes.
@@ -239,6 +284,24 @@ mod tests {
         assert_eq!((a, b), (0.5, 0.75));
         assert_eq!(
             recall_at_champion_fpr(&[true, true], &champion[..2], &challenger[..2]),
+            None
+        );
+    }
+
+    #[test]
+    fn precision_is_compared_at_the_champions_recall() {
+        let labels = [true, true, false, false, false];
+        // Champion alerts on 3 (2 threats): precision 2/3 at recall 1.
+        let champion = decisions(&[0.9, 0.8, 0.7, 0.1, 0.1], 0.5);
+        // Challenger ranks both threats above every benign event: precision 1 at recall 1.
+        let challenger = decisions(&[0.6, 0.55, 0.5, 0.2, 0.1], 0.0);
+        assert_eq!(
+            precision_at_champion_recall(&labels, &champion, &challenger),
+            Some((2.0 / 3.0, 1.0))
+        );
+        let silent = decisions(&[0.1; 5], 0.5);
+        assert_eq!(
+            precision_at_champion_recall(&labels, &silent, &challenger),
             None
         );
     }

@@ -70,6 +70,9 @@ pub struct RetrainJob<'a> {
     pub champion: &'a Path,
     /// The model's bootstrap data.
     pub data: &'a Path,
+    /// The operator's directory under the model root (`<model_dir>/<operator>`: its
+    /// `sources/`, `data/`).
+    pub operator_dir: &'a Path,
     /// Feedback rows to train on (never the held-out ones).
     pub feedback: &'a [LabelledEvent],
     /// Training weight of a feedback row.
@@ -89,6 +92,9 @@ pub enum GateMetric {
     /// Recall at the champion's false-positive rate: the ranking, each version judged at the
     /// same false-alarm budget (flows).
     RecallAtChampionFpr,
+    /// Precision at the champion's recall: each version's threshold set to find as many
+    /// threats as the champion's decisions do (addresses).
+    PrecisionAtChampionRecall,
     /// Balanced accuracy (mean of recall and specificity) of the alerting decision, each
     /// version at its own threshold: what scoring live would do. Catches a version whose
     /// ranking is intact but whose threshold moved (measured: inverted verdicts leave recall

@@ -254,6 +254,7 @@ fn retrain(
     (learning.retrain)(&RetrainJob {
         champion: &champion_dir,
         data: &data,
+        operator_dir: &context.config.storage.model_dir.join(inputs.model_dir),
         feedback: &training,
         weight: context.config.feedback.weight,
         seed: context.config.trainer.seed,

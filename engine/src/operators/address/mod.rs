@@ -27,6 +27,7 @@ pub mod domains;
 pub mod eval;
 pub mod features;
 pub mod health;
+pub mod learning;
 pub mod local_part;
 pub mod markov;
 pub mod model;
@@ -188,7 +189,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             class: "decision",
         },
         drift: Some(health::DRIFT),
-        learning: None,
+        learning: Some(learning::LEARNING),
         feedback_export: None,
     }),
     stateful: false,
