@@ -116,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         (LEARNING.retrain)(&RetrainJob {
             champion: &champion_dir,
             data: &data,
+            operator_dir: std::path::Path::new("models/flow"),
             feedback: &training,
             weight,
             seed: 1,
