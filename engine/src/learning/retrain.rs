@@ -340,7 +340,10 @@ fn append(context: &JobContext, record: RegistryRecord) -> Result<(), String> {
 }
 
 /// Writes the retraining figures into the new version's manifest (`retraining`).
-fn annotate_manifest(directory: &Path, figures: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn annotate_manifest(
+    directory: &Path,
+    figures: &serde_json::Value,
+) -> Result<(), String> {
     let path = directory.join("manifest.json");
     let text = std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))?;
     let mut manifest: serde_json::Value =

@@ -181,6 +181,12 @@ mod tests {
             out: &challenger,
         })
         .unwrap();
+        // The trainer writes its figures into the manifest; the version must still load.
+        crate::learning::retrain::annotate_manifest(
+            &challenger,
+            &serde_json::json!({"feedback_rows": feedback.len()}),
+        )
+        .unwrap();
         let validation_rows = validation(&champion, &data).unwrap();
         let events: Vec<&InputEvent> = validation_rows.iter().map(|r| &r.event).collect();
         let a = load(&champion).unwrap().decide(&events);

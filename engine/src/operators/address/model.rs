@@ -135,6 +135,10 @@ pub struct AddressManifest {
     pub metrics: BTreeMap<String, f64>,
     /// Training provenance.
     pub training: AddressTrainingRecord,
+    /// How the trainer made this version from analysts' feedback (rows, weight, the gate's
+    /// figures); absent for versions trained by `threatflow train address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retraining: Option<serde_json::Value>,
 }
 
 pub use crate::ml::artifact::ModelError;

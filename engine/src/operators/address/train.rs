@@ -261,6 +261,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             concentration: options.concentration,
             l2_penalty: options.l2_penalty,
         },
+        retraining: None,
     };
 
     // Out-of-fold evaluation: each fold scored by a model whose n-grams never saw it.
