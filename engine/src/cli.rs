@@ -279,19 +279,31 @@ fn run_role(
     }
 }
 
-/// The trainer alone: its HTTP endpoint (`/models` shows the learning state) until a signal.
-fn run_trainer(config: EngineConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The runtime of a long-running role: one worker thread (the HTTP endpoint and signals;
+/// the work itself runs on blocking threads).
+fn role_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        crate::shutdown::cancel_on_signal(shutdown.clone());
-        let health = Arc::new(Health::default());
-        if !config.http.bind.is_empty() {
-            crate::http::serve(&config.http, health.clone(), shutdown.clone()).await?;
-        }
+        .build()
+}
+
+/// The shutdown token (cancelled on SIGTERM/SIGINT), the health facts, and the HTTP
+/// endpoint serving them when `http.bind` is set.
+async fn start_endpoint(config: &EngineConfig) -> anyhow::Result<(CancellationToken, Arc<Health>)> {
+    let shutdown = CancellationToken::new();
+    crate::shutdown::cancel_on_signal(shutdown.clone());
+    let health = Arc::new(Health::default());
+    if !config.http.bind.is_empty() {
+        crate::http::serve(&config.http, health.clone(), shutdown.clone()).await?;
+    }
+    Ok((shutdown, health))
+}
+
+/// The trainer alone: its HTTP endpoint (`/models` shows the learning state) until a signal.
+fn run_trainer(config: EngineConfig) -> anyhow::Result<()> {
+    role_runtime()?.block_on(async move {
+        let (shutdown, health) = start_endpoint(&config).await?;
         let stop = shutdown.clone();
         let handle =
             tokio::task::spawn_blocking(move || crate::learning::trainer::start(&config, stop))
@@ -316,17 +328,8 @@ fn run_trainer(config: EngineConfig) -> anyhow::Result<()> {
 }
 
 fn run_engine(config: EngineConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        crate::shutdown::cancel_on_signal(shutdown.clone());
-        let health = Arc::new(Health::default());
-        if !config.http.bind.is_empty() {
-            crate::http::serve(&config.http, health.clone(), shutdown.clone()).await?;
-        }
+    role_runtime()?.block_on(async move {
+        let (shutdown, health) = start_endpoint(&config).await?;
         if config.lifecycle.trainer {
             let trainer_config = config.clone();
             let stop = shutdown.clone();

@@ -116,6 +116,24 @@ pub struct DriftReport {
     pub detected_at_ms: i64,
 }
 
+impl DriftReport {
+    /// Sends the record (JSON) to `topic` under `key`; a refused send is logged, never
+    /// retried (drift records are advisory and the next window writes fresh ones).
+    pub fn send(
+        &self,
+        producer: &ThreadedProducer<DefaultProducerContext>,
+        topic: &str,
+        key: &str,
+    ) {
+        let Ok(payload) = serde_json::to_vec(self) else {
+            return;
+        };
+        if let Err((error, _)) = producer.send(BaseRecord::to(topic).key(key).payload(&payload)) {
+            tracing::warn!(%error, kind = %self.kind, "drift record not sent");
+        }
+    }
+}
+
 fn feature_kind() -> String {
     "feature".to_owned()
 }
@@ -329,15 +347,8 @@ impl DriftThread {
                 drifted: finding.drifted,
                 detected_at_ms: now,
             };
-            if let Ok(payload) = serde_json::to_vec(&report) {
-                let key = format!("{}/{}/{}", self.topic, finding.kind, finding.name);
-                if let Err((error, _)) = output
-                    .producer
-                    .send(BaseRecord::to(&output.topic).key(&key).payload(&payload))
-                {
-                    tracing::warn!(%error, "drift record not sent");
-                }
-            }
+            let key = format!("{}/{}/{}", self.topic, finding.kind, finding.name);
+            report.send(&output.producer, &output.topic, &key);
         }
     }
 
@@ -421,15 +432,8 @@ impl DriftThread {
                 drifted: check.drifted,
                 detected_at_ms: now,
             };
-            if let Ok(payload) = serde_json::to_vec(&report) {
-                let key = format!("{}/{}", self.topic, check.feature);
-                if let Err((error, _)) = output
-                    .producer
-                    .send(BaseRecord::to(&output.topic).key(&key).payload(&payload))
-                {
-                    tracing::warn!(%error, "drift record not sent");
-                }
-            }
+            let key = format!("{}/{}", self.topic, check.feature);
+            report.send(&output.producer, &output.topic, &key);
         }
     }
 }

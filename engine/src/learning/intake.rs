@@ -337,16 +337,8 @@ impl Intake {
             drifted: true,
             detected_at_ms: now,
         };
-        if let Ok(payload) = serde_json::to_vec(&report) {
-            let key = format!("{}/precision", drop.operator);
-            if let Err((error, _)) = self.producer.send(
-                BaseRecord::to(&self.config.drift.topic)
-                    .key(&key)
-                    .payload(&payload),
-            ) {
-                tracing::warn!(%error, "precision_drop record not sent");
-            }
-        }
+        let key = format!("{}/precision", drop.operator);
+        report.send(&self.producer, &self.config.drift.topic, &key);
     }
 
     /// Writes a dead letter for `record` and waits for the broker (so the verdict's offset

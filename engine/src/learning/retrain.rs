@@ -119,12 +119,6 @@ pub fn run(context: &JobContext, job: &Job, state: &RegistryState) -> JobOutcome
     outcome
 }
 
-fn retraining(inputs: &OperatorInputs) -> Result<super::LearningSpec, String> {
-    inputs
-        .learning
-        .ok_or_else(|| format!("{} does not retrain here", inputs.operator))
-}
-
 fn inputs<'a>(
     context: &'a JobContext,
     operator: &str,
@@ -178,37 +172,59 @@ fn feedback_rows(
     Ok((training, holdout, newest))
 }
 
-fn decide_all(scorer: &mut dyn VersionScorer, rows: &[LabelledEvent]) -> Vec<Decision> {
-    let events: Vec<&InputEvent> = rows.iter().map(|row| &row.event).collect();
+fn decide_all(scorer: &mut dyn VersionScorer, events: &[&InputEvent]) -> Vec<Decision> {
     events
         .chunks(1024)
         .flat_map(|chunk| scorer.decide(chunk))
         .collect()
 }
 
+fn events_of(rows: &[LabelledEvent]) -> Vec<&InputEvent> {
+    rows.iter().map(|row| &row.event).collect()
+}
+
+/// Champion and challenger, each loaded once for a job.
+struct Versions {
+    learning: super::LearningSpec,
+    champion_dir: PathBuf,
+    champion: Box<dyn VersionScorer>,
+    challenger: Box<dyn VersionScorer>,
+}
+
+impl Versions {
+    fn load(
+        learning: super::LearningSpec,
+        champion_dir: PathBuf,
+        challenger_dir: &Path,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            champion: (learning.load)(&champion_dir)?,
+            challenger: (learning.load)(challenger_dir)?,
+            learning,
+            champion_dir,
+        })
+    }
+}
+
 /// The gate: challenger against champion on the held-out feedback and the validation data.
 fn gate(
     context: &JobContext,
-    inputs: &OperatorInputs,
-    champion: &Path,
-    challenger: &Path,
+    versions: &mut Versions,
     data: &Path,
     holdout: &[LabelledEvent],
 ) -> Result<GateReport, String> {
-    let learning = retraining(inputs)?;
-    let mut champion_scorer = (learning.load)(champion)?;
-    let mut challenger_scorer = (learning.load)(challenger)?;
-    let validation = (learning.validation)(champion, data)?;
+    let validation = (versions.learning.validation)(&versions.champion_dir, data)?;
+    let (holdout_events, validation_events) = (events_of(holdout), events_of(&validation));
     let decided = |scorer: &mut Box<dyn VersionScorer>| {
         (
-            decide_all(scorer.as_mut(), holdout),
-            decide_all(scorer.as_mut(), &validation),
+            decide_all(scorer.as_mut(), &holdout_events),
+            decide_all(scorer.as_mut(), &validation_events),
         )
     };
-    let (champion_holdout, champion_validation) = decided(&mut champion_scorer);
-    let (challenger_holdout, challenger_validation) = decided(&mut challenger_scorer);
+    let (champion_holdout, champion_validation) = decided(&mut versions.champion);
+    let (challenger_holdout, challenger_validation) = decided(&mut versions.challenger);
     Ok(judge(
-        learning.gate_metrics,
+        versions.learning.gate_metrics,
         context.config.trainer.gate_margin,
         &[
             Slice {
@@ -262,7 +278,8 @@ fn retrain(
         out: &out,
     })?;
     let training_s = trained.elapsed().as_secs_f64();
-    let report = gate(context, inputs, &champion_dir, &out, &data, &holdout)?;
+    let mut versions = Versions::load(learning, champion_dir, &out)?;
+    let report = gate(context, &mut versions, &data, &holdout)?;
     let figures = serde_json::json!({
         "champion": champion,
         "feedback_rows": training.len(),
@@ -358,7 +375,7 @@ fn evaluate(
     operator: &'static str,
     state: &RegistryState,
 ) -> Result<JobOutcome, String> {
-    let (inputs, _) = inputs(context, operator)?;
+    let (inputs, learning) = inputs(context, operator)?;
     let aliases = state.of(operator);
     let (Some(champion), Some(challenger)) = (aliases.champion.clone(), aliases.challenger.clone())
     else {
@@ -368,17 +385,11 @@ fn evaluate(
     };
     let champion_dir = fetch(context, inputs, &champion)?;
     let challenger_dir = fetch(context, inputs, &challenger)?;
-    let agreement = recent_agreement(context, inputs, &champion_dir, &challenger_dir)?;
     let data = bootstrap_data(&context.config, operator, inputs.model_dir, &champion_dir)?;
+    let mut versions = Versions::load(learning, champion_dir, &challenger_dir)?;
+    let agreement = recent_agreement(context, inputs, &mut versions)?;
     let (_, holdout, _) = feedback_rows(context, operator)?;
-    let report = gate(
-        context,
-        inputs,
-        &champion_dir,
-        &challenger_dir,
-        &data,
-        &holdout,
-    )?;
+    let report = gate(context, &mut versions, &data, &holdout)?;
     let minimum = context.config.trainer.min_shadow_agreement;
     let mut outcome = JobOutcome {
         job: "evaluate",
@@ -432,10 +443,8 @@ fn evaluate(
 fn recent_agreement(
     context: &JobContext,
     inputs: &OperatorInputs,
-    champion: &Path,
-    challenger: &Path,
+    versions: &mut Versions,
 ) -> Result<Option<f64>, String> {
-    let learning = retraining(inputs)?;
     let reader = InputReader::new(&context.config).map_err(|error| error.to_string())?;
     let per_topic = context.config.trainer.shadow_rows / inputs.decoders.len().max(1);
     let mut events = Vec::new();
@@ -453,16 +462,8 @@ fn recent_agreement(
         return Ok(None);
     }
     let refs: Vec<&InputEvent> = events.iter().collect();
-    let mut champion = (learning.load)(champion)?;
-    let mut challenger = (learning.load)(challenger)?;
-    let (a, b): (Vec<Decision>, Vec<Decision>) = (
-        refs.chunks(1024)
-            .flat_map(|chunk| champion.decide(chunk))
-            .collect(),
-        refs.chunks(1024)
-            .flat_map(|chunk| challenger.decide(chunk))
-            .collect(),
-    );
+    let a = decide_all(versions.champion.as_mut(), &refs);
+    let b = decide_all(versions.challenger.as_mut(), &refs);
     let same = a
         .iter()
         .zip(&b)

@@ -182,7 +182,7 @@ pub fn start(
                 .map_err(failed)?,
             log,
             buffer: buffer.clone(),
-            inputs: learning_inputs(config),
+            inputs: inputs.clone(),
         },
         state.clone(),
     )?;
