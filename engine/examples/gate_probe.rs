@@ -92,6 +92,7 @@ fn main() -> anyhow::Result<()> {
                     threat: row.is_attack() != invert,
                     label: Some(row.label.clone()),
                     corrected_risk: None,
+                    context: None,
                 };
                 (
                     labelled,
@@ -128,7 +129,7 @@ fn main() -> anyhow::Result<()> {
         let mut challenger = (LEARNING.load)(&out).map_err(anyhow::Error::msg)?;
         let decide = |s: &mut Box<dyn threatflow::learning::VersionScorer>,
                       rows: &[LabelledEvent]| {
-            let events: Vec<&InputEvent> = rows.iter().map(|r| &r.event).collect();
+            let events: Vec<_> = rows.iter().map(LabelledEvent::scorable).collect();
             s.decide(&events)
         };
         println!(

@@ -378,6 +378,11 @@ impl OperatorEngine {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
     }
+
+    /// The engine's config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("engine.toml")
+    }
 }
 
 /// Where an input landed.

@@ -38,6 +38,10 @@ pub struct TrainingRow {
     /// Insertion sequence (set by the buffer).
     #[serde(default)]
     pub seq: u64,
+    /// For stateful operators: the partition state rebuilt at join time
+    /// ([`crate::learning::ContextBuilder`]).
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
 }
 
 impl TrainingRow {
@@ -96,8 +100,22 @@ pub struct TrainingBuffer {
 
 impl TrainingBuffer {
     /// Opens (or creates) the buffer in `directory`.
+    /// The directory's lock is retried for a few seconds: sled releases it from its
+    /// background flusher after the previous handle is dropped, not at the drop.
     pub fn open(directory: &Path) -> Result<Self, BufferError> {
-        let db = sled::open(directory).map_err(storage)?;
+        let mut attempts = 0;
+        let db = loop {
+            match sled::open(directory) {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(error) => return Err(storage(error)),
+            }
+        };
         let meta = db.open_tree("meta").map_err(storage)?;
         Ok(Self { db, meta })
     }
@@ -252,6 +270,7 @@ mod tests {
             model_version: "v1".into(),
             holdout: false,
             seq: 0,
+            context: Some(serde_json::json!({"alerts_24h": 2})),
         }
     }
 

@@ -52,6 +52,10 @@ pub struct FeedbackConfig {
     /// Live precision below this raises a `precision_drop` drift record.
     #[serde(default = "default_precision_alarm")]
     pub precision_alarm: f64,
+    /// For stateful operators (alerts): records of the input's partition read before it to
+    /// rebuild the state its features read (the alert entity history's 24 h).
+    #[serde(default = "default_context_lookback")]
+    pub context_lookback_records: usize,
 }
 
 /// How a challenger the trainer made becomes champion.
@@ -131,6 +135,9 @@ fn default_precision_min() -> usize {
 fn default_precision_alarm() -> f64 {
     0.85
 }
+fn default_context_lookback() -> usize {
+    20_000
+}
 fn default_interval() -> f64 {
     3600.0
 }
@@ -168,6 +175,7 @@ impl Default for FeedbackConfig {
             precision_window: default_precision_window(),
             precision_min_verdicts: default_precision_min(),
             precision_alarm: default_precision_alarm(),
+            context_lookback_records: default_context_lookback(),
         }
     }
 }

@@ -132,6 +132,7 @@ mod tests {
                 model_version: "v1".into(),
                 holdout,
                 seq: 0,
+                context: None,
             };
             buffer.insert("prompt", row, 100, i64::MAX / 2, 2).unwrap();
         }

@@ -73,11 +73,23 @@ pub fn judge(metrics: &[GateMetric], margin: f64, slices: &[Slice<'_>]) -> GateR
                 }
                 GateMetric::DecisionBalancedAccuracy => balanced_accuracy(&labels, slice.champion)
                     .zip(balanced_accuracy(&labels, slice.challenger)),
+                GateMetric::ClassMacroF1 => class_macro_f1(slice.rows, slice.champion)
+                    .zip(class_macro_f1(slice.rows, slice.challenger)),
+                GateMetric::RiskMae => {
+                    risk_mae(slice.rows, slice.champion).zip(risk_mae(slice.rows, slice.challenger))
+                }
+                GateMetric::RecallAtTop5Pct => recall_at_top(&labels, slice.champion, 0.05)
+                    .zip(recall_at_top(&labels, slice.challenger, 0.05)),
             }
             .map_or((None, None), |(a, b)| (Some(a), Some(b)));
-            let passed = champion
-                .zip(challenger)
-                .map(|(champion, challenger)| challenger >= champion - margin);
+            let passed = champion.zip(challenger).map(|(champion, challenger)| {
+                if metric == GateMetric::RiskMae {
+                    // An error on the 0–100 risk scale: the margin is in hundredths of it.
+                    challenger <= champion + margin * 100.0
+                } else {
+                    challenger >= champion - margin
+                }
+            });
             figures.push(SliceFigures {
                 slice: slice.name.to_owned(),
                 metric,
@@ -149,7 +161,69 @@ fn metric_name(metric: GateMetric) -> &'static str {
         GateMetric::RecallAtChampionFpr => "recall at the champion's false-positive rate",
         GateMetric::DecisionBalancedAccuracy => "balanced accuracy of the alerting decision",
         GateMetric::PrecisionAtChampionRecall => "precision at the champion's recall",
+        GateMetric::ClassMacroF1 => "macro-F1 of the class",
+        GateMetric::RiskMae => "risk MAE",
+        GateMetric::RecallAtTop5Pct => "recall in the top 5 %",
     }
+}
+
+/// Macro-F1 of `decisions`' classes over the classes the rows name (rows without a class,
+/// or decisions without one, are left out); `None` with fewer than two classes named.
+pub fn class_macro_f1(rows: &[LabelledEvent], decisions: &[Decision]) -> Option<f64> {
+    use std::collections::BTreeMap;
+    // class → (true positives, predicted, actual)
+    let mut counts: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for (row, decision) in rows.iter().zip(decisions) {
+        let (Some(actual), Some(predicted)) = (row.label.as_deref(), decision.class.as_deref())
+        else {
+            continue;
+        };
+        counts.entry(actual).or_default().2 += 1;
+        counts.entry(predicted).or_default().1 += 1;
+        if actual == predicted {
+            counts.entry(actual).or_default().0 += 1;
+        }
+    }
+    let named: Vec<(usize, usize, usize)> = counts
+        .into_values()
+        .filter(|&(_, _, actual)| actual > 0)
+        .collect();
+    if named.len() < 2 {
+        return None;
+    }
+    let f1 = |(hits, predicted, actual): (usize, usize, usize)| {
+        if hits == 0 {
+            0.0
+        } else {
+            2.0 * hits as f64 / (predicted + actual) as f64
+        }
+    };
+    Some(named.iter().map(|&c| f1(c)).sum::<f64>() / named.len() as f64)
+}
+
+/// Mean absolute error of the decisions' scores against the rows' corrected risk; `None`
+/// without a row that has one.
+pub fn risk_mae(rows: &[LabelledEvent], decisions: &[Decision]) -> Option<f64> {
+    let errors: Vec<f64> = rows
+        .iter()
+        .zip(decisions)
+        .filter_map(|(row, decision)| row.corrected_risk.map(|risk| (decision.score - risk).abs()))
+        .collect();
+    (!errors.is_empty()).then(|| errors.iter().sum::<f64>() / errors.len() as f64)
+}
+
+/// Share of the threats among the top `share` of rows by score (⌈share · rows⌉ of them;
+/// ties at the cut count in the rows' order); `None` without both classes.
+pub fn recall_at_top(labels: &[bool], decisions: &[Decision], share: f64) -> Option<f64> {
+    let threats = labels.iter().filter(|&&threat| threat).count();
+    if threats == 0 || threats == labels.len() {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by(|&a, &b| decisions[b].score.total_cmp(&decisions[a].score));
+    let top = ((labels.len() as f64) * share).ceil() as usize;
+    let found = order[..top].iter().filter(|&&index| labels[index]).count();
+    Some(found as f64 / threats as f64)
 }
 
 /// (champion precision, challenger precision) with the challenger's threshold set to the
@@ -268,6 +342,7 @@ mod tests {
             .map(|&score| Decision {
                 score,
                 alerted: score >= threshold,
+                class: None,
             })
             .collect()
     }
@@ -337,6 +412,7 @@ mod tests {
                 threat,
                 label: None,
                 corrected_risk: None,
+                context: None,
             })
             .collect();
         let good = decisions(&[0.9, 0.8, 0.1, 0.2], 0.5);
@@ -378,5 +454,111 @@ mod tests {
             "{}",
             rejected.reason
         );
+    }
+
+    fn row(label: Option<&str>, corrected_risk: Option<f64>) -> LabelledEvent {
+        LabelledEvent {
+            event: crate::events::InputEvent::Address(crate::events::AddressEvent {
+                event_id: None,
+                address: "a@b.c".into(),
+                context: "sender".into(),
+                account: None,
+                observed_ms: None,
+            }),
+            threat: false,
+            label: label.map(str::to_owned),
+            corrected_risk,
+            context: None,
+        }
+    }
+
+    #[test]
+    fn macro_f1_averages_the_named_classes() {
+        let rows: Vec<LabelledEvent> = ["a", "a", "b", "b"]
+            .iter()
+            .map(|label| row(Some(label), None))
+            .chain([row(None, None)])
+            .collect();
+        let predicted = |classes: [&str; 5]| -> Vec<Decision> {
+            classes
+                .iter()
+                .map(|class| Decision {
+                    class: Some((*class).to_owned()),
+                    ..Decision::default()
+                })
+                .collect()
+        };
+        // Perfect on the named rows; the unlabelled row is not judged.
+        assert_eq!(
+            class_macro_f1(&rows, &predicted(["a", "a", "b", "b", "a"])),
+            Some(1.0)
+        );
+        // a: 1 hit, 1 predicted, 2 actual → 2/3; b: 2 hits, 3 predicted, 2 actual → 4/5.
+        let mixed = class_macro_f1(&rows, &predicted(["a", "b", "b", "b", "b"])).unwrap();
+        assert!((mixed - (2.0 / 3.0 + 0.8) / 2.0).abs() < 1e-12);
+        assert_eq!(class_macro_f1(&rows[..2], &predicted(["a"; 5])), None);
+    }
+
+    #[test]
+    fn risk_error_is_lower_is_better_with_the_margin_in_points() {
+        let rows = [
+            row(None, Some(80.0)),
+            row(None, Some(20.0)),
+            row(None, None),
+        ];
+        let scores = |values: [f64; 3]| -> Vec<Decision> {
+            values
+                .iter()
+                .map(|&score| Decision {
+                    score,
+                    ..Decision::default()
+                })
+                .collect()
+        };
+        let champion = scores([70.0, 30.0, 99.0]);
+        assert_eq!(risk_mae(&rows, &champion), Some(10.0));
+        let verdict = |challenger: [f64; 3]| {
+            judge(
+                &[GateMetric::RiskMae],
+                0.02,
+                &[Slice {
+                    name: "feedback_holdout",
+                    rows: &rows,
+                    champion: &champion,
+                    challenger: &scores(challenger),
+                }],
+            )
+        };
+        assert!(
+            verdict([71.0, 32.0, 0.0]).passed,
+            "11.5 is within 2 points of 10"
+        );
+        let worse = verdict([60.0, 40.0, 0.0]);
+        assert!(!worse.passed, "{}", worse.reason);
+        assert!(worse
+            .reason
+            .contains("risk MAE 20.0000 vs champion 10.0000"));
+    }
+
+    #[test]
+    fn recall_at_the_top_counts_threats_in_the_top_share() {
+        // 40 rows, 2 threats; the top 5 % is 2 rows.
+        let labels: Vec<bool> = (0..40).map(|i| i < 2).collect();
+        let ranked: Vec<Decision> = (0..40)
+            .map(|i| Decision {
+                score: if i == 0 {
+                    1.0
+                } else if i == 1 {
+                    0.5
+                } else {
+                    0.6 - i as f64 / 100.0
+                },
+                ..Decision::default()
+            })
+            .collect();
+        // Threat 0 scores highest; threat 1 (0.5) is behind rows 2–9 (0.58 down to 0.51), so
+        // the top two hold one threat.
+        assert_eq!(recall_at_top(&labels, &ranked, 0.05), Some(0.5));
+        assert_eq!(recall_at_top(&labels[..2], &ranked[..2], 0.05), None);
     }
 }

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use super::buffer::{is_holdout, Inserted, TrainingBuffer, TrainingRow};
+use super::context::PriorInputs;
 use super::join::{InputReader, Lookup};
 use super::precision::{LivePrecision, PrecisionDrop};
 use super::verdict::{Feedback, Refusal};
-use super::{LearningSpec, VersionScorer};
+use super::{LearningSpec, Scorable, VersionScorer};
 use crate::config::EngineConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
@@ -90,6 +91,7 @@ pub struct VerdictRecord<'a> {
 pub struct Intake {
     config: EngineConfig,
     reader: InputReader,
+    prior: PriorInputs,
     store: ArtifactStore,
     cache_dir: PathBuf,
     producer: ThreadedProducer<DefaultProducerContext>,
@@ -106,6 +108,7 @@ impl Intake {
         let feedback = &config.feedback;
         Ok(Self {
             reader: InputReader::new(config).map_err(transient)?,
+            prior: PriorInputs::new(feedback.context_lookback_records),
             store: ArtifactStore::open(&config.registry, &config.storage.model_dir)
                 .map_err(transient)?,
             cache_dir: config.registry.cache_dir(&config.storage.state_dir),
@@ -221,9 +224,23 @@ impl Intake {
                 ),
             );
         }
+        let context = match inputs.learning.and_then(|learning| learning.context) {
+            Some(build) => {
+                let prior = self
+                    .prior
+                    .before(&self.reader, decoder, &source)
+                    .map_err(transient)?;
+                build(&prior, &event)
+            }
+            None => None,
+        };
         let (version, decided) = match inputs.learning {
             Some(_) => {
-                let (version, decision) = self.decide(inputs, &version, champion, &event)?;
+                let scorable = Scorable {
+                    event: &event,
+                    context: context.as_ref(),
+                };
+                let (version, decision) = self.decide(inputs, &version, champion, scorable)?;
                 (version, Some(decision.alerted))
             }
             None => (version, None),
@@ -240,11 +257,15 @@ impl Intake {
             schema: event.kind(),
             input,
             threat: feedback.verdict.is_threat(),
-            label: feedback.label,
+            label: match inputs.learning.and_then(|learning| learning.class_of) {
+                Some(class_of) => class_of(feedback.verdict, feedback.label.as_deref()),
+                None => feedback.label,
+            },
             corrected_risk: feedback.corrected_risk,
             verdict_ms: feedback.timestamp_ms,
             model_version: version,
             seq: 0,
+            context,
         };
         let max_age_ms = (self.config.feedback.buffer_max_age_days * 86_400_000.0) as i64;
         let inserted = self
@@ -270,7 +291,7 @@ impl Intake {
         inputs: &OperatorInputs,
         version: &str,
         champion: Option<&str>,
-        event: &crate::events::InputEvent,
+        event: Scorable<'_>,
     ) -> Result<(String, super::Decision), IntakeError> {
         let mut chosen = version.to_owned();
         if self.scorer(inputs, version).is_err() {

@@ -23,6 +23,9 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Coordinates past the reported end: nothing there for this long names no record.
 const PAST_END_IDLE: Duration = Duration::from_secs(2);
 
+/// A record's offset and value.
+pub type OffsetValue = (i64, Option<Vec<u8>>);
+
 /// What was found at a verdict's coordinates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -111,6 +114,54 @@ impl InputReader {
         };
         self.consumer.unassign()?;
         Ok(found)
+    }
+
+    /// The records of `topic`/`partition` from `start` (raised to the low watermark) up to,
+    /// not including, `end`, as (offset, value). `end` must name a record that exists (the
+    /// verdict's input, already found), so the read stops when it arrives, or at a later
+    /// one after a compaction gap.
+    pub fn range(
+        &self,
+        topic: &str,
+        partition: i32,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<OffsetValue>, KafkaError> {
+        let (low, _) = self
+            .consumer
+            .fetch_watermarks(topic, partition, LOOKUP_TIMEOUT)?;
+        let start = start.max(low);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(start))?;
+        self.consumer.assign(&list)?;
+        let mut records = Vec::new();
+        let mut last_record = Instant::now();
+        loop {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    last_record = Instant::now();
+                    if message.offset() >= end {
+                        break;
+                    }
+                    records.push((message.offset(), message.payload().map(<[u8]>::to_vec)));
+                    if message.offset() == end - 1 {
+                        break;
+                    }
+                }
+                Some(Err(error)) => return Err(error),
+                None if last_record.elapsed() > LOOKUP_TIMEOUT => {
+                    return Err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::OperationTimedOut,
+                    ))
+                }
+                None => {}
+            }
+        }
+        self.consumer.unassign()?;
+        Ok(records)
     }
 
     /// The values of the latest `rows` records of `topic` (spread over its partitions). The

@@ -3,6 +3,7 @@
 //! - [`verdict`]: the feedback record (`schemas/feedback.avsc`) and what a verdict means;
 //! - [`join`]: the input record a verdict is about, read at its coordinates (never through the
 //!   live group);
+//! - [`context`]: the records before an input, for stateful operators' contexts;
 //! - [`buffer`]: the durable per-operator training buffer (sled);
 //! - [`gate`]: the quality gate (a challenger no worse than the champion, by a margin, on a
 //!   held-out slice of feedback and on the model's own validation data);
@@ -15,9 +16,17 @@
 //! [`LearningSpec`]: how to load a version for scoring events outside the pipeline, how to
 //! retrain from bootstrap data plus feedback rows, and which validation rows and gate metric
 //! judge it.
+//!
+//! A stateful operator (one whose features read its partition state, like the alert
+//! operator's entity history) also gives a [`ContextBuilder`]: at join time the intake reads
+//! the input's partition up to the input (at most `feedback.context_lookback_records`
+//! records), and the builder folds them into the state the live operator had when it scored
+//! the input. That context is buffered with the row, so retraining and gates see the features
+//! the model saw.
 
 pub mod buffer;
 pub mod config;
+pub mod context;
 pub mod export;
 pub mod gate;
 pub mod intake;
@@ -46,22 +55,69 @@ pub struct LabelledEvent {
     pub label: Option<String>,
     /// For alerts: the deserved risk, if known.
     pub corrected_risk: Option<f64>,
+    /// For stateful operators: the partition state the live operator had for the event
+    /// (see [`ContextBuilder`]).
+    pub context: Option<serde_json::Value>,
+}
+
+impl LabelledEvent {
+    /// The event and its context, for [`VersionScorer::decide`].
+    pub fn scorable(&self) -> Scorable<'_> {
+        Scorable {
+            event: &self.event,
+            context: self.context.as_ref(),
+        }
+    }
 }
 
 /// What a model version decided about one event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decision {
     /// The main score (higher: more threatening).
     pub score: f64,
     /// Whether it crossed the alerting threshold.
     pub alerted: bool,
+    /// The predicted class, for operators that classify (alerts: the disposition).
+    pub class: Option<String>,
+}
+
+/// One event to decide on.
+#[derive(Debug, Clone, Copy)]
+pub struct Scorable<'a> {
+    /// The input.
+    pub event: &'a InputEvent,
+    /// For stateful operators: the state the live operator had for it. `None`: a stateful
+    /// scorer folds such events into its own state, in order (a stream: validation data
+    /// rebuilt without contexts, the latest inputs of a topic).
+    pub context: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Scorable<'a> {
+    /// An event without context.
+    pub fn bare(event: &'a InputEvent) -> Self {
+        Self {
+            event,
+            context: None,
+        }
+    }
 }
 
 /// A model version loaded for scoring events outside the pipeline (joins, gates, agreement).
 pub trait VersionScorer: Send {
     /// The version's decisions on `events`, in order.
-    fn decide(&mut self, events: &[&InputEvent]) -> Vec<Decision>;
+    fn decide(&mut self, events: &[Scorable<'_>]) -> Vec<Decision>;
+
+    /// Forgets the state folded from events without context (a new stream starts).
+    fn reset(&mut self) {}
 }
+
+/// The class a verdict gives its event, from the verdict and the analyst's label.
+pub type ClassOf = fn(verdict::Verdict, Option<&str>) -> Option<String>;
+
+/// Rebuilds a stateful operator's context for `target` from the records of its partition
+/// before it (`prior`, oldest first): what the live operator's partition state said.
+pub type ContextBuilder =
+    fn(prior: &[&InputEvent], target: &InputEvent) -> Option<serde_json::Value>;
 
 /// What a retraining is given.
 #[derive(Debug)]
@@ -100,6 +156,14 @@ pub enum GateMetric {
     /// ranking is intact but whose threshold moved (measured: inverted verdicts leave recall
     /// at the champion's rate at 0.998 while validation accuracy falls 0.987 → 0.90).
     DecisionBalancedAccuracy,
+    /// Macro-F1 of the predicted class over the classes the rows name (alerts: the
+    /// disposition); rows without a class are not judged.
+    ClassMacroF1,
+    /// Mean absolute error of the score against the rows' corrected risk (alerts, 0–100);
+    /// lower is better, and the margin is in hundredths of the scale (0.02: 2 risk points).
+    RiskMae,
+    /// Share of the threats among the top 5 % of rows by score (emails: insider recall).
+    RecallAtTop5Pct,
 }
 
 /// How an operator's models learn from feedback.
@@ -114,6 +178,11 @@ pub struct LearningSpec {
     pub validation: fn(&Path, &Path) -> Result<Vec<LabelledEvent>, String>,
     /// The gate's figures: the challenger must hold every one on every slice that can judge.
     pub gate_metrics: &'static [GateMetric],
+    /// For stateful operators: how the intake rebuilds an input's context at join time.
+    pub context: Option<ContextBuilder>,
+    /// The class a verdict gives its event, as the operator names classes, from the verdict
+    /// and the analyst's label (`None`: the label as given).
+    pub class_of: Option<ClassOf>,
 }
 
 /// The bootstrap data of `operator`'s version at `version_dir`: `trainer.data.<operator>`,

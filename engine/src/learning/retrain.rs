@@ -21,9 +21,8 @@ use super::buffer::TrainingBuffer;
 use super::gate::{judge, GateReport, Slice};
 use super::intake::OperatorInputs;
 use super::join::InputReader;
-use super::{bootstrap_data, Decision, LabelledEvent, RetrainJob, VersionScorer};
+use super::{bootstrap_data, Decision, LabelledEvent, RetrainJob, Scorable, VersionScorer};
 use crate::config::EngineConfig;
-use crate::events::InputEvent;
 use crate::registry::log::{actor, Action, RegistryLog, RegistryRecord, RegistryState};
 use crate::registry::store::ArtifactStore;
 
@@ -162,6 +161,7 @@ fn feedback_rows(
             threat: row.threat,
             label: row.label,
             corrected_risk: row.corrected_risk,
+            context: row.context,
         };
         if row.holdout {
             holdout.push(labelled);
@@ -172,15 +172,18 @@ fn feedback_rows(
     Ok((training, holdout, newest))
 }
 
-fn decide_all(scorer: &mut dyn VersionScorer, events: &[&InputEvent]) -> Vec<Decision> {
+/// The decisions on `events`, one stream: state folded from events without context starts
+/// empty.
+fn decide_all(scorer: &mut dyn VersionScorer, events: &[Scorable<'_>]) -> Vec<Decision> {
+    scorer.reset();
     events
         .chunks(1024)
         .flat_map(|chunk| scorer.decide(chunk))
         .collect()
 }
 
-fn events_of(rows: &[LabelledEvent]) -> Vec<&InputEvent> {
-    rows.iter().map(|row| &row.event).collect()
+fn events_of(rows: &[LabelledEvent]) -> Vec<Scorable<'_>> {
+    rows.iter().map(LabelledEvent::scorable).collect()
 }
 
 /// Champion and challenger, each loaded once for a job.
@@ -461,7 +464,7 @@ fn recent_agreement(
     if events.is_empty() {
         return Ok(None);
     }
-    let refs: Vec<&InputEvent> = events.iter().collect();
+    let refs: Vec<Scorable<'_>> = events.iter().map(Scorable::bare).collect();
     let a = decide_all(versions.champion.as_mut(), &refs);
     let b = decide_all(versions.challenger.as_mut(), &refs);
     let same = a

@@ -99,7 +99,7 @@ pub struct TrainerHandle {
 
 /// The operators this config lets the trainer learn for: bound operators with a learning
 /// spec, with a decoder per bound topic.
-fn learning_inputs(config: &EngineConfig) -> BTreeMap<&'static str, OperatorInputs> {
+pub fn learning_inputs(config: &EngineConfig) -> BTreeMap<&'static str, OperatorInputs> {
     let schema_ids: HashMap<u32, _> = config
         .schema_ids
         .iter()

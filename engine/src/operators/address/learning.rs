@@ -17,7 +17,7 @@ use super::train::{train, TrainOptions};
 use super::AddressOperatorConfig;
 use crate::events::InputEvent;
 use crate::learning::{
-    Decision, GateMetric, LabelledEvent, LearningSpec, RetrainJob, VersionScorer,
+    Decision, GateMetric, LabelledEvent, LearningSpec, RetrainJob, Scorable, VersionScorer,
 };
 
 /// The address operator's learning.
@@ -29,6 +29,8 @@ pub const LEARNING: LearningSpec = LearningSpec {
         GateMetric::PrecisionAtChampionRecall,
         GateMetric::DecisionBalancedAccuracy,
     ],
+    context: None,
+    class_of: None,
 };
 
 struct Scorer(AddressScorer);
@@ -43,20 +45,18 @@ fn address_of(event: &InputEvent) -> Option<&str> {
 }
 
 impl VersionScorer for Scorer {
-    fn decide(&mut self, events: &[&InputEvent]) -> Vec<Decision> {
+    fn decide(&mut self, events: &[Scorable<'_>]) -> Vec<Decision> {
         events
             .iter()
             .map(|event| {
-                match address_of(event).map(|address| self.0.score(address)) {
+                match address_of(event.event).map(|address| self.0.score(address)) {
                     Some(Ok(assessment)) => Decision {
                         score: assessment.risk,
                         alerted: assessment.decision != AddressDecision::Allow,
+                        class: None,
                     },
                     // Unparseable: the operator rejects it; count it as not alerted.
-                    _ => Decision {
-                        score: 0.0,
-                        alerted: false,
-                    },
+                    _ => Decision::default(),
                 }
             })
             .collect()
@@ -133,6 +133,7 @@ fn validation(_version: &Path, data: &Path) -> Result<Vec<LabelledEvent>, String
             threat: row.label == 1,
             label: None,
             corrected_risk: None,
+            context: None,
         })
         .collect())
 }
@@ -188,7 +189,10 @@ mod tests {
         )
         .unwrap();
         let validation_rows = validation(&champion, &data).unwrap();
-        let events: Vec<&InputEvent> = validation_rows.iter().map(|r| &r.event).collect();
+        let events: Vec<Scorable<'_>> = validation_rows
+            .iter()
+            .map(LabelledEvent::scorable)
+            .collect();
         let a = load(&champion).unwrap().decide(&events);
         let b = load(&challenger).unwrap().decide(&events);
         judge(
@@ -220,6 +224,7 @@ mod tests {
                 threat: (row.label == 1) != invert,
                 label: None,
                 corrected_risk: None,
+                context: None,
             })
             .collect()
     }

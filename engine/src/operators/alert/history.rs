@@ -37,8 +37,9 @@ pub const WINDOW_MS: i64 = 24 * 3_600_000;
 /// The window of the burst feature.
 pub const BURST_MS: i64 = 15 * 60_000;
 
-/// What the history says about an alert's entities before it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// What the history says about an alert's entities before it (also the context a verdict's
+/// alert carries into the training buffer, see [`crate::learning::ContextBuilder`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct HistoryFacts {
     /// Most alerts for one of its entities in the prior 24 h.
     pub alerts_24h: u32,

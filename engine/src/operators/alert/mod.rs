@@ -28,6 +28,7 @@ pub mod commands;
 pub mod eval;
 pub mod features;
 pub mod history;
+pub mod learning;
 pub mod model;
 pub mod rules;
 pub mod scorer;
@@ -162,7 +163,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             class: "disposition",
         },
         drift: Some(crate::operators::table::SCORES_ONLY),
-        learning: None,
+        learning: Some(learning::LEARNING),
         feedback_export: None,
     }),
     stateful: true,

@@ -61,6 +61,9 @@ pub struct AlertTrainingRecord {
     pub risk_params: GbdtParams,
     /// Rounds kept by early stopping.
     pub risk_rounds: usize,
+    /// Analysts' feedback rows added to the fitting rows (retrained versions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_rows: Option<usize>,
 }
 
 /// `manifest.json` of an alert model version.
@@ -105,6 +108,10 @@ pub struct AlertManifest {
     pub metrics: BTreeMap<String, f64>,
     /// Training provenance.
     pub training: AlertTrainingRecord,
+    /// How the trainer made this version from analysts' feedback (rows, weight, the gate's
+    /// figures); absent for versions trained by `threatflow train alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retraining: Option<serde_json::Value>,
 }
 
 pub use crate::ml::artifact::ModelError;

@@ -6,7 +6,7 @@
 //! to sum 1, so it stays on the 0–100 scale.
 
 use crate::events::AlertEvent;
-use crate::operators::alert::history::EntityHistory;
+use crate::operators::alert::history::{EntityHistory, HistoryFacts};
 use crate::operators::alert::model::{AlertAssessment, AlertModel};
 use crate::operators::alert::rules::{combined_score, RuleHit, RuleSet};
 
@@ -97,14 +97,19 @@ impl AlertScorer {
         alert: &AlertEvent,
         offset: i64,
     ) -> AlertScore {
-        let facts = history.facts(alert);
+        let score = self.score_with(alert, history.facts(alert));
+        history.record_at(alert, score.risk, offset);
+        score
+    }
+
+    /// Scores `alert` given what its entity history said (`facts`).
+    pub fn score_with(&self, alert: &AlertEvent, facts: HistoryFacts) -> AlertScore {
         let mut row = Vec::with_capacity(self.model.manifest.features.len());
         self.model.encoder().encode_into(alert, &facts, &mut row);
         let assessment = self.model.assess(&row);
         let rule_hits = self.rules.evaluate(&row, &alert.ips);
         let rule_score = combined_score(&rule_hits);
         let risk = self.weights.blend(assessment.ml_risk, rule_score);
-        history.record_at(alert, risk, offset);
         AlertScore {
             row,
             assessment,

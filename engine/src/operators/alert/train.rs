@@ -132,8 +132,35 @@ fn class_index(disposition: &str) -> Result<usize, TrainError> {
         .ok_or_else(|| TrainError::Data(format!("unknown disposition {disposition:?}")))
 }
 
+/// An analyst-labelled alert for retraining: the alert, what its entity history said when it
+/// was scored, its disposition and, if given, the risk it deserved.
+#[derive(Debug, Clone)]
+pub struct FeedbackAlert {
+    /// The alert.
+    pub alert: crate::events::AlertEvent,
+    /// Its entity history's facts (rebuilt at join time).
+    pub facts: crate::operators::alert::history::HistoryFacts,
+    /// Index into [`DISPOSITIONS`].
+    pub disposition: usize,
+    /// Corrected risk 0–100.
+    pub risk: Option<f64>,
+}
+
 /// Trains, validates and writes a model set; `created_at` goes into the manifest.
 pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary, TrainError> {
+    train_with_feedback(options, &[], 1.0, created_at)
+}
+
+/// [`train`] with analysts' feedback rows added to the fitting rows at `weight` (times the
+/// class weight) for the classifier, and — those with a corrected risk — for the risk
+/// regressor. The isolation forest, the prevalences and the validation rows stay the
+/// bootstrap file's: feedback alerts are chosen by analysts, not a sample of the stream.
+pub fn train_with_feedback(
+    options: &TrainOptions,
+    feedback: &[FeedbackAlert],
+    weight: f64,
+    created_at: String,
+) -> Result<TrainSummary, TrainError> {
     let text = std::fs::read_to_string(&options.data)
         .map_err(|error| TrainError::Data(format!("{}: {error}", options.data.display())))?;
     let mut alerts = read_jsonl(&text)
@@ -165,7 +192,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .iter()
         .map(|alert| class_index(&alert.disposition))
         .collect::<Result<_, _>>()?;
-    let labels: Vec<f64> = classes[..fit_rows].iter().map(|&c| c as f64).collect();
+    let mut labels: Vec<f64> = classes[..fit_rows].iter().map(|&c| c as f64).collect();
     let mut counts = [0usize; 4];
     for &class in &classes[..fit_rows] {
         counts[class] += 1;
@@ -174,15 +201,32 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         .iter()
         .map(|&count| (fit_rows as f64 / (4.0 * count.max(1) as f64)).sqrt())
         .collect();
-    let weights: Vec<f64> = classes[..fit_rows]
+    let mut weights: Vec<f64> = classes[..fit_rows]
         .iter()
         .map(|&class| class_weights[class])
+        .collect();
+    let mut feedback_features = Vec::with_capacity(feedback.len() * columns);
+    for row in feedback {
+        if row.disposition >= DISPOSITIONS.len() {
+            return Err(TrainError::Data(format!(
+                "feedback disposition index {} out of range",
+                row.disposition
+            )));
+        }
+        encoder.encode_into(&row.alert, &row.facts, &mut feedback_features);
+        labels.push(row.disposition as f64);
+        weights.push(class_weights[row.disposition] * weight);
+    }
+    let classifier_features: Vec<f64> = fit_features
+        .iter()
+        .chain(&feedback_features)
+        .copied()
         .collect();
     let forest_params = forest_params(options.seed);
     let forest = train_classifier(
         &forest_params,
         &Dataset {
-            features: fit_features,
+            features: &classifier_features,
             columns,
             labels: &labels,
             weights: Some(&weights),
@@ -208,13 +252,25 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         labels: &risks[fit_rows..],
         weights: None,
     };
+    // The risk regressor: the fitting rows, then the feedback rows that carry a corrected risk.
+    let mut risk_features = fit_features.to_vec();
+    let mut risk_labels = risks[..fit_rows].to_vec();
+    let mut risk_weights = vec![1.0; fit_rows];
+    for (row, features) in feedback.iter().zip(feedback_features.chunks_exact(columns)) {
+        if let Some(risk) = row.risk {
+            risk_features.extend_from_slice(features);
+            risk_labels.push(risk.clamp(0.0, 100.0));
+            risk_weights.push(weight);
+        }
+    }
+    let risk_feedback_rows = risk_labels.len() - fit_rows;
     let (risk, report) = gbdt::train(
         &risk_params,
         &Dataset {
-            features: fit_features,
+            features: &risk_features,
             columns,
-            labels: &risks[..fit_rows],
-            weights: None,
+            labels: &risk_labels,
+            weights: (risk_feedback_rows > 0).then_some(risk_weights.as_slice()),
         },
         (validation_rows > 0).then_some(&validation_set),
     )?;
@@ -261,7 +317,9 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             isolation_params,
             risk_params,
             risk_rounds: report.best_rounds,
+            feedback_rows: (!feedback.is_empty()).then_some(feedback.len()),
         },
+        retraining: None,
     };
     let mut model = AlertModel::new(manifest, forest, isolation, risk)?;
     let rules = RuleSet::parse(DEFAULT_RULES, &names)

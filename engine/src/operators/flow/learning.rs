@@ -14,7 +14,7 @@ use super::model::FlowModel;
 use super::train::{stratified_split, train_with_feedback, TrainOptions};
 use crate::events::InputEvent;
 use crate::learning::{
-    Decision, GateMetric, LabelledEvent, LearningSpec, RetrainJob, VersionScorer,
+    Decision, GateMetric, LabelledEvent, LearningSpec, RetrainJob, Scorable, VersionScorer,
 };
 
 /// The flow operator's learning.
@@ -26,32 +26,29 @@ pub const LEARNING: LearningSpec = LearningSpec {
         GateMetric::RecallAtChampionFpr,
         GateMetric::DecisionBalancedAccuracy,
     ],
+    context: None,
+    class_of: None,
 };
 
 struct FlowScorer(FlowModel);
 
 impl VersionScorer for FlowScorer {
-    fn decide(&mut self, events: &[&InputEvent]) -> Vec<Decision> {
+    fn decide(&mut self, events: &[Scorable<'_>]) -> Vec<Decision> {
         let mut rows = Vec::new();
         let mut scored = Vec::new();
         for (index, event) in events.iter().enumerate() {
-            if let InputEvent::Flow(flow) = event {
+            if let InputEvent::Flow(flow) = event.event {
                 self.0.encoder().encode_into(flow, &mut rows);
                 scored.push(index);
             }
         }
         let assessed = self.0.assess_batch(&rows);
-        let mut decisions = vec![
-            Decision {
-                score: 0.0,
-                alerted: false,
-            };
-            events.len()
-        ];
+        let mut decisions = vec![Decision::default(); events.len()];
         for (index, assessment) in scored.into_iter().zip(assessed) {
             decisions[index] = Decision {
                 score: assessment.attack_probability,
                 alerted: assessment.attack_probability >= self.0.manifest.decision_threshold,
+                class: None,
             };
         }
         decisions
@@ -151,6 +148,7 @@ fn validation(version: &Path, data: &Path) -> Result<Vec<LabelledEvent>, String>
                 threat: row.is_attack(),
                 label: Some(row.label.clone()),
                 corrected_risk: None,
+                context: None,
             }
         })
         .collect())
