@@ -208,7 +208,8 @@ pub fn bootstrap_data(
         .join(model_dir)
         .join("data")
         .join(file);
-    if path.is_file() {
+    // A file (flows, alerts, addresses) or a mail folder (emails).
+    if path.exists() {
         Ok(path)
     } else {
         Err(format!(

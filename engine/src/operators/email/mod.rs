@@ -29,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod eval;
 pub mod features;
+pub mod learning;
 pub mod message;
 pub mod model;
 #[cfg(test)]
@@ -86,7 +87,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             class: "voted_anomaly",
         },
         drift: Some(crate::operators::table::SCORES_ONLY),
-        learning: None,
+        learning: Some(learning::LEARNING),
         feedback_export: None,
     }),
     stateful: true,

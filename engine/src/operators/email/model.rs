@@ -83,6 +83,12 @@ pub struct EmailTrainingRecord {
     pub one_class_support_vectors: usize,
     /// The seed.
     pub seed: u64,
+    /// The training folder's name (under `<model_dir>/email/data/`), for the trainer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_file: Option<String>,
+    /// Analysts' benign verdicts added to the fitting rows (retrained versions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_rows: Option<usize>,
 }
 
 /// Figures on the held-out normal rows at the default operating point.
@@ -131,6 +137,10 @@ pub struct EmailManifest {
     pub training: EmailTrainingRecord,
     /// Held-out figures.
     pub metrics: CalibrationMetrics,
+    /// How the trainer made this version from analysts' feedback (rows, weight, the gate's
+    /// figures); absent for versions trained by `threatflow train email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retraining: Option<serde_json::Value>,
 }
 
 /// Ensemble settings from config (`[operators.email]`).

@@ -80,6 +80,17 @@ pub struct TrainSummary {
 
 /// Trains and writes a model version.
 pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary, String> {
+    train_with_extra(options, &[], created_at)
+}
+
+/// [`train`] with `extra` normal messages (analysts' benign verdicts, repeated for their
+/// weight) added to the fitting rows only: the score scales stay fitted on the folder's
+/// held-out normal mail, which no fitted row repeats.
+pub fn train_with_extra(
+    options: &TrainOptions,
+    extra: &[MailMessage],
+    created_at: String,
+) -> Result<TrainSummary, String> {
     let extractor = FeatureExtractor::new(&options.settings)?;
     let folder = read_mail_folder(&options.data).map_err(|e| e.to_string())?;
     let mut ids = String::new();
@@ -97,7 +108,14 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         bucket(&format!("{id}/{}", options.seed), 10_000) as f64 / 10_000.0
             < options.calibration_fraction
     };
-    let (calibration, fit): (Vec<_>, Vec<_>) = messages.iter().partition(|(id, _)| held_out(id));
+    let (calibration, mut fit): (Vec<_>, Vec<_>) =
+        messages.iter().partition(|(id, _)| held_out(id));
+    let extra: Vec<(String, MailMessage)> = extra
+        .iter()
+        .enumerate()
+        .map(|(index, message)| (format!("feedback-{index}"), message.clone()))
+        .collect();
+    fit.extend(extra.iter());
     if fit.len() < 50 || calibration.len() < 20 {
         return Err(format!(
             "need at least 50 training and 20 held-out messages, have {} and {}",
@@ -205,8 +223,14 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             one_class_rows: picked.len(),
             one_class_support_vectors: one_class.support_count(),
             seed: options.seed,
+            data_file: options
+                .data
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned()),
+            feedback_rows: (!extra.is_empty()).then_some(extra.len()),
         },
         metrics: CalibrationMetrics::default(),
+        retraining: None,
     };
     let mut model = EmailModel {
         manifest,
