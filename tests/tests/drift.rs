@@ -277,5 +277,33 @@ async fn machine_made_addresses_raise_a_calibration_health_record() -> anyhow::R
         Duration::from_secs(10),
     );
     eprintln!("calibration alarm: {boost}\nscore drift: {score:?}");
+    // And the input watch: the address's own values against the version's reference sample
+    // (13 features per window), the digit bursts named in the machine-made window.
+    let inputs = 13;
+    let mut features = drift_records(
+        &broker.bootstrap,
+        &drift_topic,
+        "feature",
+        2 * inputs,
+        Duration::from_secs(30),
+    );
+    assert_eq!(features.len(), 2 * inputs, "{}", logs());
+    // Windows in time order, whatever partitions the records came through.
+    features.sort_by_key(|r| r["window_start_ms"].as_i64());
+    let named: Vec<&str> = features[inputs..]
+        .iter()
+        .filter(|r| r["drifted"] == true)
+        .filter_map(|r| r["feature"].as_str())
+        .collect();
+    assert!(
+        named.contains(&"longest_digit_run") && named.contains(&"digit_ratio"),
+        "{named:?}"
+    );
+    let real_named: Vec<&str> = features[..inputs]
+        .iter()
+        .filter(|r| r["drifted"] == true)
+        .filter_map(|r| r["feature"].as_str())
+        .collect();
+    eprintln!("real addresses against the generated reference: drifted {real_named:?}");
     Ok(())
 }

@@ -100,15 +100,16 @@ pub struct TrainingBuffer {
 
 impl TrainingBuffer {
     /// Opens (or creates) the buffer in `directory`.
-    /// The directory's lock is retried for a few seconds: sled releases it from its
-    /// background flusher after the previous handle is dropped, not at the drop.
+    /// The directory's lock is retried for up to 10 s: sled releases it from its background
+    /// flusher after the previous handle is dropped, not at the drop.
     pub fn open(directory: &Path) -> Result<Self, BufferError> {
         let mut attempts = 0;
         let db = loop {
             match sled::open(directory) {
                 Ok(db) => break db,
+                // sled reports the held lock as a plain I/O error with this text.
                 Err(sled::Error::Io(error))
-                    if error.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                    if error.to_string().contains("could not acquire lock") && attempts < 200 =>
                 {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));

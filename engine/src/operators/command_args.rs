@@ -104,3 +104,39 @@ impl EvalModel {
         load(&directory).with_context(|| format!("cannot load {}", directory.display()))
     }
 }
+
+/// `threatflow drift-reference <operator>` for alert, address and email: adds the drift
+/// watch's reference sample to a version trained before its trainer wrote one.
+#[derive(Debug, clap::Args)]
+pub struct DriftReferenceArgs {
+    /// The data the version was trained on (as its `train` command reads it).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The version directory to add the reference sample to.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 20_261_123)]
+    pub seed: u64,
+}
+
+impl DriftReferenceArgs {
+    /// Parses the matches, writes the sample with `write` (given the data, the seed and the
+    /// version directory) and names it in the version's manifest.
+    pub fn run(
+        matches: &clap::ArgMatches,
+        write: impl FnOnce(&Path, u64, &Path) -> anyhow::Result<crate::ml::artifact::ArtifactRef>,
+    ) -> anyhow::Result<()> {
+        use clap::FromArgMatches;
+        let args = Self::from_arg_matches(matches)?;
+        let reference = write(&args.data, args.seed, &args.model)?;
+        let path = args.model.join("manifest.json");
+        let text = std::fs::read(&path).with_context(|| path.display().to_string())?;
+        let mut manifest: serde_json::Value = serde_json::from_slice(&text)?;
+        manifest["drift_reference"] = serde_json::to_value(&reference)?;
+        std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
+            .with_context(|| path.display().to_string())?;
+        println!("wrote {} to {}", reference.path, args.model.display());
+        Ok(())
+    }
+}

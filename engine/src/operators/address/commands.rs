@@ -77,6 +77,30 @@ pub struct GenerateArgs {
 /// The address operator's commands.
 pub const COMMANDS: &[OperatorCommand] = &[
     OperatorCommand {
+        verb: Verb::DriftReference,
+        name: "address",
+        command: || {
+            crate::operators::command_args::DriftReferenceArgs::augment_args(clap::Command::new(
+                "address",
+            ))
+            .about(
+                "Add the drift watch's reference sample (addresses of the training file) to an \
+                 address version that has none (`train address` writes one itself)",
+            )
+        },
+        run: |matches| {
+            crate::operators::command_args::DriftReferenceArgs::run(matches, |data, seed, model| {
+                let text = std::fs::read_to_string(data)?;
+                let rows = super::synth::read_labeled(&text).map_err(anyhow::Error::msg)?;
+                Ok(super::drift::write_reference(
+                    rows.iter().map(|row| row.address.as_str()),
+                    seed,
+                    model,
+                )?)
+            })
+        },
+    },
+    OperatorCommand {
         verb: Verb::Train,
         name: "address",
         command: || {

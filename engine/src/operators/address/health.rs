@@ -65,7 +65,7 @@ pub fn values(scored: &Scored) -> Vec<Option<f64>> {
 
 /// The address operator's drift watch: score drift and calibration health.
 pub const DRIFT: DriftSpec = DriftSpec {
-    row: |_| None,
+    row: super::drift::drift_row,
     health: Some(HealthSpec {
         values,
         figures: &FIGURES,

@@ -24,6 +24,7 @@
 
 pub mod commands;
 pub mod domains;
+pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod health;

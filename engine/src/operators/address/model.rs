@@ -135,6 +135,9 @@ pub struct AddressManifest {
     pub metrics: BTreeMap<String, f64>,
     /// Training provenance.
     pub training: AddressTrainingRecord,
+    /// The drift watch's reference sample of the training rows (`drift_reference.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_reference: Option<ArtifactRef>,
     /// How the trainer made this version from analysts' feedback (rows, weight, the gate's
     /// figures); absent for versions trained by `threatflow train address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

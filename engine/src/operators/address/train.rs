@@ -262,6 +262,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
             l2_penalty: options.l2_penalty,
         },
         retraining: None,
+        drift_reference: None,
     };
 
     // Out-of-fold evaluation: each fold scored by a model whose n-grams never saw it.
@@ -308,6 +309,13 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
         ("oof_auc".to_owned(), evaluation.auc),
         ("oof_markov_only_f1".to_owned(), evaluation.markov_only.f1),
     ]);
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", options.out.display())))?;
+    model.manifest.drift_reference = Some(super::drift::write_reference(
+        labeled.iter().map(|row| row.address.as_str()),
+        options.seed,
+        &options.out,
+    )?);
     model.save(&options.out, &disposable_text, &free_text)?;
     Ok(TrainSummary {
         manifest: model.manifest,

@@ -62,6 +62,34 @@ pub struct GenerateArgs {
 /// The alert operator's commands.
 pub const COMMANDS: &[OperatorCommand] = &[
     OperatorCommand {
+        verb: Verb::DriftReference,
+        name: "alert",
+        command: || {
+            crate::operators::command_args::DriftReferenceArgs::augment_args(clap::Command::new(
+                "alert",
+            ))
+            .about(
+                "Add the drift watch's reference sample (the fitting rows of the training file) \
+                 to an alert version that has none (`train alert` writes one itself)",
+            )
+        },
+        run: |matches| {
+            crate::operators::command_args::DriftReferenceArgs::run(matches, |data, seed, model| {
+                let manifest = super::model::AlertModel::load(model)?.manifest;
+                let text = std::fs::read_to_string(data)?;
+                let mut alerts = super::synth::read_jsonl(&text).map_err(anyhow::Error::msg)?;
+                alerts.retain(|alert| !alert.warmup);
+                alerts.sort_by_key(|alert| alert.alert.last_seen_ms);
+                let fitted: Vec<&crate::events::AlertEvent> = alerts
+                    .iter()
+                    .take(manifest.training.train_rows)
+                    .map(|a| &a.alert)
+                    .collect();
+                Ok(super::drift::write_reference(&fitted, seed, model)?)
+            })
+        },
+    },
+    OperatorCommand {
         verb: Verb::Train,
         name: "alert",
         command: || {

@@ -25,6 +25,7 @@
 
 pub mod attack;
 pub mod commands;
+pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod history;
@@ -162,7 +163,10 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "risk_level",
             class: "disposition",
         },
-        drift: Some(crate::operators::table::SCORES_ONLY),
+        drift: Some(crate::operators::table::DriftSpec {
+            row: drift::drift_row,
+            health: None,
+        }),
         learning: Some(learning::LEARNING),
         feedback_export: None,
     }),

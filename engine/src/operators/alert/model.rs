@@ -108,6 +108,9 @@ pub struct AlertManifest {
     pub metrics: BTreeMap<String, f64>,
     /// Training provenance.
     pub training: AlertTrainingRecord,
+    /// The drift watch's reference sample of the training rows (`drift_reference.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_reference: Option<ArtifactRef>,
     /// How the trainer made this version from analysts' feedback (rows, weight, the gate's
     /// figures); absent for versions trained by `threatflow train alert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -320,6 +320,7 @@ pub fn train_with_feedback(
             feedback_rows: (!feedback.is_empty()).then_some(feedback.len()),
         },
         retraining: None,
+        drift_reference: None,
     };
     let mut model = AlertModel::new(manifest, forest, isolation, risk)?;
     let rules = RuleSet::parse(DEFAULT_RULES, &names)
@@ -334,6 +335,15 @@ pub fn train_with_feedback(
         &validation_alerts,
     );
     model.manifest.metrics = validation.headline_metrics();
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", options.out.display())))?;
+    let fitted: Vec<&crate::events::AlertEvent> =
+        alerts[..fit_rows].iter().map(|a| &a.alert).collect();
+    model.manifest.drift_reference = Some(super::drift::write_reference(
+        &fitted,
+        options.seed,
+        &options.out,
+    )?);
     model.save(&options.out)?;
     Ok(TrainSummary { model, validation })
 }

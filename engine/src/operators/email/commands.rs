@@ -78,6 +78,29 @@ pub struct GenerateArgs {
 /// The email operator's commands.
 pub const COMMANDS: &[OperatorCommand] = &[
     OperatorCommand {
+        verb: Verb::DriftReference,
+        name: "email",
+        command: || {
+            crate::operators::command_args::DriftReferenceArgs::augment_args(clap::Command::new(
+                "email",
+            ))
+            .about(
+                "Add the drift watch's reference sample (messages of the training folder) to an \
+                 email version that has none (`train email` writes one itself)",
+            )
+        },
+        run: |matches| {
+            crate::operators::command_args::DriftReferenceArgs::run(matches, |data, seed, model| {
+                let folder = super::message::read_mail_folder(data)?;
+                let messages: Vec<super::message::MailMessage> = folder
+                    .into_iter()
+                    .filter_map(|entry| entry.message.ok())
+                    .collect();
+                Ok(super::drift::write_reference(messages.iter(), seed, model)?)
+            })
+        },
+    },
+    OperatorCommand {
         verb: Verb::Train,
         name: "email",
         command: || {

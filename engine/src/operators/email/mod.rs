@@ -27,6 +27,7 @@
 pub mod behaviour;
 pub mod commands;
 pub mod config;
+pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod learning;
@@ -86,7 +87,10 @@ pub const SPEC: OperatorSpec = OperatorSpec {
             verdict: "voted_anomaly",
             class: "voted_anomaly",
         },
-        drift: Some(crate::operators::table::SCORES_ONLY),
+        drift: Some(crate::operators::table::DriftSpec {
+            row: drift::drift_row,
+            health: None,
+        }),
         learning: Some(learning::LEARNING),
         feedback_export: None,
     }),

@@ -137,6 +137,9 @@ pub struct EmailManifest {
     pub training: EmailTrainingRecord,
     /// Held-out figures.
     pub metrics: CalibrationMetrics,
+    /// The drift watch's reference sample of the training rows (`drift_reference.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_reference: Option<ArtifactRef>,
     /// How the trainer made this version from analysts' feedback (rows, weight, the gate's
     /// figures); absent for versions trained by `threatflow train email`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

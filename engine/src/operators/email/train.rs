@@ -231,6 +231,7 @@ pub fn train_with_extra(
         },
         metrics: CalibrationMetrics::default(),
         retraining: None,
+        drift_reference: None,
     };
     let mut model = EmailModel {
         manifest,
@@ -244,6 +245,17 @@ pub fn train_with_extra(
     model.manifest.metrics = calibration_metrics(&model);
     let directory = options.models.join("email").join(&options.version);
     std::fs::create_dir_all(&directory).map_err(|e| format!("{}: {e}", directory.display()))?;
+    model.manifest.drift_reference = Some(
+        super::drift::write_reference(
+            messages
+                .iter()
+                .filter(|(id, _)| !held_out(id))
+                .map(|(_, m)| m),
+            options.seed,
+            &directory,
+        )
+        .map_err(|e| e.to_string())?,
+    );
     model.save(&directory).map_err(|e| e.to_string())?;
     Ok(TrainSummary {
         directory,

@@ -4,17 +4,12 @@
 
 use std::path::Path;
 
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-
 use super::dataset::LabelledFlow;
-use crate::drift::{category_code, FeatureKind, Reference, REFERENCE_FILE};
+use crate::drift::{category_code, FeatureKind};
 use crate::events::{FlowEvent, InputEvent};
-use crate::ml::artifact::{write_json_ref, ArtifactRef, ModelError};
+use crate::ml::artifact::{ArtifactRef, ModelError};
 
-/// Rows drawn from the training data into a version's reference sample.
-pub const REFERENCE_ROWS: usize = 2000;
+pub use crate::drift::REFERENCE_ROWS;
 
 /// Watched features: name and test, in row order.
 pub fn features() -> Vec<(String, FeatureKind)> {
@@ -45,21 +40,14 @@ pub fn drift_row(event: &InputEvent) -> Option<Vec<f64>> {
     }
 }
 
-/// Writes the reference sample of `training` rows (at most [`REFERENCE_ROWS`], drawn with
-/// `seed`) into `directory` and returns the manifest's reference to it.
+/// Writes the reference sample of `training` rows (at most
+/// [`crate::drift::REFERENCE_ROWS`], drawn with `seed`) into `directory` and returns the
+/// manifest's reference to it.
 pub fn write_reference(
     training: &[&LabelledFlow],
     seed: u64,
     directory: &Path,
 ) -> Result<ArtifactRef, ModelError> {
-    let mut sample: Vec<&&LabelledFlow> = training.iter().collect();
-    sample.shuffle(&mut StdRng::seed_from_u64(seed));
-    sample.truncate(REFERENCE_ROWS);
-    let rows: Vec<Vec<f64>> = sample.iter().map(|flow| row(&flow.event)).collect();
-    let (names, kinds): (Vec<String>, Vec<FeatureKind>) = features().into_iter().unzip();
-    write_json_ref(
-        directory,
-        REFERENCE_FILE,
-        &Reference::from_rows(&names, &kinds, &rows),
-    )
+    let rows: Vec<Vec<f64>> = training.iter().map(|flow| row(&flow.event)).collect();
+    crate::drift::write_reference(directory, &features(), rows, seed)
 }
