@@ -2,10 +2,10 @@
 # Scoring throughput with and without a retraining running beside it, side by side:
 # alternates `threatflow demo` alone and `threatflow demo` while `threatflow train OPERATOR`
 # runs at nice 19 (the trainer's priority), ROUNDS times each, and prints every run, the
-# medians and their ratio, and how long each retraining took under load. Alert and email
-# trainings are shorter than a demo run, so they are repeated back to back until it ends
+# medians and their ratio, and how long each retraining took under load. Alert, address and
+# email trainings are shorter than a demo run, so they are repeated back to back until it ends
 # (the worst case: retraining all the time).
-# Usage: bash loadtest/retrain_impact.sh [ROUNDS] [EVENTS] [flow|alert|email]
+# Usage: bash loadtest/retrain_impact.sh [ROUNDS] [EVENTS] [flow|alert|address|email]
 #        (after cargo build --release)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,7 +21,9 @@ case "$operator" in
          train_args=(train alert --data "$work/alerts/train.jsonl") ;;
   email) "$bin" generate emails --out "$work/emails" >/dev/null
          train_args=(train email --data "$work/emails/train") ;;
-  *) echo "operator must be flow, alert or email" >&2; exit 2 ;;
+  address) "$bin" generate addresses --out "$work/addresses" >/dev/null
+         train_args=(train address --data "$work/addresses/train.jsonl") ;;
+  *) echo "operator must be flow, alert, address or email" >&2; exit 2 ;;
 esac
 # One retraining (flow), or retrainings back to back until the file $work/stop appears; prints
 # the median seconds of one.
