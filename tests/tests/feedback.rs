@@ -51,12 +51,24 @@ struct Loop {
 
 impl Loop {
     fn start(trainer: &str) -> anyhow::Result<Self> {
+        Self::start_with(trainer, "")
+    }
+
+    /// With more config `sections` (appended after the trainer's).
+    fn start_with(trainer: &str, sections: &str) -> anyhow::Result<Self> {
         let broker = Broker::start()?;
         let topics = TestTopics::create(&broker, 2)?;
         let prefix = format!("{}.", unique_name("feedback"));
         broker.create_topic(&format!("{prefix}flow"), 1)?;
         let bootstrap = broker.bootstrap.clone();
-        Self::start_on(bootstrap, Some(broker), None, topics, &prefix, trainer)
+        Self::start_on(
+            bootstrap,
+            Some(broker),
+            None,
+            topics,
+            &prefix,
+            &format!("{trainer}\u{0}{sections}"),
+        )
     }
 
     /// On librdkafka's mock cluster, which (unlike Tansu) drops a partition's oldest records
@@ -107,8 +119,9 @@ impl Loop {
         );
         let feedback_topic = format!("{prefix}flow");
         let http = free_loopback_address()?;
+        let (trainer, sections) = trainer.split_once('\u{0}').unwrap_or((trainer, ""));
         let extra = format!(
-            "[lifecycle]\ntrainer = true\n\n[feedback]\ntopic_prefix = \"{prefix}\"\nprecision_min_verdicts = 20\n\n[trainer]\n{trainer}\nbuffer_dir = \"{}\"\n\n[trainer.data]\nflow = \"{}\"\n",
+            "[lifecycle]\ntrainer = true\n\n[feedback]\ntopic_prefix = \"{prefix}\"\nprecision_min_verdicts = 20\n\n[trainer]\n{trainer}\nbuffer_dir = \"{}\"\n\n[trainer.data]\nflow = \"{}\"\n\n{sections}",
             work.path().join("buffer").display(),
             data.display()
         );
@@ -509,5 +522,55 @@ async fn verdicts_whose_input_left_the_topic_are_counted_and_do_not_block_the_re
             .contains("threatflow_feedback_verdicts_total{operator=\"flow\",outcome=\"expired\"}"),
         "{metrics}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_lowers_the_bar_for_retraining_on_the_verdicts_that_follow() -> anyhow::Result<()> {
+    // Retraining takes 1,000 new rows, or 20 once the operator has drifted.
+    let lab = Loop::start_with(
+        "interval_secs = 3600\nmin_new_rows = 1000\nimmediate_rows = 1000\nretrain_on_drift = true\ndrift_min_new_rows = 20\nshadow_period_secs = 3600",
+        "[drift]\nwindow = 200\n",
+    )?;
+    // Bootstrap-like flows, half a window: no drift check yet.
+    let rows = nsl_kdd_rows_from("KDDTrain+_20Percent.txt", 2, 50);
+    let (calm, later) = rows.split_at(100);
+    let scored = lab.score(calm).await?;
+    lab.judge(&scored[..40], &calm[..40], false).await?;
+    let models = lab.wait_for(Duration::from_secs(60), "40 verdicts buffered", |models| {
+        models["learning"]["verdicts"]["buffered"] == 40
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let learning = &lab.models()["learning"];
+    assert!(learning["last_training"].is_null(), "{learning:#}");
+    assert!(learning["pending_drift"].is_null(), "{models:#}");
+
+    // The next 100 flows with src_bytes × 50 complete a window that drifts.
+    let shifted: Vec<LabelledFlow> = later[..100]
+        .iter()
+        .cloned()
+        .map(|mut row| {
+            row.event.src_bytes *= 50.0;
+            row
+        })
+        .collect();
+    lab.score(&shifted).await?;
+    let models = lab.wait_for(
+        Duration::from_secs(180),
+        "a retraining on drift",
+        |models| models["learning"]["last_training"]["outcome"].is_string(),
+    );
+    let learning = &models["learning"];
+    let trigger = learning["last_trigger"].as_str().unwrap_or_default();
+    assert!(trigger.starts_with("drift: feature"), "{learning:#}");
+    assert!(trigger.contains("src_bytes"), "{learning:#}");
+    assert!(learning["pending_drift"].is_null(), "{learning:#}");
+    assert_eq!(
+        learning["last_training"]["feedback_rows"].as_u64().unwrap()
+            + learning["last_training"]["holdout_rows"].as_u64().unwrap(),
+        40,
+        "{learning:#}"
+    );
+    eprintln!("retraining on drift: {:#}", learning["last_training"]);
     Ok(())
 }

@@ -109,6 +109,13 @@ pub struct TrainerConfig {
     /// Where the training buffer lives (default `<state_dir>/training-buffer`).
     #[serde(default)]
     pub buffer_dir: Option<PathBuf>,
+    /// Retrain on drift: a drifted record on `drift.topic` about an operator lowers its bar
+    /// for the next retraining to `drift_min_new_rows` new rows, at once.
+    #[serde(default)]
+    pub retrain_on_drift: bool,
+    /// New rows a drifted operator needs to retrain (with `retrain_on_drift`).
+    #[serde(default = "default_drift_min_new_rows")]
+    pub drift_min_new_rows: usize,
 }
 
 fn default_prefix() -> String {
@@ -159,6 +166,9 @@ fn default_agreement() -> f64 {
 fn default_shadow_rows() -> usize {
     2000
 }
+fn default_drift_min_new_rows() -> usize {
+    10
+}
 fn default_seed() -> u64 {
     20_261_129
 }
@@ -194,6 +204,8 @@ impl Default for TrainerConfig {
             seed: default_seed(),
             data: BTreeMap::new(),
             buffer_dir: None,
+            retrain_on_drift: false,
+            drift_min_new_rows: default_drift_min_new_rows(),
         }
     }
 }
@@ -256,6 +268,12 @@ impl TrainerConfig {
         }
         if !(0.0..=1.0).contains(&self.min_shadow_agreement) {
             problems.push("trainer.min_shadow_agreement must be within [0, 1]".to_owned());
+        }
+        if self.drift_min_new_rows == 0 || self.drift_min_new_rows > self.min_new_rows {
+            problems.push(
+                "trainer.drift_min_new_rows must be at least 1 and at most trainer.min_new_rows"
+                    .to_owned(),
+            );
         }
         for operator in self.data.keys() {
             if crate::operators::table::find(operator)

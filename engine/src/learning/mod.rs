@@ -9,6 +9,7 @@
 //!   held-out slice of feedback and on the model's own validation data);
 //! - [`precision`]: live precision of the alerting decision per operator and model version;
 //! - [`export`]: `threatflow feedback export` for models trained outside the engine;
+//! - [`drift_trigger`]: retrain on drift (optional);
 //! - [`trainer`]: the trainer role — intake, schedule, retraining, gate, challenger,
 //!   promotion — and its health.
 //!
@@ -27,6 +28,7 @@
 pub mod buffer;
 pub mod config;
 pub mod context;
+pub mod drift_trigger;
 pub mod export;
 pub mod gate;
 pub mod intake;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::TrainingBuffer;
+use super::drift_trigger::{DriftTrigger, PendingDrift};
 use super::intake::{Intake, OperatorInputs, VerdictRecord};
 use super::retrain::{self, Job, JobContext, JobOutcome};
 use super::Promotion;
@@ -62,6 +63,10 @@ pub struct OperatorLearning {
     pub last_evaluation: Option<JobOutcome>,
     /// Live precision per model version.
     pub live_precision: serde_json::Value,
+    /// With `trainer.retrain_on_drift`: the drift waiting for `drift_min_new_rows` new rows.
+    pub pending_drift: Option<String>,
+    /// Why the last retraining started: `rows`, `check` or `drift: <kind> <feature>`.
+    pub last_trigger: Option<String>,
 }
 
 /// The trainer's state, shared with `/models`.
@@ -200,6 +205,9 @@ pub fn start(
         evaluated: BTreeMap::new(),
         next_check: Instant::now() + Duration::from_secs_f64(config.trainer.interval_secs),
         pending: BTreeMap::new(),
+        drift: None,
+        drift_retry: Instant::now(),
+        drifted: PendingDrift::new(),
     };
     let thread = std::thread::Builder::new()
         .name("threatflow-trainer".into())
@@ -288,6 +296,12 @@ struct Scheduler {
     next_check: Instant,
     /// Offsets to commit (next to read) per feedback partition.
     pending: BTreeMap<(String, i32), i64>,
+    /// With `trainer.retrain_on_drift`: the drift topic's reader, once it opened, and when
+    /// to try opening it again.
+    drift: Option<DriftTrigger>,
+    drift_retry: Instant,
+    /// Operators reported drifted, waiting for their rows.
+    drifted: PendingDrift,
 }
 
 impl Scheduler {
@@ -417,7 +431,60 @@ impl Scheduler {
         }
     }
 
+    /// Notes the operators reported drifted since the last tick.
+    fn take_drift(&mut self) {
+        if self.drift.is_none() && self.config.trainer.retrain_on_drift {
+            self.open_drift();
+        }
+        let Some(trigger) = &self.drift else {
+            return;
+        };
+        for signal in trigger.poll() {
+            let Some(&operator) = self
+                .inputs
+                .keys()
+                .find(|operator| **operator == signal.operator)
+            else {
+                continue;
+            };
+            match self.drifted.get_mut(operator) {
+                None => {
+                    tracing::info!(operator, reason = %signal.reason, "drift reported; retraining once new verdicts arrive");
+                    self.drifted.insert(operator, signal.reason);
+                }
+                // Name a few of what drifted, not every record of a long drift.
+                Some(reasons)
+                    if !reasons.split(", ").any(|known| known == signal.reason)
+                        && reasons.matches(", ").count() < 4 =>
+                {
+                    reasons.push_str(", ");
+                    reasons.push_str(&signal.reason);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Opens the drift topic's reader (the engine may not have created the topic yet: tried
+    /// again every 10 s).
+    fn open_drift(&mut self) {
+        if Instant::now() < self.drift_retry || !self.config.drift.enabled {
+            return;
+        }
+        self.drift_retry = Instant::now() + Duration::from_secs(10);
+        match DriftTrigger::open(&self.config) {
+            Ok(trigger) => {
+                tracing::info!(topic = %self.config.drift.topic, "retraining on drift");
+                self.drift = Some(trigger);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "retrain on drift waits for the drift topic");
+            }
+        }
+    }
+
     fn schedule(&mut self) {
+        self.take_drift();
         let now = Instant::now();
         let check_due = now >= self.next_check;
         let trainer = self.config.trainer.clone();
@@ -432,15 +499,30 @@ impl Scheduler {
                 .inputs
                 .get(operator)
                 .is_some_and(|i| i.learning.is_some());
-            let due = retrains
-                && (new >= trainer.immediate_rows || (check_due && new >= trainer.min_new_rows));
-            if due
-                && !self.busy.contains_key(operator)
-                && self.jobs.send(Job::Retrain(operator)).is_ok()
-            {
-                tracing::info!(operator, new_rows = new, "retraining");
-                self.busy.insert(operator, "retraining");
+            let trigger = if !retrains {
+                None
+            } else if new >= trainer.immediate_rows {
+                Some("rows".to_owned())
+            } else if check_due && new >= trainer.min_new_rows {
+                Some("check".to_owned())
+            } else {
+                self.drifted
+                    .get(operator)
+                    .filter(|_| new >= trainer.drift_min_new_rows)
+                    .map(|reason| format!("drift: {reason}"))
+            };
+            if let Some(trigger) = trigger {
+                if !self.busy.contains_key(operator)
+                    && self.jobs.send(Job::Retrain(operator)).is_ok()
+                {
+                    tracing::info!(operator, new_rows = new, %trigger, "retraining");
+                    self.busy.insert(operator, "retraining");
+                    self.drifted.remove(operator);
+                    self.health
+                        .update(operator, |state| state.last_trigger = Some(trigger));
+                }
             }
+            let pending_drift = self.drifted.get(operator).cloned();
             if trainer.promotion == Promotion::Auto && !self.busy.contains_key(operator) {
                 self.maybe_evaluate(operator, now);
             }
@@ -459,6 +541,7 @@ impl Scheduler {
                 state.scheduler = scheduler;
                 state.next_check_in_s = next_check_in_s;
                 state.live_precision = precision;
+                state.pending_drift = pending_drift;
             });
         }
         if check_due {
