@@ -35,6 +35,8 @@ pub mod intake;
 pub mod join;
 pub mod precision;
 pub mod retrain;
+#[cfg(test)]
+pub mod testing;
 pub mod trainer;
 pub mod verdict;
 

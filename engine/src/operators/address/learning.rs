@@ -141,7 +141,6 @@ fn validation(_version: &Path, data: &Path) -> Result<Vec<LabelledEvent>, String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learning::gate::{judge, Slice};
 
     /// Trains a champion on generated data, retrains it with `feedback`, and returns the
     /// gate's verdict on the held-out file.
@@ -170,41 +169,7 @@ mod tests {
             "2026-11-29T00:00:00Z".into(),
         )
         .unwrap();
-        let challenger = work.path().join("c2");
-        retrain(&RetrainJob {
-            champion: &champion,
-            data: &data,
-            operator_dir: &root,
-            feedback,
-            weight: 5.0,
-            seed: 1,
-            version: "c2",
-            out: &challenger,
-        })
-        .unwrap();
-        // The trainer writes its figures into the manifest; the version must still load.
-        crate::learning::retrain::annotate_manifest(
-            &challenger,
-            &serde_json::json!({"feedback_rows": feedback.len()}),
-        )
-        .unwrap();
-        let validation_rows = validation(&champion, &data).unwrap();
-        let events: Vec<Scorable<'_>> = validation_rows
-            .iter()
-            .map(LabelledEvent::scorable)
-            .collect();
-        let a = load(&champion).unwrap().decide(&events);
-        let b = load(&challenger).unwrap().decide(&events);
-        judge(
-            LEARNING.gate_metrics,
-            0.02,
-            &[Slice {
-                name: "validation",
-                rows: &validation_rows,
-                champion: &a,
-                challenger: &b,
-            }],
-        )
+        crate::learning::testing::retrain_and_judge(&LEARNING, &champion, &data, &root, feedback)
     }
 
     fn verdicts(invert: bool) -> Vec<LabelledEvent> {

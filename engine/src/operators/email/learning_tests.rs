@@ -1,5 +1,5 @@
 use super::*;
-use crate::learning::gate::{judge, GateReport, Slice};
+use crate::learning::gate::GateReport;
 use crate::operators::email::synth::{generate, GenerateOptions};
 use crate::operators::email::train::train;
 
@@ -60,38 +60,7 @@ fn cleared_insiders(folder: &Path) -> Vec<LabelledEvent> {
 }
 
 fn gate_after(data: &Path, champion: &Path, feedback: &[LabelledEvent]) -> GateReport {
-    let work = tempfile::tempdir().unwrap();
-    let challenger = work.path().join("c2");
-    retrain(&RetrainJob {
-        champion,
-        data,
-        operator_dir: work.path(),
-        feedback,
-        weight: 5.0,
-        seed: 1,
-        version: "c2",
-        out: &challenger,
-    })
-    .unwrap();
-    crate::learning::retrain::annotate_manifest(
-        &challenger,
-        &serde_json::json!({"feedback_rows": feedback.len()}),
-    )
-    .unwrap();
-    let rows = validation(champion, data).unwrap();
-    let scorable: Vec<Scorable<'_>> = rows.iter().map(LabelledEvent::scorable).collect();
-    let a = load(champion).unwrap().decide(&scorable);
-    let b = load(&challenger).unwrap().decide(&scorable);
-    judge(
-        LEARNING.gate_metrics,
-        0.02,
-        &[Slice {
-            name: "validation",
-            rows: &rows,
-            champion: &a,
-            challenger: &b,
-        }],
-    )
+    crate::learning::testing::retrain_and_judge(&LEARNING, champion, data, data, feedback)
 }
 
 #[test]
