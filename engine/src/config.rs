@@ -668,11 +668,7 @@ impl EngineConfig {
         problems.extend(self.drift.problems());
         problems.extend(self.feedback.problems());
         problems.extend(self.trainer.problems());
-        if self.trainer.retrain_on_drift && !self.drift.enabled {
-            problems.push(
-                "trainer.retrain_on_drift needs the drift watch: [drift] enabled = true".to_owned(),
-            );
-        }
+        problems.extend(self.trainer.drift_problems(&self.drift));
         for (key, topic) in [
             ("registry.topic", &self.registry.topic),
             ("registry.shadow_topic", &self.registry.shadow_topic),

@@ -289,6 +289,17 @@ impl TrainerConfig {
         problems
     }
 
+    /// Problems between these settings and `[drift]`.
+    pub fn drift_problems(&self, drift: &crate::drift::tap::DriftConfig) -> Vec<String> {
+        if self.retrain_on_drift && !drift.enabled {
+            vec![
+                "trainer.retrain_on_drift needs the drift watch: [drift] enabled = true".to_owned(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The training buffer's directory.
     pub fn buffer_dir(&self, state_dir: &std::path::Path) -> PathBuf {
         self.buffer_dir
@@ -305,6 +316,23 @@ mod tests {
     fn defaults_are_valid_and_bad_values_name_their_key() {
         assert!(FeedbackConfig::default().problems().is_empty());
         assert!(TrainerConfig::default().problems().is_empty());
+        let on_drift = TrainerConfig {
+            retrain_on_drift: true,
+            ..TrainerConfig::default()
+        };
+        let watch_off = crate::drift::tap::DriftConfig {
+            enabled: false,
+            ..crate::drift::tap::DriftConfig::default()
+        };
+        assert!(on_drift.drift_problems(&watch_off)[0].contains("retrain_on_drift"));
+        assert!(on_drift
+            .drift_problems(&crate::drift::tap::DriftConfig::default())
+            .is_empty());
+        let bar = TrainerConfig {
+            drift_min_new_rows: 60,
+            ..TrainerConfig::default()
+        };
+        assert!(bar.problems().join("\n").contains("drift_min_new_rows"));
         let feedback = FeedbackConfig {
             holdout_fraction: 1.0,
             weight: 0.0,
