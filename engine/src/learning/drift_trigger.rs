@@ -91,9 +91,9 @@ pub fn signal(payload: &[u8]) -> Option<DriftSignal> {
     })
 }
 
-/// Per operator, what drifted (up to five `<kind> <feature>`, comma-separated) since its bar
-/// was lowered, until its next retraining starts.
-pub type PendingDrift = BTreeMap<&'static str, String>;
+/// Per operator, what drifted (up to five `<kind> <feature>`) since its bar was lowered, until
+/// its next retraining starts.
+pub type PendingDrift = BTreeMap<&'static str, Vec<String>>;
 
 #[cfg(test)]
 mod tests {

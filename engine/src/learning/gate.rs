@@ -215,10 +215,7 @@ pub fn risk_mae(rows: &[LabelledEvent], decisions: &[Decision]) -> Option<f64> {
 /// Share of the threats among the top `share` of rows by score (⌈share · rows⌉ of them;
 /// ties at the cut count in the rows' order); `None` without both classes.
 pub fn recall_at_top(labels: &[bool], decisions: &[Decision], share: f64) -> Option<f64> {
-    let threats = labels.iter().filter(|&&threat| threat).count();
-    if threats == 0 || threats == labels.len() {
-        return None;
-    }
+    let threats = threats_of_both_classes(labels)?;
     let mut order: Vec<usize> = (0..labels.len()).collect();
     order.sort_by(|&a, &b| decisions[b].score.total_cmp(&decisions[a].score));
     let top = ((labels.len() as f64) * share).ceil() as usize;
@@ -234,10 +231,7 @@ pub fn precision_at_champion_recall(
     champion: &[Decision],
     challenger: &[Decision],
 ) -> Option<(f64, f64)> {
-    let threats = labels.iter().filter(|&&threat| threat).count();
-    if threats == 0 || threats == labels.len() {
-        return None;
-    }
+    threats_of_both_classes(labels)?;
     let (mut hits, mut alerts) = (0usize, 0usize);
     for (decision, &threat) in champion.iter().zip(labels) {
         if decision.alerted {
@@ -283,6 +277,12 @@ pub fn balanced_accuracy(labels: &[bool], decisions: &[Decision]) -> Option<f64>
         .then(|| (hits as f64 / threats as f64 + quiet as f64 / benign as f64) / 2.0)
 }
 
+/// The threats among `labels`, when there are threats and benign events both.
+fn threats_of_both_classes(labels: &[bool]) -> Option<usize> {
+    let threats = labels.iter().filter(|&&threat| threat).count();
+    (threats > 0 && threats < labels.len()).then_some(threats)
+}
+
 fn round6(value: f64) -> f64 {
     (value * 1e6).round() / 1e6
 }
@@ -295,11 +295,7 @@ pub fn recall_at_champion_fpr(
     champion: &[Decision],
     challenger: &[Decision],
 ) -> Option<(f64, f64)> {
-    let threats = labels.iter().filter(|&&threat| threat).count();
-    let benign = labels.len() - threats;
-    if threats == 0 || benign == 0 {
-        return None;
-    }
+    let threats = threats_of_both_classes(labels)?;
     let mut allowed_false_positives = 0;
     let mut champion_hits = 0;
     for (decision, &threat) in champion.iter().zip(labels) {

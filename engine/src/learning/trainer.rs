@@ -447,20 +447,13 @@ impl Scheduler {
             else {
                 continue;
             };
-            match self.drifted.get_mut(operator) {
-                None => {
-                    tracing::info!(operator, reason = %signal.reason, "drift reported; retraining once new verdicts arrive");
-                    self.drifted.insert(operator, signal.reason);
-                }
-                // Name a few of what drifted, not every record of a long drift.
-                Some(reasons)
-                    if !reasons.split(", ").any(|known| known == signal.reason)
-                        && reasons.matches(", ").count() < 4 =>
-                {
-                    reasons.push_str(", ");
-                    reasons.push_str(&signal.reason);
-                }
-                Some(_) => {}
+            let reasons = self.drifted.entry(operator).or_default();
+            if reasons.is_empty() {
+                tracing::info!(operator, reason = %signal.reason, "drift reported; retraining once new verdicts arrive");
+            }
+            // Name a few of what drifted, not every record of a long drift.
+            if reasons.len() < 5 && !reasons.contains(&signal.reason) {
+                reasons.push(signal.reason);
             }
         }
     }
@@ -468,7 +461,8 @@ impl Scheduler {
     /// Opens the drift topic's reader (the engine may not have created the topic yet: tried
     /// again every 10 s).
     fn open_drift(&mut self) {
-        if Instant::now() < self.drift_retry || !self.config.drift.enabled {
+        // A validated config has `[drift] enabled` whenever `retrain_on_drift` is set.
+        if Instant::now() < self.drift_retry {
             return;
         }
         self.drift_retry = Instant::now() + Duration::from_secs(10);
@@ -509,7 +503,7 @@ impl Scheduler {
                 self.drifted
                     .get(operator)
                     .filter(|_| new >= trainer.drift_min_new_rows)
-                    .map(|reason| format!("drift: {reason}"))
+                    .map(|reasons| format!("drift: {}", reasons.join(", ")))
             };
             if let Some(trigger) = trigger {
                 if !self.busy.contains_key(operator)
@@ -522,7 +516,7 @@ impl Scheduler {
                         .update(operator, |state| state.last_trigger = Some(trigger));
                 }
             }
-            let pending_drift = self.drifted.get(operator).cloned();
+            let pending_drift = self.drifted.get(operator).map(|reasons| reasons.join(", "));
             if trainer.promotion == Promotion::Auto && !self.busy.contains_key(operator) {
                 self.maybe_evaluate(operator, now);
             }

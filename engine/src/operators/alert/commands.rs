@@ -76,10 +76,8 @@ pub const COMMANDS: &[OperatorCommand] = &[
         run: |matches| {
             crate::operators::command_args::DriftReferenceArgs::run(matches, |data, seed, model| {
                 let manifest = super::model::AlertModel::load(model)?.manifest;
-                let text = std::fs::read_to_string(data)?;
-                let mut alerts = super::synth::read_jsonl(&text).map_err(anyhow::Error::msg)?;
-                alerts.retain(|alert| !alert.warmup);
-                alerts.sort_by_key(|alert| alert.alert.last_seen_ms);
+                let (_, alerts) =
+                    super::train::read_training_alerts(data).map_err(anyhow::Error::msg)?;
                 let fitted: Vec<&crate::events::AlertEvent> = alerts
                     .iter()
                     .take(manifest.training.train_rows)

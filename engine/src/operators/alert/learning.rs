@@ -20,12 +20,14 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
+
 use super::history::{EntityHistory, HistoryFacts};
 use super::model::AlertModel;
 use super::rules::RuleSet;
 use super::scorer::{AlertScorer, BlendWeights};
-use super::synth::{read_jsonl, LabeledAlert, DISPOSITIONS};
-use super::train::{train_with_feedback, FeedbackAlert, TrainOptions};
+use super::synth::DISPOSITIONS;
+use super::train::{read_training_alerts, train_with_feedback, FeedbackAlert, TrainOptions};
 use crate::events::InputEvent;
 use crate::learning::verdict::Verdict;
 use crate::learning::{
@@ -93,10 +95,7 @@ impl VersionScorer for Scorer {
                 let InputEvent::Alert(alert) = item.event else {
                     return Decision::default();
                 };
-                let facts = item
-                    .context
-                    .and_then(|value| serde_json::from_value::<HistoryFacts>(value.clone()).ok());
-                let score = match facts {
+                let score = match facts_of(item.context) {
                     Some(facts) => self.scorer.score_with(alert, facts),
                     None => self.scorer.score(&mut self.stream, alert, -1),
                 };
@@ -125,13 +124,9 @@ fn load(directory: &Path) -> Result<Box<dyn VersionScorer>, String> {
     }))
 }
 
-/// The bootstrap file's alerts in training order (warm-up rows out, by time).
-fn read_alerts(path: &Path) -> Result<Vec<LabeledAlert>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut alerts = read_jsonl(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    alerts.retain(|alert| !alert.warmup);
-    alerts.sort_by_key(|alert| alert.alert.last_seen_ms);
-    Ok(alerts)
+/// The entity facts a row or an event carries as its context.
+fn facts_of(context: Option<&serde_json::Value>) -> Option<HistoryFacts> {
+    context.and_then(|value| HistoryFacts::deserialize(value).ok())
 }
 
 /// The champion's validation share (its held-out rows over all its rows).
@@ -149,11 +144,7 @@ fn retrain(job: &RetrainJob<'_>) -> Result<(), String> {
         let InputEvent::Alert(alert) = &row.event else {
             continue;
         };
-        let Some(facts) = row
-            .context
-            .as_ref()
-            .and_then(|value| serde_json::from_value::<HistoryFacts>(value.clone()).ok())
-        else {
+        let Some(facts) = facts_of(row.context.as_ref()) else {
             without_context += 1;
             continue;
         };
@@ -195,7 +186,7 @@ fn retrain(job: &RetrainJob<'_>) -> Result<(), String> {
 
 fn validation(version: &Path, data: &Path) -> Result<Vec<LabelledEvent>, String> {
     let model = AlertModel::load(version).map_err(|error| error.to_string())?;
-    let alerts = read_alerts(data)?;
+    let (_, alerts) = read_training_alerts(data)?;
     let held_out = ((alerts.len() as f64) * validation_share(&model)).round() as usize;
     let first = alerts.len() - held_out.min(alerts.len());
     let mut history = EntityHistory::default();

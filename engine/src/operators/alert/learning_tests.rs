@@ -1,6 +1,6 @@
 use super::*;
 use crate::learning::gate::GateReport;
-use crate::operators::alert::synth::{generate, split, write_jsonl, GeneratorConfig};
+use crate::operators::alert::synth::{generate, split, write_jsonl, GeneratorConfig, LabeledAlert};
 use crate::operators::alert::train::train;
 
 fn alerts(seed: u64, count: usize) -> Vec<LabeledAlert> {

@@ -146,6 +146,16 @@ pub struct FeedbackAlert {
     pub risk: Option<f64>,
 }
 
+/// A training file's text and its alerts in training order: warm-up rows out, by time (as
+/// training, its validation rows and its drift reference read them).
+pub fn read_training_alerts(path: &Path) -> Result<(String, Vec<LabeledAlert>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut alerts = read_jsonl(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    alerts.retain(|alert| !alert.warmup);
+    alerts.sort_by_key(|alert| alert.alert.last_seen_ms);
+    Ok((text, alerts))
+}
+
 /// Trains, validates and writes a model set; `created_at` goes into the manifest.
 pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary, TrainError> {
     train_with_feedback(options, &[], 1.0, created_at)
@@ -161,12 +171,7 @@ pub fn train_with_feedback(
     weight: f64,
     created_at: String,
 ) -> Result<TrainSummary, TrainError> {
-    let text = std::fs::read_to_string(&options.data)
-        .map_err(|error| TrainError::Data(format!("{}: {error}", options.data.display())))?;
-    let mut alerts = read_jsonl(&text)
-        .map_err(|error| TrainError::Data(format!("{}: {error}", options.data.display())))?;
-    alerts.retain(|alert| !alert.warmup);
-    alerts.sort_by_key(|alert| alert.alert.last_seen_ms);
+    let (text, alerts) = read_training_alerts(&options.data).map_err(TrainError::Data)?;
     if alerts.len() < 100 {
         return Err(TrainError::Data(format!(
             "{} alerts; need at least 100",

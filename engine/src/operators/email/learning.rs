@@ -102,7 +102,7 @@ fn retrain(job: &RetrainJob<'_>) -> Result<(), String> {
     };
     let trained = train_with_extra(
         &options,
-        &extra,
+        extra,
         crate::model_cli::rfc3339_utc(std::time::SystemTime::now()),
     );
     let moved = trained.and_then(|summary| {

@@ -80,7 +80,7 @@ pub struct TrainSummary {
 
 /// Trains and writes a model version.
 pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary, String> {
-    train_with_extra(options, &[], created_at)
+    train_with_extra(options, Vec::new(), created_at)
 }
 
 /// [`train`] with `extra` normal messages (analysts' benign verdicts, repeated for their
@@ -88,7 +88,7 @@ pub fn train(options: &TrainOptions, created_at: String) -> Result<TrainSummary,
 /// held-out normal mail, which no fitted row repeats.
 pub fn train_with_extra(
     options: &TrainOptions,
-    extra: &[MailMessage],
+    extra: Vec<MailMessage>,
     created_at: String,
 ) -> Result<TrainSummary, String> {
     let extractor = FeatureExtractor::new(&options.settings)?;
@@ -111,9 +111,9 @@ pub fn train_with_extra(
     let (calibration, mut fit): (Vec<_>, Vec<_>) =
         messages.iter().partition(|(id, _)| held_out(id));
     let extra: Vec<(String, MailMessage)> = extra
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(index, message)| (format!("feedback-{index}"), message.clone()))
+        .map(|(index, message)| (format!("feedback-{index}"), message))
         .collect();
     fit.extend(extra.iter());
     if fit.len() < 50 || calibration.len() < 20 {
