@@ -13,11 +13,11 @@
 //! unknown keys anywhere (file or environment) are errors, never silently ignored.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::config::{ApiConfig, HttpConfig};
 use crate::events::SchemaKind;
 use crate::operators::OperatorKind;
 
@@ -429,39 +429,6 @@ impl Default for StorageConfig {
     }
 }
 
-/// The HTTP endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to bind, `host:port`; port 0 picks a free port. Empty disables the endpoint.
-    #[serde(default = "default_http_bind")]
-    pub bind: String,
-    /// Serve `POST /models/<input topic>` (swap the binding's model to a version under
-    /// `<model_dir>/<operator>/` without a restart). Off by default: anyone who can reach
-    /// the port could change what scores the stream. Needs `admin_token`.
-    #[serde(default)]
-    pub model_admin: bool,
-    /// Bearer token every HTTP action that changes models must carry
-    /// (`Authorization: Bearer <token>`); reads need none. Set it from the environment
-    /// (`THREATFLOW_HTTP__ADMIN_TOKEN`), not in a committed file.
-    #[serde(default)]
-    pub admin_token: String,
-}
-
-fn default_http_bind() -> String {
-    "0.0.0.0:9464".to_owned()
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            bind: default_http_bind(),
-            model_admin: false,
-            admin_token: String::new(),
-        }
-    }
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -652,18 +619,7 @@ impl EngineConfig {
         if pipeline.tick_ms == 0 {
             problems.push("pipeline.tick_ms must be at least 1".to_owned());
         }
-        if !self.http.bind.is_empty() && self.http.bind.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "http.bind {:?} is not a host:port socket address",
-                self.http.bind
-            ));
-        }
-        if self.http.model_admin && self.http.admin_token.trim().is_empty() {
-            problems.push(
-                "http.model_admin needs http.admin_token (admin actions require a bearer token)"
-                    .to_owned(),
-            );
-        }
+        problems.extend(self.http.problems());
         problems.extend(self.registry.problems());
         problems.extend(self.drift.problems());
         problems.extend(self.feedback.problems());
@@ -699,9 +655,7 @@ impl EngineConfig {
                 }
             }
         }
-        if !masked.http.admin_token.is_empty() {
-            masked.http.admin_token = "********".to_owned();
-        }
+        masked.http.mask_secrets();
         for (name, value) in masked.registry.store_options.iter_mut() {
             if SECRET_MARKERS.iter().any(|marker| name.contains(marker)) {
                 *value = "********".to_owned();

@@ -274,8 +274,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
         operators,
         http: HttpConfig {
             bind: String::new(),
-            model_admin: false,
-            admin_token: String::new(),
+            ..HttpConfig::default()
         },
         log: LogConfig::default(),
         schema_ids: BTreeMap::new(),

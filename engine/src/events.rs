@@ -27,6 +27,16 @@ pub enum SchemaKind {
     Address,
 }
 
+/// The text of a bundled schema file.
+macro_rules! schema_text {
+    ($name:literal) => {
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/", $name))
+    };
+}
+
+/// The text of `schemas/scored.avsc` (the scored envelope).
+pub const SCORED_SCHEMA_TEXT: &str = schema_text!("scored.avsc");
+
 impl SchemaKind {
     /// Every input schema.
     pub const ALL: [SchemaKind; 5] = [
@@ -45,6 +55,17 @@ impl SchemaKind {
             Self::Email => "email",
             Self::Alert => "alert",
             Self::Address => "address",
+        }
+    }
+
+    /// The bundled Avro schema's text (`schemas/<name>.avsc`).
+    pub fn avro_schema_text(self) -> &'static str {
+        match self {
+            Self::Prompt => schema_text!("prompt.avsc"),
+            Self::Flow => schema_text!("flow.avsc"),
+            Self::Email => schema_text!("email.avsc"),
+            Self::Alert => schema_text!("alert.avsc"),
+            Self::Address => schema_text!("address.avsc"),
         }
     }
 
@@ -81,12 +102,6 @@ pub struct BundledSchemas {
     pub feedback: Schema,
     /// `schemas/drift.avsc`.
     pub drift: Schema,
-}
-
-macro_rules! schema_text {
-    ($name:literal) => {
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/", $name))
-    };
 }
 
 /// The bundled schemas. They are compiled into the binary and checked by unit tests, so a

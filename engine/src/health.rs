@@ -57,6 +57,8 @@ pub struct Health {
     pub stopping: AtomicBool,
     /// Each binding's model slot, by input topic (`/models` reads them live).
     pub models: Mutex<BTreeMap<String, BoundModel>>,
+    /// What the scoring API can score, by input topic.
+    pub scoring: crate::api::scoring::ScoringBindings,
     /// The trainer's state, when this process runs the trainer role.
     pub learning: Mutex<Option<Arc<crate::learning::trainer::LearningHealth>>>,
     /// Partitions whose keyed state this process holds, by input topic.

@@ -8,6 +8,8 @@
 //! loaded, verified and warmed off the scoring threads, then goes live between two batches;
 //! a version that fails to load is refused (422) and the old one keeps scoring.
 //!
+//! With `http.api.enabled` (the default) it also serves the scoring API ([`crate::api`]).
+//!
 //! `/ready` answers 503 with the failing facts in its JSON body, so a Kubernetes probe and
 //! a human both see why.
 
@@ -52,6 +54,9 @@ pub async fn serve(
             )),
         );
     }
+    if config.api.enabled {
+        app = app.merge(crate::api::routes(&config.api, health.clone()));
+    }
     let app = app.with_state(health);
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -70,26 +75,13 @@ async fn models(State(health): State<Arc<Health>>) -> impl IntoResponse {
 }
 
 /// Lets a request through only with `Authorization: Bearer <token>` (and a non-empty token):
-/// 401 otherwise. The comparison takes the same time wherever the strings differ.
+/// 401 otherwise.
 async fn require_bearer(
     token: &str,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let matches = !token.is_empty()
-        && presented.len() == token.len()
-        && presented
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if matches {
+    if bearer_matches(token, request.headers()) {
         next.run(request).await
     } else {
         (
@@ -98,6 +90,23 @@ async fn require_bearer(
         )
             .into_response()
     }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (never for an empty token). The
+/// comparison takes the same time wherever the strings differ.
+pub(crate) fn bearer_matches(token: &str, headers: &axum::http::HeaderMap) -> bool {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    !token.is_empty()
+        && presented.len() == token.len()
+        && presented
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Body of `POST /models/<input topic>`.

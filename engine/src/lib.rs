@@ -32,6 +32,7 @@
 //! - [`cli`]: the `threatflow` command line; [`model_cli`]: its `train`, `eval`, `bench` and
 //!   `generate` commands.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod config_check;

@@ -544,6 +544,29 @@ fn start_workers(
             ),
             None => None,
         };
+        let new_worker = Arc::new(runtime.new_worker);
+        let state_view = changelog
+            .as_ref()
+            .map(|_| Arc::new(crate::runtime::StateView::default()));
+        health
+            .scoring
+            .register(crate::api::scoring::ScoringBinding::new(
+                spec.name,
+                &binding.topic,
+                binding.schema,
+                config.pipeline.max_message_bytes,
+                new_worker.clone(),
+                match (runtime.state, runtime.state_reads, &state_view) {
+                    (Some(factory), Some(reads), Some(view)) => {
+                        Some(crate::api::scoring::ApiState {
+                            factory,
+                            reads,
+                            view: view.clone(),
+                        })
+                    }
+                    _ => None,
+                },
+            ));
         let lanes = binding.worker_count();
         tracing::info!(
             topic = %binding.topic,
@@ -557,12 +580,12 @@ fn start_workers(
             let worker = Worker {
                 binding: binding.clone(),
                 lane,
-                operator: (runtime.new_worker)(),
+                operator: new_worker(),
                 states: PartitionStates::new(runtime.state),
                 changelog: match &changelog {
                     Some(changelog) => Some(
                         changelog
-                            .writer()
+                            .writer(state_view.clone())
                             .map_err(|error| start_error(error.to_string()))?,
                     ),
                     None => None,

@@ -100,6 +100,11 @@ pub const STATE_RESTORES: &str = "threatflow_state_restores_total";
 /// Entities held in keyed partition state, by input topic.
 pub const STATE_ENTITIES: &str = "threatflow_state_entities";
 
+/// Counter: scoring API answers, by route (`score`, `scan_prompt`) and HTTP status.
+pub const API_REQUESTS: &str = "threatflow_api_requests_total";
+/// Histogram: scoring API request latency, by route (admission, decode, score, encode).
+pub const API_LATENCY: &str = "threatflow_api_request_duration_seconds";
+
 /// Histogram buckets for shadow score differences (scores are mostly 0–1 or 0–100).
 const SCORE_DIFF_BUCKETS: [f64; 10] = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 10.0, 50.0];
 
@@ -140,6 +145,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
                     PROMPT_TOKENIZE_DURATION,
                     PROMPT_QUEUE_DURATION,
                     PROMPT_INFERENCE_DURATION,
+                    API_LATENCY,
                 ]
                 .into_iter()
                 .try_fold(builder, |builder, name| {
@@ -177,6 +183,15 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        API_REQUESTS,
+        "Scoring API answers, by route and HTTP status"
+    );
+    describe_histogram!(
+        API_LATENCY,
+        Unit::Seconds,
+        "Scoring API request latency, by route"
+    );
     describe_counter!(
         DRIFT_CHECKS,
         "Drift checks of a full window of live inputs, by operator and topic"

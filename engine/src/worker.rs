@@ -171,6 +171,9 @@ impl Worker {
             if partition.topic == self.binding.topic
                 && self.states.remove(partition.partition).is_some()
             {
+                if let Some(view) = self.changelog.as_ref().and_then(|c| c.view()) {
+                    view.drop_partition(partition.partition);
+                }
                 self.health
                     .set_state_held(&self.binding.topic, partition.partition, false);
                 tracing::info!(topic = %partition.topic, partition = partition.partition, "partition state dropped (revoked)");
@@ -203,6 +206,9 @@ impl Worker {
                         Ok((source, entries)) => {
                             metrics::counter!(telemetry::STATE_RESTORES, "topic" => self.binding.topic.clone(), "source" => source)
                                 .increment(1);
+                            if let Some(view) = changelog.view() {
+                                view.replace(partition, state.snapshot());
+                            }
                             tracing::info!(
                                 topic = %self.binding.topic,
                                 partition,

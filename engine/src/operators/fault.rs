@@ -3,8 +3,9 @@
 //!
 //! `[operators.fault]` chooses the fault: after `after_events` events it either panics
 //! (`mode = "panic"`, a bug in an operator) or reports an engine failure for every batch
-//! (`mode = "error"`, like a model runtime that broke). Before that it scores like the
-//! passthrough operator (label `verdict = "unscored"`).
+//! (`mode = "error"`, like a model runtime that broke), or takes `delay_ms` per batch before
+//! scoring (`mode = "slow"`, an overloaded model: timeouts and admission control). Before
+//! that it scores like the passthrough operator (label `verdict = "unscored"`).
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,8 @@ pub enum FaultMode {
     Panic,
     /// Return an engine failure (`OperatorError::Scoring`) for every batch.
     Error,
+    /// Sleep `delay_ms` per batch, then score.
+    Slow,
 }
 
 /// `[operators.fault]`.
@@ -65,6 +68,9 @@ pub struct FaultOperatorConfig {
     /// Events scored normally before the fault starts.
     #[serde(default)]
     pub after_events: u64,
+    /// Milliseconds a batch takes in `slow` mode.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 /// See the module doc.
@@ -91,6 +97,9 @@ impl Operator for FaultOperator {
                     return Err(OperatorError::scoring(
                         "fault operator: injected engine failure",
                     ))
+                }
+                FaultMode::Slow => {
+                    std::thread::sleep(std::time::Duration::from_millis(self.config.delay_ms))
                 }
             }
         }
@@ -120,6 +129,7 @@ mod tests {
             config: FaultOperatorConfig {
                 mode: FaultMode::Error,
                 after_events: 3,
+                delay_ms: 0,
             },
             seen: 0,
         };

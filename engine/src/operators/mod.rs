@@ -318,6 +318,8 @@ pub struct BindingRuntime {
     pub model: Option<Arc<dyn ModelHandle>>,
     /// The partition state type (`None` for a stateless operator).
     pub state: Option<StateFactory>,
+    /// What one event reads of that state (the scoring API's scratch state).
+    pub state_reads: Option<StateReads>,
     /// Makes one worker's scorer.
     pub new_worker: WorkerFactory,
     /// Loads a challenger for shadow scoring (`None`: the operator has no model).
@@ -330,6 +332,7 @@ impl BindingRuntime {
         Self {
             model: None,
             state: None,
+            state_reads: None,
             new_worker: Box::new(new_worker),
             shadow: None,
         }
@@ -343,6 +346,7 @@ impl BindingRuntime {
         Self {
             model: Some(model),
             state: None,
+            state_reads: None,
             new_worker: Box::new(new_worker),
             shadow: None,
         }
@@ -354,9 +358,20 @@ impl BindingRuntime {
         self
     }
 
-    /// Adds keyed partition state made by `factory`.
-    pub fn with_state(mut self, factory: StateFactory) -> Self {
+    /// Adds keyed partition state made by `factory`, of which one event reads `reads`.
+    pub fn with_state(mut self, factory: StateFactory, reads: StateReads) -> Self {
         self.state = Some(factory);
+        self.state_reads = Some(reads);
         self
     }
+}
+
+/// What scoring one event reads of a stateful operator's partition state: the scoring API
+/// restores exactly these entries into a scratch state ([`crate::runtime::StateView`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StateReads {
+    /// The entity entries the event's features read (its user, its hosts).
+    pub entity_keys: fn(&InputEvent) -> Vec<String>,
+    /// Partition-wide entries (event-time watermark), merged over the held partitions.
+    pub meta_keys: &'static [&'static str],
 }

@@ -40,7 +40,8 @@ use rdkafka::{ClientConfig, ClientContext, Offset};
 use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
-use crate::runtime::state::{PartitionState, PartitionStates};
+use crate::runtime::state::{PartitionState, PartitionStates, StateChange};
+use crate::runtime::StateView;
 use crate::state::CheckpointStore;
 use crate::sync::lock;
 
@@ -147,7 +148,11 @@ impl Changelog {
     }
 
     /// A writer for one worker (its own producer, so its flush waits for its records only).
-    pub fn writer(self: &Arc<Self>) -> Result<ChangelogWriter, ChangelogError> {
+    /// With `view`, every acknowledged checkpoint is also published there (scoring API).
+    pub fn writer(
+        self: &Arc<Self>,
+        view: Option<Arc<StateView>>,
+    ) -> Result<ChangelogWriter, ChangelogError> {
         let producer: ThreadedProducer<AckCounter> = self
             .producer_config
             .create_with_context(AckCounter::default())
@@ -155,6 +160,7 @@ impl Changelog {
         Ok(ChangelogWriter {
             changelog: self.clone(),
             producer,
+            view,
         })
     }
 
@@ -360,6 +366,7 @@ impl ProducerContext for AckCounter {
 pub struct ChangelogWriter {
     changelog: Arc<Changelog>,
     producer: ThreadedProducer<AckCounter>,
+    view: Option<Arc<StateView>>,
 }
 
 impl ChangelogWriter {
@@ -368,10 +375,16 @@ impl ChangelogWriter {
         &self.changelog
     }
 
+    /// The scoring API's view of this binding's state, if published.
+    pub fn view(&self) -> Option<&StateView> {
+        self.view.as_deref()
+    }
+
     /// Writes the changed entries of `states` and waits until the broker acknowledged all of
     /// them; then refreshes the local cache of each written partition. `Ok` = durable.
     pub fn checkpoint(&self, states: &mut PartitionStates) -> Result<usize, ChangelogError> {
         let mut written_partitions = Vec::new();
+        let mut published: Vec<(i32, Vec<StateChange>)> = Vec::new();
         let mut records = 0;
         for (partition, state) in states.iter_dyn_mut() {
             let changes = state.take_changes();
@@ -390,6 +403,9 @@ impl ChangelogWriter {
                 records += 1;
             }
             written_partitions.push(partition);
+            if self.view.is_some() {
+                published.push((partition, changes));
+            }
         }
         if records == 0 {
             return Ok(0);
@@ -407,6 +423,11 @@ impl ChangelogWriter {
             }
             acks.end_offsets.clone()
         };
+        if let Some(view) = &self.view {
+            for (partition, changes) in &published {
+                view.publish(*partition, changes);
+            }
+        }
         for (partition, state) in states.iter_dyn_mut() {
             if !written_partitions.contains(&partition) {
                 continue;

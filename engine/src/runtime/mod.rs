@@ -5,11 +5,14 @@
 //! - [`state`]: keyed partition state owned by the pipeline (created on assign, restored,
 //!   checkpointed, dropped on revoke);
 //! - [`changelog`]: that state made durable in a compacted Kafka changelog topic, with the
-//!   local sled store as a cache, ordered before offset commits.
+//!   local sled store as a cache, ordered before offset commits;
+//! - [`state_view`]: a read-only copy of the durable state for the scoring API.
 
 pub mod changelog;
 pub mod model_slot;
 pub mod state;
+pub mod state_view;
 
 pub use model_slot::{ModelHandle, ModelLoader, ModelSlot};
 pub use state::{PartitionState, PartitionStates, StateChange, StateFactory};
+pub use state_view::StateView;

@@ -90,7 +90,7 @@ pub struct EntityHistory {
 }
 
 /// The changelog key of the partition-wide facts (entity keys always hold a `:`).
-const META_KEY: &str = "@partition";
+pub const META_KEY: &str = "@partition";
 
 /// One entity as written to the changelog.
 #[derive(Debug, Serialize, Deserialize)]

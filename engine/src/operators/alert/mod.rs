@@ -199,7 +199,21 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
         AlertLoader { config },
         AlertOperator::over,
     )?
-    .with_state(new_history))
+    .with_state(
+        new_history,
+        crate::operators::StateReads {
+            entity_keys: history_keys,
+            meta_keys: &[history::META_KEY],
+        },
+    ))
+}
+
+/// The history entries an alert's features read.
+fn history_keys(event: &InputEvent) -> Vec<String> {
+    match event {
+        InputEvent::Alert(alert) => history::entity_keys(alert),
+        _ => Vec::new(),
+    }
 }
 
 /// An empty entity history (the partition state of the alert operator).

@@ -139,7 +139,25 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
             next_timer: None,
         },
     )?
-    .with_state(new_windows))
+    .with_state(
+        new_windows,
+        crate::operators::StateReads {
+            entity_keys: window_keys,
+            meta_keys: &[window::META_KEY],
+        },
+    ))
+}
+
+/// The window entry an email's features read: its sender's.
+fn window_keys(event: &InputEvent) -> Vec<String> {
+    let InputEvent::Email(email) = event else {
+        return Vec::new();
+    };
+    MailMessage::from_event(email)
+        .ok()
+        .and_then(|message| user_key::user_key(&message.from))
+        .into_iter()
+        .collect()
 }
 
 /// Empty windows (the partition state of the email operator).

@@ -37,7 +37,7 @@ use statrs::distribution::{Binomial, DiscreteCDF};
 use crate::runtime::{PartitionState, StateChange};
 
 /// The changelog key of the partition-wide facts (user keys are addresses: never this).
-const META_KEY: &str = "@partition";
+pub const META_KEY: &str = "@partition";
 
 /// Window settings (from `[operators.email]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
