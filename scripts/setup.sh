@@ -102,3 +102,17 @@ else
   "$moto_venv/bin/python" -m pip install --quiet "moto[server]==$moto_version"
 fi
 ln -sf "$moto_venv/bin/moto_server" "$tools_dir/moto_server"
+
+# Python tools of the API tests, in their own virtual environment: schemathesis fuzzes the
+# scoring API against its served OpenAPI document (tests/tests/api.rs).
+apitest_packages=("schemathesis==4.32.5")
+apitest_venv="$repo_root/.tools/apitest"
+apitest_marker="$apitest_venv/.installed"
+if [ -f "$apitest_marker" ] && [ "$(cat "$apitest_marker")" = "${apitest_packages[*]}" ]; then
+  echo "setup: API test tools already in $apitest_venv"
+else
+  echo "setup: installing ${apitest_packages[*]} (PyPI) into $apitest_venv"
+  python3 -m venv "$apitest_venv"
+  "$apitest_venv/bin/python" -m pip install --quiet "${apitest_packages[@]}"
+  echo "${apitest_packages[*]}" > "$apitest_marker"
+fi

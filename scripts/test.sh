@@ -12,4 +12,6 @@ python3 models/prompt/recipe/prepare_data.py --test-only
 export TANSU_BIN="$repo_root/.tools/bin/tansu"
 # The S3-compatible server of the artifact-store test (installed by setup.sh).
 export MOTO_SERVER="$repo_root/.tools/bin/moto_server"
+# The scoring API's property-based fuzzer (installed by setup.sh).
+export SCHEMATHESIS_BIN="$repo_root/.tools/apitest/bin/schemathesis"
 cargo test --workspace --all-targets --locked

@@ -388,3 +388,57 @@ async fn admission_control_timeouts_limits_and_schema_errors() {
         );
     }
 }
+
+/// The schemathesis command (`scripts/setup.sh` installs it; `scripts/test.sh` exports it).
+fn schemathesis_binary() -> std::path::PathBuf {
+    let path = std::env::var_os("SCHEMATHESIS_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repository().join(".tools/apitest/bin/schemathesis"));
+    assert!(
+        path.exists(),
+        "schemathesis not found at {} (run scripts/setup.sh or set SCHEMATHESIS_BIN)",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
+    let broker = Broker::start().unwrap();
+    let engine = AllOperators::start(&broker);
+    let report = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(schemathesis_binary())
+        .arg("run")
+        .arg(format!("http://{}/v1/openapi.json", engine.http))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance,negative_data_rejection",
+            "--max-examples",
+            "40",
+            "--seed",
+            "7",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "30",
+            "--no-color",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
+        .arg(report.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        engine.logs()
+    );
+    // It did test every operation (a document it could not load would test none).
+    for path in ["/v1/score/flow", "/v1/score/alert", "/v1/scan/prompt"] {
+        assert!(stdout.contains(path), "{path} not tested:\n{stdout}");
+    }
+}

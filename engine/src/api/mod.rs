@@ -36,10 +36,11 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use crate::decode::DecodeFailure;
 use crate::health::Health;
 use crate::telemetry;
 use config::ApiConfig;
-use scoring::{score_request, EventResult, ScoringBinding};
+use scoring::{score_request, EventResult, RequestOutcome, ScoringBinding};
 
 /// Shared by the API's handlers.
 struct Api {
@@ -94,8 +95,15 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .with_state(api)
 }
 
-async fn openapi() -> impl IntoResponse {
-    Json(openapi::document())
+async fn openapi(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    let bound: Vec<(&str, String)> = api
+        .health
+        .scoring
+        .list()
+        .into_iter()
+        .map(|(operator, topic, _)| (operator, topic))
+        .collect();
+    Json(openapi::document_for(&bound))
 }
 
 async fn operators(State(api): State<Arc<Api>>) -> impl IntoResponse {
@@ -198,7 +206,7 @@ impl Api {
         binding: Arc<ScoringBinding>,
         request_id: &str,
         events: Vec<Value>,
-    ) -> Result<Vec<EventResult>, ApiError> {
+    ) -> Result<RequestOutcome, ApiError> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -290,43 +298,46 @@ fn field_named(detail: &str) -> Option<String> {
 fn batch_entry(index: usize, result: EventResult) -> Value {
     match result {
         EventResult::Scored(scored) => json!({ "index": index, "scored": scored }),
-        EventResult::Invalid(failure) => json!({
-            "index": index,
-            "error": "invalid_event",
-            "reason": failure.reason.code(),
-            "field": field_named(&failure.detail),
-            "message": failure.detail,
-        }),
         EventResult::Rejected(detail) => json!({
             "index": index, "error": "rejected", "message": detail,
         }),
     }
 }
 
-/// A single event's failure as a 422.
-fn single_error(result: EventResult, request_id: &str) -> ApiError {
-    match result {
-        EventResult::Invalid(failure) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_event",
-            failure.detail.clone(),
-            request_id,
-        )
-        .with("reason", json!(failure.reason.code()))
-        .with("field", json!(field_named(&failure.detail))),
-        EventResult::Rejected(detail) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "rejected",
-            detail,
-            request_id,
-        ),
-        EventResult::Scored(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "scored event taken for an error",
-            request_id,
-        ),
-    }
+/// The 422 of a request with invalid events: the first one's field and reason, and every
+/// invalid event's index, field and reason under `invalid`.
+fn invalid_events(invalid: Vec<(usize, DecodeFailure)>, request_id: &str) -> ApiError {
+    let listed: Vec<Value> = invalid
+        .iter()
+        .map(|(index, failure)| {
+            json!({
+                "index": index,
+                "reason": failure.reason.code(),
+                "field": field_named(&failure.detail),
+                "message": failure.detail,
+            })
+        })
+        .collect();
+    let (_, first) = &invalid[0];
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_event",
+        first.detail.clone(),
+        request_id,
+    )
+    .with("reason", json!(first.reason.code()))
+    .with("field", json!(field_named(&first.detail)))
+    .with("invalid", Value::Array(listed))
+}
+
+/// A single event the operator rejected, as a 422.
+fn rejected(detail: String, request_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejected",
+        detail,
+        request_id,
+    )
 }
 
 fn latency_ms(started: Instant) -> f64 {
@@ -436,12 +447,17 @@ async fn score_answer(
         )
         .with("field", json!("events")));
     }
-    let mut results = api.run(binding, request_id, events).await?;
+    let mut results = match api.run(binding, request_id, events).await? {
+        RequestOutcome::Invalid(invalid) => return Err(invalid_events(invalid, request_id)),
+        RequestOutcome::Scored(results) => results,
+    };
     if !batch {
-        let result = results.pop().expect("one result per event");
-        let EventResult::Scored(Value::Object(mut scored)) = result else {
-            return Err(single_error(result, request_id));
+        let scored = match results.pop().expect("one result per event") {
+            EventResult::Scored(Value::Object(scored)) => scored,
+            EventResult::Scored(_) => unreachable!("a scored record is a JSON object"),
+            EventResult::Rejected(detail) => return Err(rejected(detail, request_id)),
         };
+        let mut scored = scored;
         scored.insert("request_id".to_owned(), json!(request_id));
         scored.insert("latency_ms".to_owned(), json!(latency_ms(started)));
         return Ok(Json(Value::Object(scored)).into_response());
@@ -497,13 +513,12 @@ async fn scan_answer(
         )
         .with("field", json!(field))
     })?;
-    let result = api
-        .run(binding, request_id, vec![event])
-        .await?
-        .pop()
-        .expect("one result per event");
-    let EventResult::Scored(scored) = result else {
-        return Err(single_error(result, request_id));
+    let scored = match api.run(binding, request_id, vec![event]).await? {
+        RequestOutcome::Invalid(invalid) => return Err(invalid_events(invalid, request_id)),
+        RequestOutcome::Scored(mut results) => match results.pop().expect("one result per event") {
+            EventResult::Scored(scored) => scored,
+            EventResult::Rejected(detail) => return Err(rejected(detail, request_id)),
+        },
     };
     Ok(Json(scan::answer(&scored, request_id, latency_ms(started))).into_response())
 }

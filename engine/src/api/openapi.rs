@@ -24,6 +24,29 @@ pub fn document() -> &'static Value {
     DOCUMENT.get_or_init(build)
 }
 
+/// The document for an engine whose bindings are `bound` (operator, topic): each score
+/// path's `topic` parameter lists the topics that operator is bound to here.
+pub fn document_for(bound: &[(&str, String)]) -> Value {
+    let mut document = document().clone();
+    for (operator, topic) in bound {
+        let parameters =
+            &mut document["paths"][format!("/v1/score/{operator}")]["post"]["parameters"];
+        let Some(parameters) = parameters.as_array_mut() else {
+            continue;
+        };
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "topic") {
+            let schema = &mut parameter["schema"];
+            if !schema["enum"].is_array() {
+                schema["enum"] = json!([]);
+            }
+            if let Some(topics) = schema["enum"].as_array_mut() {
+                topics.push(json!(topic));
+            }
+        }
+    }
+    document
+}
+
 fn build() -> Value {
     let mut document: Value = serde_json::from_str(TEMPLATE).expect("openapi.json is valid JSON");
     let template = document["paths"]
@@ -174,6 +197,19 @@ mod tests {
         }
         assert!(document["paths"][SCORE_TEMPLATE_PATH].is_null());
         assert!(document["paths"]["/v1/scan/prompt"]["post"].is_object());
+    }
+
+    #[test]
+    fn the_served_document_lists_the_bound_topics() {
+        let document = document_for(&[
+            ("flow", "flows-a".to_owned()),
+            ("flow", "flows-b".to_owned()),
+        ]);
+        let parameter = &document["paths"]["/v1/score/flow"]["post"]["parameters"][0];
+        assert_eq!(parameter["name"], "topic");
+        assert_eq!(parameter["schema"]["enum"], json!(["flows-a", "flows-b"]));
+        let unbound = &document["paths"]["/v1/score/alert"]["post"]["parameters"][0];
+        assert!(unbound["schema"]["enum"].is_null());
     }
 
     #[test]

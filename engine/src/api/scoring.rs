@@ -182,51 +182,52 @@ impl ScoringBindings {
     }
 }
 
-/// What became of one event of a request.
+/// What became of one valid event of a request.
 #[derive(Debug)]
 pub enum EventResult {
     /// Scored: the record the stream would emit, as JSON.
     Scored(serde_json::Value),
-    /// The event does not decode or validate (422 for a single event).
-    Invalid(DecodeFailure),
-    /// The operator cannot score this event (422 for a single event).
+    /// The operator cannot score this event (its `Rejected` detail).
     Rejected(String),
 }
 
-/// Decodes every event, scores the valid ones in one batch and returns one result per
-/// event in order. `Err`: the engine could not score (503).
+/// What became of a request.
+#[derive(Debug)]
+pub enum RequestOutcome {
+    /// Some events do not decode or validate: nothing was scored (index, why).
+    Invalid(Vec<(usize, DecodeFailure)>),
+    /// Every event decoded: one result per event, in order.
+    Scored(Vec<EventResult>),
+}
+
+/// Decodes every event; if all are valid, scores them in one batch. Validation is all or
+/// nothing, like a schema check of the whole body. `Err`: the engine could not score (503).
 pub fn score_request(
     binding: &ScoringBinding,
     request_id: &str,
     events: &[serde_json::Value],
-) -> Result<Vec<EventResult>, OperatorError> {
-    let mut results: Vec<Option<EventResult>> = Vec::with_capacity(events.len());
-    let mut valid = Vec::new();
-    for event in events {
+) -> Result<RequestOutcome, OperatorError> {
+    let mut valid = Vec::with_capacity(events.len());
+    let mut invalid = Vec::new();
+    for (index, event) in events.iter().enumerate() {
         match binding.decode(event) {
-            Ok(decoded) => {
-                valid.push(decoded);
-                results.push(None);
-            }
-            Err(failure) => results.push(Some(EventResult::Invalid(failure))),
+            Ok(decoded) => valid.push(decoded),
+            Err(failure) => invalid.push((index, failure)),
         }
     }
-    let mut outcomes = if valid.is_empty() {
-        Vec::new()
-    } else {
-        binding.score(request_id, valid)?
+    if !invalid.is_empty() {
+        return Ok(RequestOutcome::Invalid(invalid));
     }
-    .into_iter();
-    Ok(results
-        .into_iter()
-        .map(|result| {
-            result.unwrap_or_else(|| match outcomes.next() {
-                Some(Outcome::Scored { scored, .. }) => EventResult::Scored(
+    let outcomes = binding.score(request_id, valid)?;
+    Ok(RequestOutcome::Scored(
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Scored { scored, .. } => EventResult::Scored(
                     serde_json::to_value(&*scored).unwrap_or(serde_json::Value::Null),
                 ),
-                Some(Outcome::Rejected { detail }) => EventResult::Rejected(detail),
-                None => EventResult::Rejected("the operator returned no outcome".to_owned()),
+                Outcome::Rejected { detail } => EventResult::Rejected(detail),
             })
-        })
-        .collect())
+            .collect(),
+    ))
 }
