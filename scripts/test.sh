@@ -14,4 +14,6 @@ export TANSU_BIN="$repo_root/.tools/bin/tansu"
 export MOTO_SERVER="$repo_root/.tools/bin/moto_server"
 # The scoring API's property-based fuzzer (installed by setup.sh).
 export SCHEMATHESIS_BIN="$repo_root/.tools/apitest/bin/schemathesis"
+# selenium for the console's browser test (screenshots land in target/console-screenshots/).
+export APITEST_PYTHON="$repo_root/.tools/apitest/bin/python"
 cargo test --workspace --all-targets --locked

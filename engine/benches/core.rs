@@ -73,6 +73,7 @@ fn score_and_encode(criterion: &mut Criterion) {
             format,
             dead_letter_topic: "dlq".into(),
             confluent_ids: BTreeMap::new(),
+            pseudonym_key: String::new(),
         })
         .unwrap();
         group.bench_function(

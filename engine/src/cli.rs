@@ -56,6 +56,13 @@ enum Command {
         /// demo's topics and group get a per-run suffix.
         #[arg(long)]
         brokers: Option<String>,
+        /// Keep running with a steady mix at `--rate` (default 20 events/s) and serve the
+        /// analyst console and the scoring API on `--http` until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
+        /// Address of the console and API with `--serve`.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
     },
     /// Train a model set from labelled data.
     Train {
@@ -217,7 +224,26 @@ pub fn main() -> ExitCode {
             seed,
             json,
             brokers,
+            serve,
+            http,
         } => {
+            if serve {
+                crate::telemetry::init_tracing(crate::config::LogFormat::Text);
+                let options = crate::demo_serve::ServeOptions {
+                    rate: rate.unwrap_or(20).max(1),
+                    http,
+                    bad_ratio: bad_ratio.clamp(0.0, 1.0),
+                    seed,
+                    admin_token: std::env::var("THREATFLOW_HTTP__ADMIN_TOKEN").unwrap_or_default(),
+                };
+                return match crate::demo_serve::run(&options) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("demo failed: {error:#}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             let options = crate::demo::DemoOptions {
                 events,
                 duration: duration.map(Duration::from_secs),
@@ -295,7 +321,7 @@ async fn start_endpoint(config: &EngineConfig) -> anyhow::Result<(CancellationTo
     crate::shutdown::cancel_on_signal(shutdown.clone());
     let health = Arc::new(Health::default());
     if !config.http.bind.is_empty() {
-        crate::http::serve(&config.http, health.clone(), shutdown.clone()).await?;
+        crate::http::serve(config, health.clone(), shutdown.clone()).await?;
     }
     Ok((shutdown, health))
 }

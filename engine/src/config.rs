@@ -241,6 +241,10 @@ pub struct TopicBinding {
     /// operator (whose ONNX Runtime session is already multi-threaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// `full` (default) or `scores-only`: outputs, dead letters, the console and the API
+    /// carry no input content of this topic ([`crate::privacy`]).
+    #[serde(default)]
+    pub privacy: crate::privacy::Privacy,
 }
 
 impl TopicBinding {
@@ -270,6 +274,10 @@ pub struct OutputConfig {
     /// required when `format = "confluent"`.
     #[serde(default)]
     pub confluent_ids: BTreeMap<String, u32>,
+    /// Key of the pseudonyms scores-only bindings write instead of entity names (a secret:
+    /// set it from the environment, `THREATFLOW_OUTPUT__PSEUDONYM_KEY`).
+    #[serde(default)]
+    pub pseudonym_key: String,
 }
 
 fn default_output_format() -> OutputFormat {
@@ -286,6 +294,7 @@ impl Default for OutputConfig {
             format: default_output_format(),
             dead_letter_topic: default_dead_letter_topic(),
             confluent_ids: BTreeMap::new(),
+            pseudonym_key: String::new(),
         }
     }
 }
@@ -656,6 +665,9 @@ impl EngineConfig {
             }
         }
         masked.http.mask_secrets();
+        if !masked.output.pseudonym_key.is_empty() {
+            masked.output.pseudonym_key = "********".to_owned();
+        }
         for (name, value) in masked.registry.store_options.iter_mut() {
             if SECRET_MARKERS.iter().any(|marker| name.contains(marker)) {
                 *value = "********".to_owned();

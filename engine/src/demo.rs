@@ -257,6 +257,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
                 workers: None,
                 input_format: InputFormat::Auto,
                 output_topic: stream.output.clone(),
+                privacy: Default::default(),
             })
             .collect(),
         output: OutputConfig {
@@ -330,6 +331,34 @@ pub fn create_external_topics(brokers: &str, topics: &DemoTopics) -> anyhow::Res
     Ok(())
 }
 
+/// Creates on the mock cluster the topics the engine would create itself on a real broker
+/// (the mock cluster has no CreateTopics): the stateful bindings' changelogs, the registry log
+/// (one partition: one order of alias changes), the drift topic and the feedback topics.
+pub fn create_engine_topics(
+    cluster: &MockCluster<'_, DefaultProducerContext>,
+    config: &EngineConfig,
+) -> anyhow::Result<()> {
+    for binding in &config.bindings {
+        if binding.operator.spec().stateful {
+            let changelog = crate::runtime::changelog::changelog_topic(
+                &config.kafka.group_id,
+                &binding.topic,
+                binding.operator.name(),
+            );
+            cluster.create_topic(&changelog, DEMO_PARTITIONS, 1)?;
+        }
+        let feedback = format!(
+            "{}{}",
+            config.feedback.topic_prefix,
+            binding.operator.name()
+        );
+        cluster.create_topic(&feedback, 1, 1)?;
+    }
+    cluster.create_topic(&config.registry.topic, 1, 1)?;
+    cluster.create_topic(&config.drift.topic, 1, 1)?;
+    Ok(())
+}
+
 /// Runs the demo and returns its accounting.
 pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
     // The mock cluster must outlive every client, so it is held until the end of `run`.
@@ -359,22 +388,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
     let config = demo_config(&brokers, &group, &topics);
     config.validate()?;
     if let Some(cluster) = &cluster {
-        // The mock cluster has no CreateTopics: make the stateful bindings' changelogs here
-        // (against a real broker the engine creates them itself).
-        for binding in &config.bindings {
-            if binding.operator.spec().stateful {
-                let changelog = crate::runtime::changelog::changelog_topic(
-                    &group,
-                    &binding.topic,
-                    binding.operator.name(),
-                );
-                cluster.create_topic(&changelog, DEMO_PARTITIONS, 1)?;
-            }
-        }
-        // Likewise the registry log (one partition: one order of alias changes) and the
-        // drift topic.
-        cluster.create_topic(&config.registry.topic, 1, 1)?;
-        cluster.create_topic(&config.drift.topic, 1, 1)?;
+        create_engine_topics(cluster, &config)?;
     }
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());

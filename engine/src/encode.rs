@@ -210,6 +210,7 @@ mod tests {
             format,
             dead_letter_topic: "dlq".into(),
             confluent_ids: BTreeMap::from([("scored".into(), 42), ("dead_letter".into(), 43)]),
+            pseudonym_key: String::new(),
         })
         .unwrap()
     }

@@ -388,6 +388,18 @@ pub enum InputEvent {
 }
 
 impl InputEvent {
+    /// The event as the JSON of its schema (the form the JSON input format reads).
+    pub fn to_json_value(&self) -> serde_json::Value {
+        let value = match self {
+            Self::Prompt(prompt) => serde_json::to_value(prompt),
+            Self::Flow(flow) => serde_json::to_value(flow),
+            Self::Email(email) => serde_json::to_value(email),
+            Self::Alert(alert) => serde_json::to_value(alert),
+            Self::Address(address) => serde_json::to_value(address),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
     /// The schema this event belongs to.
     pub fn kind(&self) -> SchemaKind {
         match self {

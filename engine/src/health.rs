@@ -57,6 +57,8 @@ pub struct Health {
     pub stopping: AtomicBool,
     /// Each binding's model slot, by input topic (`/models` reads them live).
     pub models: Mutex<BTreeMap<String, BoundModel>>,
+    /// Recent events for the analyst console.
+    pub console: crate::console::feed::ConsoleFeed,
     /// What the scoring API can score, by input topic.
     pub scoring: crate::api::scoring::ScoringBindings,
     /// The trainer's state, when this process runs the trainer role.

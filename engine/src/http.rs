@@ -8,7 +8,8 @@
 //! loaded, verified and warmed off the scoring threads, then goes live between two batches;
 //! a version that fails to load is refused (422) and the old one keeps scoring.
 //!
-//! With `http.api.enabled` (the default) it also serves the scoring API ([`crate::api`]).
+//! With `http.api.enabled` (the default) it also serves the scoring API ([`crate::api`]) and
+//! the analyst console ([`crate::console`]) at `/console`.
 //!
 //! `/ready` answers 503 with the failing facts in its JSON body, so a Kubernetes probe and
 //! a human both see why.
@@ -30,10 +31,11 @@ use crate::telemetry;
 /// Binds `bind` and serves until `shutdown` is cancelled. Returns the bound address (port 0
 /// picks a free port) once listening.
 pub async fn serve(
-    config: &crate::config::HttpConfig,
+    engine: &crate::config::EngineConfig,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    let config = &engine.http;
     let handle = telemetry::metrics_handle();
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     let address = listener.local_addr()?;
@@ -55,7 +57,9 @@ pub async fn serve(
         );
     }
     if config.api.enabled {
-        app = app.merge(crate::api::routes(&config.api, health.clone()));
+        app = app
+            .merge(crate::api::routes(&config.api, health.clone()))
+            .merge(crate::console::routes(engine, health.clone()));
     }
     let app = app.with_state(health);
     tokio::spawn(async move {

@@ -200,6 +200,7 @@ pub fn run(
     shutdown: CancellationToken,
     health: Arc<Health>,
 ) -> Result<(), PipelineError> {
+    crate::privacy::set_key(&config.output.pseudonym_key);
     let tracker = Arc::new(OffsetTracker::new());
     let dead_letters = Arc::new(DeadLetterLog::default());
     let refusals = Arc::new(OutputRefusals::new(
@@ -566,6 +567,7 @@ fn start_workers(
                     }
                     _ => None,
                 },
+                binding.privacy,
             ));
         let lanes = binding.worker_count();
         tracing::info!(

@@ -165,6 +165,10 @@ impl Worker {
         }
     }
 
+    fn scores_only(&self) -> bool {
+        self.binding.privacy == crate::privacy::Privacy::ScoresOnly
+    }
+
     /// Drops the state of `revoked` partitions this worker holds (after [`Self::checkpoint`]).
     fn drop_state(&mut self, revoked: &[TopicPartition]) {
         for partition in revoked {
@@ -331,7 +335,17 @@ impl Worker {
         let mut attempt = 1;
         loop {
             let error: OperatorError = match self.operator.score_batch(events, &mut self.states) {
-                Ok(outcomes) => {
+                Ok(mut outcomes) => {
+                    let scores_only = self.binding.privacy == crate::privacy::Privacy::ScoresOnly;
+                    if scores_only {
+                        crate::privacy::sanitize_outcomes(events, &mut outcomes);
+                    }
+                    self.health.console.offer(
+                        crate::console::feed::FeedKeys::of(self.binding.operator.spec()),
+                        scores_only,
+                        events,
+                        &outcomes,
+                    );
                     if let Some(shadow) = &self.shadow {
                         shadow.offer(events, &outcomes);
                     }
@@ -439,8 +453,9 @@ impl Worker {
             reason: failure.reason,
             detail: failure.detail,
             operator: self.binding.operator.name().to_owned(),
-            original_key: record.key.clone(),
-            original_value: record.payload.clone(),
+            // A scores-only binding's dead letters locate the input, never carry it.
+            original_key: record.key.clone().filter(|_| !self.scores_only()),
+            original_value: record.payload.clone().filter(|_| !self.scores_only()),
             failed_at_ms: now_ms(),
             original_size: record.payload.as_ref().map(|value| value.len() as i64),
             value_truncated: false,

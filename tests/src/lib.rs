@@ -6,6 +6,8 @@
 //! Every test uses fresh topic and group names (Tansu cannot re-join a group that every
 //! member has left; see `../shared/OFFLINE.md`), so tests never see each other's data.
 
+pub mod all_operators;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,6 @@
 //! stateful ones against the state the stream had built), `POST /v1/scan/prompt`, and the
 //! admission-control answers (401, 404, 400, 413, 422, 408, 429) with their bodies.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,18 +10,8 @@ use serde_json::{json, Value};
 use threatflow::events::{InputEvent, SchemaKind};
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow::scored::Scored;
-use threatflow_e2e::{
-    consume_scored, free_loopback_address, http_call, repository, unique_name, Broker,
-    EngineProcess, HttpAnswer, OperatorEngine, TestTopics,
-};
-
-const OPERATORS: [SchemaKind; 5] = [
-    SchemaKind::Prompt,
-    SchemaKind::Flow,
-    SchemaKind::Email,
-    SchemaKind::Alert,
-    SchemaKind::Address,
-];
+use threatflow_e2e::all_operators::{wait_ready, AllOperators};
+use threatflow_e2e::{http_call, repository, Broker, HttpAnswer, OperatorEngine, TestTopics};
 
 fn post(address: &str, path: &str, body: &Value) -> HttpAnswer {
     http_call(
@@ -33,18 +22,6 @@ fn post(address: &str, path: &str, body: &Value) -> HttpAnswer {
         Some(body.to_string().as_bytes()),
     )
     .unwrap()
-}
-
-fn wait_ready(address: &str, logs: impl Fn() -> String) {
-    for _ in 0..600 {
-        if let Ok(answer) = http_call(address, "GET", "/ready", &[], None) {
-            if answer.status == 200 {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("engine not ready\n{}", logs());
 }
 
 /// What must agree between the stream's record and the API's for one event.
@@ -66,149 +43,27 @@ fn stream_verdicts(records: &[Scored]) -> Vec<Value> {
         .collect()
 }
 
-/// An engine with every operator bound, one partition per topic so the stream scores in the
-/// order produced.
-struct AllOperators {
-    _process: EngineProcess,
-    dir: tempfile::TempDir,
-    http: String,
-    inputs: BTreeMap<&'static str, String>,
-    outputs: BTreeMap<&'static str, String>,
-}
-
-impl AllOperators {
-    fn start(broker: &Broker) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let http = free_loopback_address().unwrap();
-        let mut inputs = BTreeMap::new();
-        let mut outputs = BTreeMap::new();
-        let mut bindings = String::new();
-        for kind in OPERATORS {
-            let (input, output) = (unique_name(kind.name()), unique_name("scored"));
-            broker.create_topic(&input, 1).unwrap();
-            broker.create_topic(&output, 1).unwrap();
-            bindings.push_str(&format!(
-                "[[bindings]]\ntopic = \"{input}\"\nschema = \"{name}\"\noperator = \"{name}\"\noutput_topic = \"{output}\"\n\n",
-                name = kind.name()
-            ));
-            inputs.insert(kind.name(), input);
-            outputs.insert(kind.name(), output);
-        }
-        let (dead_letters, entities, users) = (
-            unique_name("dlq"),
-            unique_name("entities"),
-            unique_name("users"),
-        );
-        for topic in [&dead_letters, &entities, &users] {
-            broker.create_topic(topic, 1).unwrap();
-        }
-        let config = format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-
-{bindings}
-[output]
-dead_letter_topic = "{dead_letters}"
-
-[storage]
-state_dir = "{state}"
-model_dir = "{models}"
-
-[http]
-bind = "{http}"
-
-[pipeline]
-linger_ms = 10
-state_checkpoint_ms = 200
-
-[operators.alert]
-entity_topic = "{entities}"
-
-[operators.email]
-user_topic = "{users}"
-"#,
-            brokers = broker.bootstrap,
-            group = unique_name("group"),
-            state = dir.path().join("state").display(),
-            models = repository().join("models").display(),
-        );
-        let config_path = dir.path().join("engine.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let process = EngineProcess::start(
-            Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
-            &config_path,
-            &dir.path().join("engine.log"),
-        )
-        .unwrap();
-        let engine = Self {
-            _process: process,
-            dir,
-            http,
-            inputs,
-            outputs,
-        };
-        wait_ready(&engine.http, || engine.logs());
-        engine
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
-    }
-
-    /// Produces `events` to `kind`'s input and returns the stream's records for them (the
-    /// output topic's records `skip..skip + events.len()`).
-    async fn stream(
-        &self,
-        broker: &Broker,
-        kind: SchemaKind,
-        events: &[Value],
-        skip: usize,
-    ) -> Vec<Scored> {
-        let payloads: Vec<Vec<u8>> = events
-            .iter()
-            .map(|event| event.to_string().into_bytes())
-            .collect();
-        threatflow_e2e::produce(&broker.bootstrap, &self.inputs[kind.name()], &payloads)
-            .await
-            .unwrap();
-        let output = &self.outputs[kind.name()];
-        let expected = skip + events.len();
-        let records = consume_scored(
-            &broker.bootstrap,
-            &[output],
-            1,
-            Duration::from_secs(120),
-            |r| r.get(output).map_or(0, Vec::len) >= expected,
-        );
-        let records = records.get(output).cloned().unwrap_or_default();
-        assert_eq!(records.len(), expected, "{}", self.logs());
-        records[skip..].to_vec()
-    }
-
-    /// Scores `events` as one API batch and returns the scored records in order.
-    fn api(&self, kind: SchemaKind, events: &[Value]) -> Vec<Value> {
-        let answer = post(
-            &self.http,
-            &format!("/v1/score/{}", kind.name()),
-            &json!({ "events": events }),
-        );
-        assert_eq!(answer.status, 200, "{}\n{}", answer.body, self.logs());
-        let body = answer.json();
-        assert!(body["request_id"].is_string() && body["latency_ms"].as_f64().is_some());
-        body["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .enumerate()
-            .map(|(index, result)| {
-                assert_eq!(result["index"], index);
-                assert!(result["scored"].is_object(), "{result}");
-                result["scored"].clone()
-            })
-            .collect()
-    }
+/// Scores `events` as one API batch and returns the scored records in order.
+fn score_batch(engine: &AllOperators, kind: SchemaKind, events: &[Value]) -> Vec<Value> {
+    let answer = post(
+        &engine.http,
+        &format!("/v1/score/{}", kind.name()),
+        &json!({ "events": events }),
+    );
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, engine.logs());
+    let body = answer.json();
+    assert!(body["request_id"].is_string() && body["latency_ms"].as_f64().is_some());
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(index, result)| {
+            assert_eq!(result["index"], index);
+            assert!(result["scored"].is_object(), "{result}");
+            result["scored"].clone()
+        })
+        .collect()
 }
 
 fn events(kind: SchemaKind, generator: &mut EventGenerator, count: usize) -> Vec<Value> {
@@ -223,7 +78,11 @@ fn events(kind: SchemaKind, generator: &mut EventGenerator, count: usize) -> Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operator_scores_the_same_through_the_api_as_through_the_stream() {
     let broker = Broker::start().unwrap();
-    let engine = AllOperators::start(&broker);
+    let engine = AllOperators::start(
+        Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
+        &broker,
+        "",
+    );
     let mut generator = EventGenerator::new(23);
 
     let operators = http_call(&engine.http, "GET", "/v1/operators", &[], None).unwrap();
@@ -234,7 +93,7 @@ async fn every_operator_scores_the_same_through_the_api_as_through_the_stream() 
     for kind in [SchemaKind::Prompt, SchemaKind::Flow, SchemaKind::Address] {
         let batch = events(kind, &mut generator, 24);
         let streamed = engine.stream(&broker, kind, &batch, 0).await;
-        let scored = engine.api(kind, &batch);
+        let scored = score_batch(&engine, kind, &batch);
         let api: Vec<Value> = scored.iter().map(verdict_of).collect();
         assert_eq!(api, stream_verdicts(&streamed), "{}", kind.name());
         assert!(scored
@@ -251,9 +110,15 @@ async fn every_operator_scores_the_same_through_the_api_as_through_the_stream() 
         // Two checkpoint intervals: the state the stream built is durable and published.
         tokio::time::sleep(Duration::from_millis(600)).await;
         let next = events(kind, &mut generator, 12);
-        let api: Vec<Value> = engine.api(kind, &next).iter().map(verdict_of).collect();
+        let api: Vec<Value> = score_batch(&engine, kind, &next)
+            .iter()
+            .map(verdict_of)
+            .collect();
         // Scoring them again gives the same: the first API call folded nothing.
-        let again: Vec<Value> = engine.api(kind, &next).iter().map(verdict_of).collect();
+        let again: Vec<Value> = score_batch(&engine, kind, &next)
+            .iter()
+            .map(verdict_of)
+            .collect();
         assert_eq!(api, again, "{}", kind.name());
         let streamed = engine.stream(&broker, kind, &next, history.len()).await;
         assert_eq!(api, stream_verdicts(&streamed), "{}", kind.name());
@@ -405,7 +270,11 @@ fn schemathesis_binary() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let broker = Broker::start().unwrap();
-    let engine = AllOperators::start(&broker);
+    let engine = AllOperators::start(
+        Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
+        &broker,
+        "",
+    );
     let report = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(schemathesis_binary())
         .arg("run")

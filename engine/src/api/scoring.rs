@@ -54,6 +54,7 @@ pub struct ScoringBinding {
     new_worker: Arc<WorkerFactory>,
     idle: Mutex<Vec<Box<dyn Operator>>>,
     state: Option<ApiState>,
+    scores_only: bool,
 }
 
 impl ScoringBinding {
@@ -65,6 +66,7 @@ impl ScoringBinding {
         max_message_bytes: usize,
         new_worker: Arc<WorkerFactory>,
         state: Option<ApiState>,
+        privacy: crate::privacy::Privacy,
     ) -> Self {
         Self {
             operator,
@@ -79,6 +81,7 @@ impl ScoringBinding {
             new_worker,
             idle: Mutex::new(Vec::new()),
             state,
+            scores_only: privacy == crate::privacy::Privacy::ScoresOnly,
         }
     }
 
@@ -136,6 +139,9 @@ impl ScoringBinding {
         let outcomes = scorer.score_batch(&sourced, &mut states);
         lock(&self.idle).push(scorer);
         let mut outcomes = outcomes?;
+        if self.scores_only {
+            crate::privacy::sanitize_outcomes(&sourced, &mut outcomes);
+        }
         for outcome in &mut outcomes {
             if let Outcome::Scored { scored, .. } = outcome {
                 scored.source.offset -= API_OFFSET_BASE;

@@ -230,31 +230,19 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
             version,
             reason,
         } => {
-            let view = promotable(&config, &store, operator, version)?;
-            let mut record =
-                RegistryRecord::now(operator, Action::Promote, Some(version), &by, reason)
-                    .with_metrics(view.metrics());
-            record.previous = state.of(operator).champion;
-            log.append(&record)?;
+            let previous = promote(
+                &config, &store, &log, &state, operator, version, &by, reason,
+            )?;
             println!(
                 "{operator}: champion {} -> {version}",
-                record.previous.as_deref().unwrap_or("-")
+                previous.as_deref().unwrap_or("-")
             );
         }
         ModelsCommand::Rollback { operator, reason } => {
-            let aliases = state.of(operator);
-            let Some(target) = aliases.rollback_target() else {
-                bail!("{operator} has no previous champion to roll back to");
-            };
-            let view = store.manifest(operator, &target)?;
-            let mut record =
-                RegistryRecord::now(operator, Action::Rollback, Some(&target), &by, reason)
-                    .with_metrics(view.map(|v| v.metrics()).unwrap_or_default());
-            record.previous = aliases.champion.clone();
-            log.append(&record)?;
+            let (previous, target) = rollback(&store, &log, &state, operator, &by, reason)?;
             println!(
                 "{operator}: champion {} -> {target} (rollback)",
-                record.previous.as_deref().unwrap_or("-")
+                previous.as_deref().unwrap_or("-")
             );
         }
         ModelsCommand::Challenge {
@@ -347,6 +335,70 @@ fn print_json(json: bool, value: &serde_json::Value) {
 
 /// The version's manifest after downloading it into a scratch cache and verifying it: a
 /// version that would be refused at swap time is refused here first.
+/// Makes `version` of `operator` the champion (after it fetches and verifies); returns the
+/// previous champion.
+#[allow(clippy::too_many_arguments)]
+pub fn promote(
+    config: &EngineConfig,
+    store: &ArtifactStore,
+    log: &RegistryLog,
+    state: &crate::registry::log::RegistryState,
+    operator: &str,
+    version: &str,
+    by: &str,
+    reason: &str,
+) -> anyhow::Result<Option<String>> {
+    let view = promotable(config, store, operator, version)?;
+    let mut record = RegistryRecord::now(operator, Action::Promote, Some(version), by, reason)
+        .with_metrics(view.metrics());
+    record.previous = state.of(operator).champion;
+    log.append(&record)?;
+    Ok(record.previous)
+}
+
+/// Makes the previous champion of `operator` the champion again; returns (the champion it
+/// replaced, the new champion).
+pub fn rollback(
+    store: &ArtifactStore,
+    log: &RegistryLog,
+    state: &crate::registry::log::RegistryState,
+    operator: &str,
+    by: &str,
+    reason: &str,
+) -> anyhow::Result<(Option<String>, String)> {
+    let aliases = state.of(operator);
+    let Some(target) = aliases.rollback_target() else {
+        bail!("{operator} has no previous champion to roll back to");
+    };
+    let view = store.manifest(operator, &target)?;
+    let mut record = RegistryRecord::now(operator, Action::Rollback, Some(&target), by, reason)
+        .with_metrics(view.map(|v| v.metrics()).unwrap_or_default());
+    record.previous = aliases.champion.clone();
+    log.append(&record)?;
+    Ok((record.previous, target))
+}
+
+/// Promotes or rolls back `operator` as the engine of `config` (the console's admin actions):
+/// `version` `None` rolls back. Returns the new champion.
+pub fn change_champion(
+    config: &EngineConfig,
+    operator: &str,
+    version: Option<&str>,
+    by: &str,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let store = ArtifactStore::open(&config.registry, &config.storage.model_dir)?;
+    let log = RegistryLog::open(config)?;
+    let (state, _) = log.read_all()?;
+    match version {
+        Some(version) => {
+            promote(config, &store, &log, &state, operator, version, by, reason)?;
+            Ok(version.to_owned())
+        }
+        None => Ok(rollback(&store, &log, &state, operator, by, reason)?.1),
+    }
+}
+
 fn promotable(
     config: &EngineConfig,
     store: &ArtifactStore,

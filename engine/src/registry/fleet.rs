@@ -116,6 +116,12 @@ impl Registry {
                     "action": record.action, "version": record.version, "by": record.by,
                     "at": record.at, "reason": record.reason,
                 })),
+            "history": aliases.history.iter().rev().take(10)
+                .map(|record| serde_json::json!({
+                    "action": record.action, "version": record.version, "by": record.by,
+                    "at": record.at, "reason": record.reason,
+                }))
+                .collect::<Vec<_>>(),
         })
     }
 

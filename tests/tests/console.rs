@@ -1,0 +1,120 @@
+//! The analyst console in a real browser (headless Chromium driven by selenium, see
+//! `tests/browser/console_check.py`) against an engine on a real broker: the live view lists
+//! events this test produced, an event's detail lists its contributions with training
+//! medians, clicking "False positive" puts a verdict with that event's id and coordinates on
+//! the feedback topic, the entity view plots an entity's risk, the models page shows the
+//! current version and "Try it" scores through the API. Screenshots of every page go to
+//! `target/console-screenshots/`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+use threatflow::events::SchemaKind;
+use threatflow::generate::{encode_json, EventGenerator};
+use threatflow_e2e::all_operators::AllOperators;
+use threatflow_e2e::{repository, unique_name, Broker};
+
+/// The Python of the browser tools (`scripts/setup.sh` installs selenium there).
+fn browser_python() -> std::path::PathBuf {
+    let path = std::env::var_os("APITEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repository().join(".tools/apitest/bin/python"));
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/setup.sh (or set APITEST_PYTHON)",
+        path.display()
+    );
+    path
+}
+
+/// The feedback records on `topic` (read from the beginning for up to `timeout`).
+fn feedback_records(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<Value> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && records.is_empty() {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            records.push(serde_json::from_slice(message.payload().unwrap_or_default()).unwrap());
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
+    let broker = Broker::start().unwrap();
+    let engine = AllOperators::start(
+        Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
+        &broker,
+        "",
+    );
+    broker.create_topic("feedback.flow", 1).unwrap();
+    let mut generator = EventGenerator::new(41);
+    let events = |kind: SchemaKind, count: usize, generator: &mut EventGenerator| -> Vec<Value> {
+        (0..count)
+            .map(|_| serde_json::from_slice(&encode_json(&generator.event(kind))).unwrap())
+            .collect()
+    };
+    let alerts = events(SchemaKind::Alert, 30, &mut generator);
+    engine.stream(&broker, SchemaKind::Alert, &alerts, 0).await;
+    let flows = events(SchemaKind::Flow, 80, &mut generator);
+    let scored = engine.stream(&broker, SchemaKind::Flow, &flows, 0).await;
+    let flow_ids: Vec<String> = scored.iter().map(|s| s.event_id.clone()).collect();
+
+    let shots = repository().join("target/console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let output = std::process::Command::new(browser_python())
+        .arg(repository().join("tests/browser/console_check.py"))
+        .arg(format!("http://{}", engine.http))
+        .arg(&shots)
+        .arg("v1")
+        .args(&flow_ids)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        engine.logs()
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let clicked = report["clicked"].as_str().unwrap().to_owned();
+    assert!(flow_ids.contains(&clicked));
+    for page in ["live", "detail", "verdict", "entities", "models", "try"] {
+        assert!(
+            shots.join(format!("{page}.png")).exists(),
+            "{page} screenshot"
+        );
+    }
+
+    // The click wrote a verdict on that event, with its coordinates, where the trainer reads.
+    let verdicts = feedback_records(&broker.bootstrap, "feedback.flow", Duration::from_secs(20));
+    let verdict = verdicts
+        .iter()
+        .find(|record| record["event_id"] == clicked.as_str())
+        .unwrap_or_else(|| panic!("no verdict for {clicked} in {verdicts:?}"));
+    assert_eq!(verdict["verdict"], "false_positive");
+    assert_eq!(verdict["operator"], "flow");
+    assert_eq!(verdict["model_version"], "v1");
+    let record = scored.iter().find(|s| s.event_id == clicked).unwrap();
+    assert_eq!(verdict["source"]["topic"], record.source.topic.as_str());
+    assert_eq!(verdict["source"]["offset"], record.source.offset);
+    // It is a verdict the trainer accepts (the same decoder reads the feedback topic).
+    let payload = serde_json::to_vec(verdict).unwrap();
+    threatflow::learning::verdict::Feedback::decode(Some(&payload), "flow").unwrap();
+}
