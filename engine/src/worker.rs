@@ -384,10 +384,15 @@ impl Worker {
 
     fn emit_scored(&self, record: &RawRecord, scored: &Scored, extra: &[ExtraRecord]) {
         let mut outputs: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::with_capacity(1 + extra.len());
-        let key = record
-            .key
-            .clone()
-            .unwrap_or_else(|| scored.event_id.clone().into_bytes());
+        let key = match &record.key {
+            // The input's key often names the entity (a user, an address): a scores-only
+            // binding keys its output by the key's pseudonym (same partitioning, no name).
+            Some(key) if self.scores_only() => {
+                crate::privacy::pseudonym(&String::from_utf8_lossy(key)).into_bytes()
+            }
+            Some(key) => key.clone(),
+            None => scored.event_id.clone().into_bytes(),
+        };
         match self.encoder.encode_scored(scored) {
             Ok(payload) => outputs.push((&self.binding.output_topic, key, payload)),
             Err(error) => {

@@ -50,6 +50,19 @@ pub struct AllOperators {
     pub outputs: BTreeMap<&'static str, String>,
     /// The engine's config file.
     pub config_path: PathBuf,
+    /// Dead-letter, alert entity and email user topics.
+    pub topics: ExtraTopics,
+}
+
+/// The outputs besides the scored topics.
+#[derive(Debug, Clone)]
+pub struct ExtraTopics {
+    /// Dead letters of every binding.
+    pub dead_letters: String,
+    /// Alert entity behaviour records.
+    pub entities: String,
+    /// Email per-user risk records.
+    pub users: String,
 }
 
 impl AllOperators {
@@ -57,6 +70,12 @@ impl AllOperators {
     /// with every operator bound, the shipped models and `extra` config text appended (its
     /// `{input:<operator>}` placeholders name the operator's input topic); waits until ready.
     pub fn start(binary: &Path, broker: &Broker, extra: &str) -> Self {
+        Self::start_with(binary, broker, "", extra)
+    }
+
+    /// [`Self::start`] with `binding_extra` added to every `[[bindings]]` entry (for example
+    /// `privacy = "scores-only"`).
+    pub fn start_with(binary: &Path, broker: &Broker, binding_extra: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let http = free_loopback_address().unwrap();
         let mut inputs = BTreeMap::new();
@@ -67,7 +86,7 @@ impl AllOperators {
             broker.create_topic(&input, 1).unwrap();
             broker.create_topic(&output, 1).unwrap();
             bindings.push_str(&format!(
-                "[[bindings]]\ntopic = \"{input}\"\nschema = \"{name}\"\noperator = \"{name}\"\noutput_topic = \"{output}\"\n\n",
+                "[[bindings]]\ntopic = \"{input}\"\nschema = \"{name}\"\noperator = \"{name}\"\noutput_topic = \"{output}\"\n{binding_extra}\n\n",
                 name = kind.name()
             ));
             inputs.insert(kind.name(), input);
@@ -78,6 +97,11 @@ impl AllOperators {
             unique_name("entities"),
             unique_name("users"),
         );
+        let topics = ExtraTopics {
+            dead_letters: dead_letters.clone(),
+            entities: entities.clone(),
+            users: users.clone(),
+        };
         for topic in [&dead_letters, &entities, &users] {
             broker.create_topic(topic, 1).unwrap();
         }
@@ -129,6 +153,7 @@ user_topic = "{users}"
             inputs,
             outputs,
             config_path,
+            topics,
         };
         wait_ready(&engine.http, || engine.logs());
         engine
