@@ -107,9 +107,10 @@ ln -sf "$moto_venv/bin/moto_server" "$tools_dir/moto_server"
 
 # Python tools of the API and console tests, in their own virtual environment: schemathesis
 # fuzzes the scoring API against its served OpenAPI document (tests/tests/api.rs); selenium
-# drives Debian's headless Chromium through chromedriver (tests/tests/console.rs). selenium
+# drives Debian's headless Chromium through chromedriver (tests/tests/console.rs); py-ocsf-models
+# (OCSF 1.5.0) validates the OCSF findings (tests/tests/ocsf.rs). selenium
 # 4.50.0, not 4.52.0: the newest needs a certifi the package mirror does not have yet.
-apitest_packages=("schemathesis==4.32.5" "selenium==4.50.0")
+apitest_packages=("schemathesis==4.32.5" "selenium==4.50.0" "py-ocsf-models==0.10.0")
 apitest_venv="$repo_root/.tools/apitest"
 apitest_marker="$apitest_venv/.installed"
 if [ -f "$apitest_marker" ] && [ "$(cat "$apitest_marker")" = "${apitest_packages[*]}" ]; then

@@ -219,6 +219,9 @@ pub enum OutputFormat {
     Avro,
     /// Confluent wire format with the ids in `output.confluent_ids`.
     Confluent,
+    /// OCSF Detection Findings (JSON) for events that cross a threshold; extra records and
+    /// dead letters as JSON ([`crate::ocsf`]).
+    Ocsf,
 }
 
 /// One input topic bound to one operator.

@@ -53,10 +53,15 @@ impl OutputEncoder {
         })
     }
 
-    /// Encodes a scored event.
+    /// Whether the binding's own output is an OCSF finding ([`crate::ocsf`]).
+    pub fn is_ocsf(&self) -> bool {
+        self.format == OutputFormat::Ocsf
+    }
+
+    /// Encodes a scored event (JSON in OCSF mode: for extra records).
     pub fn encode_scored(&self, scored: &Scored) -> Result<Vec<u8>, EncodeError> {
         match self.format {
-            OutputFormat::Json => Ok(serde_json::to_vec(scored)?),
+            OutputFormat::Json | OutputFormat::Ocsf => Ok(serde_json::to_vec(scored)?),
             OutputFormat::Avro => Ok(self.scored_writer.write_ser_to_vec(scored)?),
             OutputFormat::Confluent => Ok(confluent_frame(
                 self.scored_id,
@@ -68,7 +73,7 @@ impl OutputEncoder {
     /// Encodes a dead-letter record.
     pub fn encode_dead_letter(&self, dead_letter: &DeadLetter) -> Result<Vec<u8>, EncodeError> {
         match self.format {
-            OutputFormat::Json => Ok(serde_json::to_vec(dead_letter)?),
+            OutputFormat::Json | OutputFormat::Ocsf => Ok(serde_json::to_vec(dead_letter)?),
             OutputFormat::Avro => Ok(self
                 .dead_letter_writer
                 .write_value_to_vec(dead_letter_value(dead_letter))?),

@@ -54,6 +54,8 @@ pub mod http;
 pub mod learning;
 pub mod ml;
 pub mod model_cli;
+pub mod ocsf;
+pub mod ocsf_verdicts;
 pub mod offsets;
 pub mod operators;
 pub mod pipeline;

@@ -240,6 +240,8 @@ pub fn run(
         }
         None => None,
     };
+    let relay_stop = shutdown.child_token();
+    let verdict_relay = crate::ocsf_verdicts::start(config, relay_stop.clone())?;
     health.operators_started.store(true, Ordering::Relaxed);
 
     let dispatcher = Arc::new(Dispatcher::new(
@@ -299,6 +301,10 @@ pub fn run(
     registry_stop.cancel();
     if let Some(follower) = registry_follower {
         let _ = follower.join();
+    }
+    relay_stop.cancel();
+    if let Some(relay) = verdict_relay {
+        let _ = relay.join();
     }
     match health.failure() {
         Some(failure) => Err(PipelineError::Failed(failure)),

@@ -281,6 +281,7 @@ impl Worker {
             return;
         };
         let mut outcomes = outcomes.into_iter();
+        let mut scored_events = events.iter();
         let emit_start = Instant::now();
         let scored_count = events.len();
         let mut missing_outcomes = false;
@@ -289,9 +290,11 @@ impl Worker {
                 self.emit_dead_letter(record, failure);
                 continue;
             }
+            // Outcomes and decoded events pair up one to one, in order.
+            let event = scored_events.next().map(|sourced| &sourced.event);
             match outcomes.next() {
                 Some(Outcome::Scored { scored, extra }) => {
-                    self.emit_scored(record, &scored, &extra)
+                    self.emit_scored(record, event, &scored, &extra)
                 }
                 Some(Outcome::Rejected { detail }) => self.emit_dead_letter(
                     record,
@@ -382,7 +385,13 @@ impl Worker {
         }
     }
 
-    fn emit_scored(&self, record: &RawRecord, scored: &Scored, extra: &[ExtraRecord]) {
+    fn emit_scored(
+        &self,
+        record: &RawRecord,
+        event: Option<&crate::events::InputEvent>,
+        scored: &Scored,
+        extra: &[ExtraRecord],
+    ) {
         let mut outputs: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::with_capacity(1 + extra.len());
         let key = match &record.key {
             // The input's key often names the entity (a user, an address): a scores-only
@@ -393,9 +402,24 @@ impl Worker {
             Some(key) => key.clone(),
             None => scored.event_id.clone().into_bytes(),
         };
-        match self.encoder.encode_scored(scored) {
-            Ok(payload) => outputs.push((&self.binding.output_topic, key, payload)),
-            Err(error) => {
+        let main = if self.encoder.is_ocsf() {
+            // Only events that cross a threshold become findings.
+            let main_score = self
+                .binding
+                .operator
+                .spec()
+                .model
+                .map_or("", |m| m.shadow.score);
+            crate::ocsf::finding(scored, event, main_score, self.scores_only()).map(|finding| {
+                serde_json::to_vec(&finding).map_err(crate::encode::EncodeError::from)
+            })
+        } else {
+            Some(self.encoder.encode_scored(scored))
+        };
+        match main {
+            None => {}
+            Some(Ok(payload)) => outputs.push((&self.binding.output_topic, key, payload)),
+            Some(Err(error)) => {
                 return self.emit_dead_letter(
                     record,
                     DecodeFailure {

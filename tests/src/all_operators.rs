@@ -76,6 +76,17 @@ impl AllOperators {
     /// [`Self::start`] with `binding_extra` added to every `[[bindings]]` entry (for example
     /// `privacy = "scores-only"`).
     pub fn start_with(binary: &Path, broker: &Broker, binding_extra: &str, extra: &str) -> Self {
+        Self::start_with_env(binary, broker, binding_extra, extra, &[])
+    }
+
+    /// [`Self::start_with`] with environment overrides (`THREATFLOW_OUTPUT__FORMAT=ocsf`).
+    pub fn start_with_env(
+        binary: &Path,
+        broker: &Broker,
+        binding_extra: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let http = free_loopback_address().unwrap();
         let mut inputs = BTreeMap::new();
@@ -144,8 +155,13 @@ user_topic = "{users}"
         }
         let config_path = dir.path().join("engine.toml");
         std::fs::write(&config_path, config).unwrap();
-        let process =
-            EngineProcess::start(binary, &config_path, &dir.path().join("engine.log")).unwrap();
+        let process = EngineProcess::start_with_env(
+            binary,
+            &config_path,
+            &dir.path().join("engine.log"),
+            env,
+        )
+        .unwrap();
         let engine = Self {
             _process: process,
             dir,
