@@ -7,6 +7,7 @@
 //! member has left; see `../shared/OFFLINE.md`), so tests never see each other's data.
 
 pub mod all_operators;
+pub mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;

@@ -11,7 +11,8 @@ use threatflow::events::{InputEvent, SchemaKind};
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow::scored::Scored;
 use threatflow_e2e::all_operators::{wait_ready, AllOperators};
-use threatflow_e2e::{http_call, repository, Broker, HttpAnswer, OperatorEngine, TestTopics};
+use threatflow_e2e::records::test_tool;
+use threatflow_e2e::{http_call, Broker, HttpAnswer, OperatorEngine, TestTopics};
 
 fn post(address: &str, path: &str, body: &Value) -> HttpAnswer {
     http_call(
@@ -34,6 +35,46 @@ fn verdict_of(scored: &Value) -> Value {
         "explanation": scored["explanation"],
         "thresholds_crossed": scored["thresholds_crossed"],
     })
+}
+
+/// Whether two records agree, numbers within `tolerance` absolute. The prompt model is int8
+/// with dynamic activation quantization: its scale is computed per batch, so a prompt's L2
+/// probability moves by about 1e-5 with the batch it shares (the stream's scores too). Prompts
+/// are compared within 1e-3; labels, verdicts and every other operator's numbers exactly.
+fn agree(a: &Value, b: &Value, tolerance: f64) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() <= tolerance
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| agree(x, y, tolerance))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|(key, value)| {
+                    y.get(key)
+                        .is_some_and(|other| agree(value, other, tolerance))
+                })
+        }
+        (x, y) => x == y,
+    }
+}
+
+/// `api` and `stream` agree (see [`agree`]).
+fn assert_agree(kind: SchemaKind, api: &[Value], stream: &[Value]) {
+    let tolerance = if kind == SchemaKind::Prompt {
+        1e-3
+    } else {
+        0.0
+    };
+    assert_eq!(api.len(), stream.len(), "{}", kind.name());
+    for (api, stream) in api.iter().zip(stream) {
+        assert!(
+            agree(api, stream, tolerance),
+            "{}: API {api}\nstream {stream}",
+            kind.name()
+        );
+    }
 }
 
 fn stream_verdicts(records: &[Scored]) -> Vec<Value> {
@@ -95,7 +136,7 @@ async fn every_operator_scores_the_same_through_the_api_as_through_the_stream() 
         let streamed = engine.stream(&broker, kind, &batch, 0).await;
         let scored = score_batch(&engine, kind, &batch);
         let api: Vec<Value> = scored.iter().map(verdict_of).collect();
-        assert_eq!(api, stream_verdicts(&streamed), "{}", kind.name());
+        assert_agree(kind, &api, &stream_verdicts(&streamed));
         assert!(scored
             .iter()
             .all(|s| s["event_id"].as_str().unwrap().starts_with("api-")));
@@ -121,7 +162,7 @@ async fn every_operator_scores_the_same_through_the_api_as_through_the_stream() 
             .collect();
         assert_eq!(api, again, "{}", kind.name());
         let streamed = engine.stream(&broker, kind, &next, history.len()).await;
-        assert_eq!(api, stream_verdicts(&streamed), "{}", kind.name());
+        assert_agree(kind, &api, &stream_verdicts(&streamed));
     }
     if let Some(alert) = events(SchemaKind::Alert, &mut generator, 1).pop() {
         // One event (not a batch): the scored record itself, with request_id and latency.
@@ -254,19 +295,6 @@ async fn admission_control_timeouts_limits_and_schema_errors() {
     }
 }
 
-/// The schemathesis command (`scripts/setup.sh` installs it; `scripts/test.sh` exports it).
-fn schemathesis_binary() -> std::path::PathBuf {
-    let path = std::env::var_os("SCHEMATHESIS_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repository().join(".tools/apitest/bin/schemathesis"));
-    assert!(
-        path.exists(),
-        "schemathesis not found at {} (run scripts/setup.sh or set SCHEMATHESIS_BIN)",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let broker = Broker::start().unwrap();
@@ -276,7 +304,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         "",
     );
     let report = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(schemathesis_binary())
+    let output = std::process::Command::new(test_tool("SCHEMATHESIS_BIN", "schemathesis"))
         .arg("run")
         .arg(format!("http://{}/v1/openapi.json", engine.http))
         .args([

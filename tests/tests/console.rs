@@ -7,52 +7,14 @@
 //! `target/console-screenshots/`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use threatflow::events::SchemaKind;
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow_e2e::all_operators::AllOperators;
-use threatflow_e2e::{repository, unique_name, Broker};
-
-/// The Python of the browser tools (`scripts/setup.sh` installs selenium there).
-fn browser_python() -> std::path::PathBuf {
-    let path = std::env::var_os("APITEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repository().join(".tools/apitest/bin/python"));
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/setup.sh (or set APITEST_PYTHON)",
-        path.display()
-    );
-    path
-}
-
-/// The feedback records on `topic` (read from the beginning for up to `timeout`).
-fn feedback_records(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline && records.is_empty() {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            records.push(serde_json::from_slice(message.payload().unwrap_or_default()).unwrap());
-        }
-    }
-    records
-}
+use threatflow_e2e::records::{read_records, test_tool, Record, Until};
+use threatflow_e2e::{repository, Broker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
@@ -77,7 +39,7 @@ async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
 
     let shots = repository().join("target/console-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
-    let output = std::process::Command::new(browser_python())
+    let output = std::process::Command::new(test_tool("APITEST_PYTHON", "python"))
         .arg(repository().join("tests/browser/console_check.py"))
         .arg(format!("http://{}", engine.http))
         .arg(&shots)
@@ -103,7 +65,16 @@ async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
     }
 
     // The click wrote a verdict on that event, with its coordinates, where the trainer reads.
-    let verdicts = feedback_records(&broker.bootstrap, "feedback.flow", Duration::from_secs(20));
+    let verdicts: Vec<Value> = read_records(
+        &broker.bootstrap,
+        &["feedback.flow"],
+        1,
+        Until::Timeout(Duration::from_secs(20)),
+        |records| !records.is_empty(),
+    )
+    .iter()
+    .map(Record::json)
+    .collect();
     let verdict = verdicts
         .iter()
         .find(|record| record["event_id"] == clicked.as_str())

@@ -6,54 +6,37 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow_e2e::all_operators::{AllOperators, OPERATORS};
-use threatflow_e2e::{repository, unique_name, Broker};
+use threatflow_e2e::records::{read_records, test_tool, Record, Until};
+use threatflow_e2e::{repository, Broker};
 
-/// Reads every record of the output topics, by topic, until `enough` or `timeout`.
+/// Every record of the output topics as JSON, by topic, until `enough` or `timeout`.
 fn read_outputs(
     bootstrap: &str,
     topics: &[&String],
     timeout: Duration,
     enough: impl Fn(&BTreeMap<String, Vec<Value>>) -> bool,
 ) -> BTreeMap<String, Vec<Value>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for topic in topics {
-        assignment
-            .add_partition_offset(topic, 0, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline && !enough(&records) {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            let value = serde_json::from_slice(message.payload().unwrap_or_default()).unwrap();
-            records
-                .entry(message.topic().to_owned())
+    let by_topic = |records: &[Record]| {
+        let mut grouped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for record in records {
+            grouped
+                .entry(record.topic.clone())
                 .or_default()
-                .push(value);
+                .push(record.json());
         }
-    }
-    records
-}
-
-fn validator_python() -> std::path::PathBuf {
-    std::env::var_os("APITEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repository().join(".tools/apitest/bin/python"))
+        grouped
+    };
+    let names: Vec<&str> = topics.iter().map(|topic| topic.as_str()).collect();
+    // Few records (findings only): regrouping them on each poll costs nothing that matters.
+    let records = read_records(bootstrap, &names, 1, Until::Timeout(timeout), |records| {
+        enough(&by_topic(records))
+    });
+    by_topic(&records)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +149,7 @@ async fn findings_validate_as_ocsf_and_verdicts_update_or_close_them() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let lines: Vec<String> = all.values().flatten().map(Value::to_string).collect();
     std::fs::write(file.path(), lines.join("\n") + "\n").unwrap();
-    let output = std::process::Command::new(validator_python())
+    let output = std::process::Command::new(test_tool("APITEST_PYTHON", "python"))
         .arg(repository().join("tests/ocsf/validate.py"))
         .arg(file.path())
         .output()

@@ -7,14 +7,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use threatflow::events::SchemaKind;
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow_e2e::all_operators::AllOperators;
-use threatflow_e2e::{http_call, unique_name, Broker};
+use threatflow_e2e::records::{read_records, Record, Until};
+use threatflow_e2e::{http_call, Broker};
 
 /// Identifying content planted in the inputs; none may leave.
 const SECRETS: [&str; 16] = [
@@ -47,28 +45,16 @@ fn leaked(text: &str) -> Vec<&'static str> {
 
 /// Every record (key and value as text) of `topic`'s partition 0, read until 3 s pass idle.
 fn read_topic(bootstrap: &str, topic: &str) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let mut records = Vec::new();
-    let mut last = Instant::now();
-    while last.elapsed() < Duration::from_secs(3) {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-            records.push(format!("{key}\t{value}"));
-            last = Instant::now();
-        }
-    }
-    records
+    read_records(
+        bootstrap,
+        &[topic],
+        1,
+        Until::Idle(Duration::from_secs(3)),
+        |_| false,
+    )
+    .iter()
+    .map(Record::text)
+    .collect()
 }
 
 fn json_of(value: Value) -> Vec<u8> {
