@@ -14,15 +14,17 @@ use threatflow::events::SchemaKind;
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow_e2e::all_operators::AllOperators;
 use threatflow_e2e::records::{read_records, test_tool, Record, Until};
-use threatflow_e2e::{repository, Broker};
+use threatflow_e2e::{http_call, repository, Broker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
     let broker = Broker::start().unwrap();
-    let engine = AllOperators::start(
+    let engine = AllOperators::start_with_env(
         Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
         &broker,
         "",
+        "",
+        &[("THREATFLOW_HTTP__ADMIN_TOKEN", "adm1n-token")],
     );
     broker.create_topic("feedback.flow", 1).unwrap();
     let mut generator = EventGenerator::new(41);
@@ -85,6 +87,40 @@ async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
     let record = scored.iter().find(|s| s.event_id == clicked).unwrap();
     assert_eq!(verdict["source"]["topic"], record.source.topic.as_str());
     assert_eq!(verdict["source"]["offset"], record.source.offset);
+    // The models page's admin actions: the admin token is required, and the registry's own
+    // checks answer (no such version; no previous champion to roll back to).
+    let admin = |path: &str, token: Option<&str>, body: &str| {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .as_deref()
+            .map(|value| ("Authorization", value))
+            .into_iter()
+            .collect();
+        http_call(&engine.http, "POST", path, &headers, Some(body.as_bytes())).unwrap()
+    };
+    let anonymous = admin("/v1/models/flow/promote", None, r#"{"version": "v1"}"#);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    let wrong = admin(
+        "/v1/models/flow/promote",
+        Some("guess"),
+        r#"{"version": "v1"}"#,
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let missing = admin(
+        "/v1/models/flow/promote",
+        Some("adm1n-token"),
+        r#"{"version": "v9"}"#,
+    );
+    assert_eq!(missing.status, 422, "{}", missing.body);
+    assert!(missing.body.contains("v9"), "{}", missing.body);
+    let rollback = admin("/v1/models/flow/rollback", Some("adm1n-token"), "{}");
+    assert_eq!(rollback.status, 422, "{}", rollback.body);
+    assert!(
+        rollback.body.contains("no previous champion"),
+        "{}",
+        rollback.body
+    );
+
     // It is a verdict the trainer accepts (the same decoder reads the feedback topic).
     let payload = serde_json::to_vec(verdict).unwrap();
     threatflow::learning::verdict::Feedback::decode(Some(&payload), "flow").unwrap();

@@ -41,8 +41,9 @@ pub struct FeedEvent {
     pub seq: u64,
     /// The scored record as emitted.
     pub scored: Scored,
-    /// The input as JSON, unless the binding is scores-only.
-    pub input: Option<Value>,
+    /// The input, unless the binding is scores-only (turned into JSON only when an analyst
+    /// opens the event: the scoring path pays a clone, not a serialization).
+    pub input: Option<InputEvent>,
     /// The main entity (user, host, account), pseudonymised when scores-only.
     pub entity: Option<String>,
     /// The operator's main score.
@@ -175,7 +176,7 @@ impl ConsoleFeed {
             new_events.push(FeedEvent {
                 seq: 0,
                 scored: (**scored).clone(),
-                input: (!scores_only).then(|| event.event.to_json_value()),
+                input: (!scores_only).then(|| event.event.clone()),
                 entity,
                 score: scored.scores.get(keys.score).copied(),
                 verdict: scored.labels.get(keys.verdict).cloned().unwrap_or_default(),

@@ -191,7 +191,7 @@ async fn event_detail(
         "summary": event.summary(),
         "scored": event.scored,
         "contributions": contributions,
-        "input": event.input,
+        "input": event.input.as_ref().map(crate::events::InputEvent::to_json_value),
         "input_withheld": event.input.is_none(),
     }))
     .into_response()
