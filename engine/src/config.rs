@@ -489,6 +489,7 @@ impl EngineConfig {
     ) -> Result<Self, ConfigError> {
         let mut document: toml::Table =
             toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        whole_floats_as_integers(&mut document);
         // Overrides whose value was read as a number or boolean: if the key turns out to be a
         // string (`THREATFLOW_KAFKA__GROUP_ID=42`), the value is taken as the string it was.
         let mut typed_overrides: Vec<(Vec<String>, String)> = Vec::new();
@@ -748,6 +749,22 @@ fn set_path(document: &mut toml::Table, path: &[String], value: toml::Value) {
 }
 
 /// Parses an environment value as a TOML scalar (integer, float, boolean), else a string.
+/// Helm's `toToml` (the chart's ConfigMap) writes every number as a float (`batch_size =
+/// 500.0`): whole floats become integers, which integer and float settings both accept.
+fn whole_floats_as_integers(table: &mut toml::Table) {
+    fn visit(value: &mut toml::Value) {
+        match value {
+            toml::Value::Float(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
+                *value = toml::Value::Integer(*float as i64);
+            }
+            toml::Value::Table(table) => table.iter_mut().for_each(|(_, value)| visit(value)),
+            toml::Value::Array(items) => items.iter_mut().for_each(visit),
+            _ => {}
+        }
+    }
+    table.iter_mut().for_each(|(_, value)| visit(value));
+}
+
 fn parse_scalar(value: &str) -> toml::Value {
     if let Ok(integer) = value.parse::<i64>() {
         return toml::Value::Integer(integer);

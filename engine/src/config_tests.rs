@@ -208,3 +208,26 @@ fn registry_defaults_and_checks() {
     assert_eq!(config.http.admin_token, "t0ken");
     assert!(!config.to_masked_toml().contains("t0ken"));
 }
+
+#[test]
+fn whole_floats_from_helm_read_as_integers_and_floats_stay_floats() {
+    let text = r#"
+[kafka]
+brokers = "k:9092"
+group_id = "g"
+[[bindings]]
+topic = "flows"
+schema = "flow"
+operator = "flow"
+output_topic = "scored.flows"
+[pipeline]
+batch_size = 500.0
+[registry]
+shadow_fraction = 1.0
+"#;
+    let config = EngineConfig::from_toml_with_env(text, Vec::new()).unwrap();
+    assert_eq!(config.pipeline.batch_size, 500);
+    assert_eq!(config.registry.shadow_fraction, 1.0);
+    let fractional = text.replace("batch_size = 500.0", "batch_size = 500.5");
+    assert!(EngineConfig::from_toml_with_env(&fractional, Vec::new()).is_err());
+}

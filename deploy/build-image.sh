@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds threatflow's container image with buildah (no Docker daemon) FROM scratch.
+#
+#   bash deploy/build-image.sh [BINARY=target/release/threatflow] [TAG=threatflow:dev]
+#
+# Stages a root filesystem in a scratch directory: the binary (debug info stripped), every
+# shared library it and ONNX Runtime need (from ldd) with the dynamic loader, the ONNX Runtime
+# CPU library (ORT_LIBRARY, default .tools/lib from scripts/setup.sh), CA certificates, the
+# shipped models (each operator's versions and the prompt rules, no training data) under
+# /opt/threatflow/models, the example config at /etc/threatflow/threatflow.toml, and passwd
+# and group entries for uid 10001. Time zones need no tzdata: chrono-tz compiles the IANA
+# database into the binary. Prints the image id and size.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+binary="${1:-$repo/target/release/threatflow}"
+tag="${2:-threatflow:dev}"
+ort_library="${ORT_LIBRARY:-$repo/.tools/lib/libonnxruntime.so.1.31.1}"
+buildah=(buildah --storage-driver vfs)
+command -v buildah >/dev/null || { echo "build-image: buildah is not installed (apt-get install buildah)" >&2; exit 2; }
+[ -x "$binary" ] || { echo "build-image: no binary at $binary (cargo build --release -p threatflow)" >&2; exit 2; }
+[ -f "$ort_library" ] || { echo "build-image: no ONNX Runtime library at $ort_library (scripts/setup.sh)" >&2; exit 2; }
+
+context="$(mktemp -d)"
+trap 'rm -rf "$context"' EXIT
+root="$context/rootfs"
+mkdir -p "$root/usr/local/bin" "$root/usr/local/lib" "$root/etc/ssl/certs" "$root/etc/threatflow" \
+  "$root/opt/threatflow/models" "$root/tmp" "$context/state"
+cp "$binary" "$root/usr/local/bin/threatflow"
+strip --strip-debug "$root/usr/local/bin/threatflow" 2>/dev/null || true
+cp "$ort_library" "$root/usr/local/lib/"
+ln -s "$(basename "$ort_library")" "$root/usr/local/lib/libonnxruntime.so"
+
+# The shared libraries of the binary and of ONNX Runtime (loaded at run time), and the loader.
+for object in "$binary" "$ort_library"; do
+  ldd "$object" | awk '/=> \// {print $3} /^[[:space:]]*\// {print $1}' | while read -r library; do
+    mkdir -p "$root$(dirname "$library")"
+    cp -L "$library" "$root$library"
+  done
+done
+cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+
+for operator_dir in "$repo"/models/*/; do
+  operator="$(basename "$operator_dir")"
+  for version in "$operator_dir"v*/; do
+    [ -f "$version/manifest.json" ] || continue
+    mkdir -p "$root/opt/threatflow/models/$operator"
+    cp -r "$version" "$root/opt/threatflow/models/$operator/"
+  done
+done
+if [ -d "$repo/models/prompt/rules" ]; then cp -r "$repo/models/prompt/rules" "$root/opt/threatflow/models/prompt/"; fi
+if [ -d "$repo/models/address/sources" ]; then cp -r "$repo/models/address/sources" "$root/opt/threatflow/models/address/"; fi
+cp "$repo/deploy/config/threatflow.toml" "$root/etc/threatflow/threatflow.toml"
+printf 'root:x:0:0:root:/root:/sbin/nologin\nthreatflow:x:10001:10001:threatflow:/var/lib/threatflow:/sbin/nologin\n' > "$root/etc/passwd"
+printf 'root:x:0:\nthreatflow:x:10001:\n' > "$root/etc/group"
+chmod 1777 "$root/tmp"
+# /var/lib/threatflow, owned by the engine's user (COPY --chown in the Containerfile).
+echo "state and model cache; mount a volume here" > "$context/state/README"
+
+cp "$repo/deploy/Containerfile" "$context/Containerfile"
+"${buildah[@]}" bud --isolation chroot --layers=false -q -t "$tag" -f "$context/Containerfile" "$context" >/dev/null
+"${buildah[@]}" images --format '{{.ID}} {{.Size}}' "$tag"
