@@ -84,10 +84,13 @@ def check_scenario(chart_dir, values, scenario, problems, run_config_check=True)
             kubernetes_validate.validate(document, KUBERNETES, strict=True)
         except Exception as error:
             problems.append(f"{scenario}: {path} ({kind}) invalid: {error}")
-    config_maps = kinds.get("ConfigMap", [])
+    config_maps = [c for c in kinds.get("ConfigMap", []) if "threatflow.toml" in c.get("data", {})]
     if len(config_maps) != 1:
-        problems.append(f"{scenario}: expected one ConfigMap, got {len(config_maps)}")
+        problems.append(f"{scenario}: expected one engine ConfigMap, got {len(config_maps)}")
         return kinds
+    for dashboard in (c for c in kinds.get("ConfigMap", []) if "threatflow.json" in c.get("data", {})):
+        if not json.loads(dashboard["data"]["threatflow.json"]).get("panels"):
+            problems.append(f"{scenario}: the dashboard ConfigMap holds no panels")
     toml_text = config_maps[0]["data"]["threatflow.toml"]
     if run_config_check:
         check_config(toml_text, problems, scenario)
