@@ -295,7 +295,9 @@ fn run_role(
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init_tracing(config.log.format);
+    // Held until the role ends: dropping it flushes the last traces.
+    let _traces =
+        crate::telemetry::init_tracing_with_otlp(config.log.format, &config.log.otlp_endpoint);
     match role(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -458,6 +458,11 @@ pub struct LogConfig {
     /// `text` or `json`.
     #[serde(default = "default_log_format")]
     pub format: LogFormat,
+    /// OTLP/HTTP collector (`http://collector:4318`): traces of every batch are exported there
+    /// (spans `batch` > `decode`, `score`, `emit`; counts, topic, partitions, model version as
+    /// attributes, never payloads). Empty: no traces.
+    #[serde(default)]
+    pub otlp_endpoint: String,
 }
 
 fn default_log_format() -> LogFormat {
@@ -468,6 +473,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: default_log_format(),
+            otlp_endpoint: String::new(),
         }
     }
 }

@@ -120,15 +120,91 @@ const SIZE_BUCKETS: [f64; 10] = [
 /// Installs the global tracing subscriber; the filter comes from `RUST_LOG` (default
 /// `info`). Logs go to stderr so that stdout stays for command output (`--json`).
 pub fn init_tracing(format: LogFormat) {
+    drop(init_tracing_with_otlp(format, ""));
+}
+
+/// Flushes and stops the OTLP exporter when dropped (keep it for the process's life).
+#[must_use = "dropping the guard stops the trace export"]
+pub struct TraceGuard(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Drop for TraceGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            if let Err(error) = provider.shutdown() {
+                eprintln!("otlp trace export did not shut down cleanly: {error}");
+            }
+        }
+    }
+}
+
+/// [`init_tracing`], and with a non-empty `otlp_endpoint` (`http://host:4318`) an OTLP/HTTP
+/// export of every span (batched off the scoring threads). An exporter that cannot be built
+/// is reported and the engine runs without traces.
+pub fn init_tracing_with_otlp(format: LogFormat, otlp_endpoint: &str) -> TraceGuard {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests, demo after config load) is harmless: keep the first.
-    let _already_set = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .boxed(),
     };
+    let (provider, problem) = match otlp_provider(otlp_endpoint) {
+        Ok(provider) => (provider, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    let traces = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider;
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("threatflow"))
+    });
+    // A second initialisation (tests, demo after config load) is harmless: keep the first.
+    let _already_set = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(traces)
+        .try_init();
+    if let Some(problem) = problem {
+        tracing::error!(endpoint = otlp_endpoint, %problem, "otlp trace export not started");
+    } else if provider.is_some() {
+        tracing::info!(endpoint = otlp_endpoint, "exporting traces over otlp/http");
+    }
+    TraceGuard(provider)
+}
+
+fn otlp_provider(
+    endpoint: &str,
+) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    if endpoint.trim().is_empty() {
+        return Ok(None);
+    }
+    let endpoint = endpoint.trim().trim_end_matches('/');
+    let url = if endpoint.ends_with("/v1/traces") {
+        endpoint.to_owned()
+    } else {
+        format!("{endpoint}/v1/traces")
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(url)
+        .build()
+        .map_err(|error| error.to_string())?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("threatflow")
+        .build();
+    Ok(Some(
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    ))
 }
 
 /// Installs the Prometheus recorder once per process and returns its handle for `/metrics`.

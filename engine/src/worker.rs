@@ -252,6 +252,32 @@ impl Worker {
             return;
         }
         let operator_name = self.binding.operator.name();
+        // One trace span per batch with a child per stage (exported when `log.otlp_endpoint`
+        // is set): counts, topic, partitions and model version, never payloads.
+        let mut partitions: Vec<i32> = records
+            .iter()
+            .map(|record| record.tracked.partition.partition)
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let batch_span = tracing::info_span!(
+            "batch",
+            topic = %self.binding.topic,
+            operator = operator_name,
+            worker = self.lane as i64,
+            records = records.len() as i64,
+            partitions = ?partitions,
+            scored = tracing::field::Empty,
+            dead_letters = tracing::field::Empty,
+            model_version = tracing::field::Empty,
+        )
+        .entered();
+        let decode_span = tracing::info_span!(
+            "decode",
+            records = records.len() as i64,
+            failures = tracing::field::Empty
+        )
+        .entered();
         let decode_start = Instant::now();
         let mut events = Vec::with_capacity(records.len());
         let mut failures: Vec<Option<DecodeFailure>> = Vec::with_capacity(records.len());
@@ -273,13 +299,26 @@ impl Worker {
                 Err(failure) => failures.push(Some(failure)),
             }
         }
+        decode_span.record("failures", (records.len() - events.len()) as i64);
+        drop(decode_span);
         if !self.prepare_state(&records) {
             return;
         }
+        let score_span = tracing::info_span!("score", events = events.len() as i64).entered();
         let score_start = Instant::now();
         let Some(outcomes) = self.score_with_retries(&events) else {
             return;
         };
+        let model_version = outcomes.iter().find_map(|outcome| match outcome {
+            Outcome::Scored { scored, .. } => Some(scored.model_version.clone()),
+            Outcome::Rejected { .. } => None,
+        });
+        if let Some(version) = &model_version {
+            batch_span.record("model_version", version.as_str());
+        }
+        drop(score_span);
+        let emit_span = tracing::info_span!("emit", dead_letters = tracing::field::Empty).entered();
+        let mut dead_lettered = 0usize;
         let mut outcomes = outcomes.into_iter();
         let mut scored_events = events.iter();
         let emit_start = Instant::now();
@@ -287,6 +326,7 @@ impl Worker {
         let mut missing_outcomes = false;
         for (record, failure) in records.iter().zip(failures) {
             if let Some(failure) = failure {
+                dead_lettered += 1;
                 self.emit_dead_letter(record, failure);
                 continue;
             }
@@ -296,13 +336,16 @@ impl Worker {
                 Some(Outcome::Scored { scored, extra }) => {
                     self.emit_scored(record, event, &scored, &extra)
                 }
-                Some(Outcome::Rejected { detail }) => self.emit_dead_letter(
-                    record,
-                    DecodeFailure {
-                        reason: DeadLetterReason::OperatorRejected,
-                        detail,
-                    },
-                ),
+                Some(Outcome::Rejected { detail }) => {
+                    dead_lettered += 1;
+                    self.emit_dead_letter(
+                        record,
+                        DecodeFailure {
+                            reason: DeadLetterReason::OperatorRejected,
+                            detail,
+                        },
+                    )
+                }
                 None => missing_outcomes = true,
             }
         }
@@ -313,6 +356,10 @@ impl Worker {
                 "operator {operator_name} broke the one-outcome-per-event contract"
             ));
         }
+        emit_span.record("dead_letters", dead_lettered as i64);
+        drop(emit_span);
+        batch_span.record("scored", scored_count as i64);
+        batch_span.record("dead_letters", dead_lettered as i64);
         let done = Instant::now();
         metrics::counter!(telemetry::EVENTS_SCORED, "operator" => operator_name)
             .increment(scored_count as u64);
