@@ -5,7 +5,7 @@
 //! (`tests/helm/chart_check.py`, PyPI helm-python-sdk + kubernetes-validate).
 
 use threatflow_e2e::records::test_tool;
-use threatflow_e2e::repository;
+use threatflow_e2e::{repository, succeed};
 
 #[test]
 fn every_chart_scenario_renders_lints_validates_and_the_checks_catch_a_broken_chart() {
@@ -15,12 +15,7 @@ fn every_chart_scenario_renders_lints_validates_and_the_checks_catch_a_broken_ch
         .arg(env!("CARGO_BIN_EXE_threatflow-under-test"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeed(output);
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let scenarios = report["scenarios"].as_object().unwrap();
     for scenario in ["minimal", "sasl-tls", "gpu", "keda", "hpa", "trainer"] {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow_e2e::all_operators::{AllOperators, OPERATORS};
 use threatflow_e2e::records::{read_records, test_tool, Record, Until};
-use threatflow_e2e::{repository, Broker};
+use threatflow_e2e::{repository, succeed, Broker};
 
 /// Every record of the output topics as JSON, by topic, until `enough` or `timeout`.
 fn read_outputs(
@@ -154,12 +154,7 @@ async fn findings_validate_as_ocsf_and_verdicts_update_or_close_them() {
         .arg(file.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeed(output);
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     for kind in OPERATORS {
         assert!(
