@@ -359,6 +359,26 @@ pub fn create_engine_topics(
     Ok(())
 }
 
+/// Queues one generated record, waiting while the producer's queue is full.
+pub fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let mut record = BaseRecord::to(topic).payload(payload).key(key);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, _)) => anyhow::bail!("demo producer failed: {error}"),
+        }
+    }
+}
+
 /// Runs the demo and returns its accounting.
 pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
     // The mock cluster must outlive every client, so it is held until the end of `run`.
@@ -455,18 +475,12 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
             let stream = &topics.streams[(produced_total % topics.streams.len() as u64) as usize];
             (stream, encode_json(&generator.event(stream.kind)))
         };
-        let key = format!("k{produced_total}");
-        let mut record = BaseRecord::to(&stream.input).payload(&payload).key(&key);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((error, _)) => anyhow::bail!("demo producer failed: {error}"),
-            }
-        }
+        send(
+            &producer,
+            &stream.input,
+            &format!("k{produced_total}"),
+            &payload,
+        )?;
         produced_total += 1;
         *produced.entry(stream.kind.name().to_owned()).or_default() += 1;
         if produced_total % 1000 == 0 {

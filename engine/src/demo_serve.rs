@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -98,18 +97,7 @@ pub fn run(options: &ServeOptions) -> anyhow::Result<()> {
         } else {
             encode_json(&generator.event(kind))
         };
-        let key = format!("k{produced}");
-        let mut record = BaseRecord::to(topic).payload(&payload).key(&key);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((error, _)) => anyhow::bail!("demo producer failed: {error}"),
-            }
-        }
+        crate::demo::send(&producer, topic, &format!("k{produced}"), &payload)?;
         produced += 1;
     }
     let _ = producer.flush(Duration::from_secs(5));

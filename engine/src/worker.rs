@@ -309,12 +309,11 @@ impl Worker {
         let Some(outcomes) = self.score_with_retries(&events) else {
             return;
         };
-        let model_version = outcomes.iter().find_map(|outcome| match outcome {
-            Outcome::Scored { scored, .. } => Some(scored.model_version.clone()),
+        if let Some(version) = outcomes.iter().find_map(|outcome| match outcome {
+            Outcome::Scored { scored, .. } => Some(scored.model_version.as_str()),
             Outcome::Rejected { .. } => None,
-        });
-        if let Some(version) = &model_version {
-            batch_span.record("model_version", version.as_str());
+        }) {
+            batch_span.record("model_version", version);
         }
         drop(score_span);
         let emit_span = tracing::info_span!("emit", dead_letters = tracing::field::Empty).entered();
@@ -386,7 +385,7 @@ impl Worker {
         loop {
             let error: OperatorError = match self.operator.score_batch(events, &mut self.states) {
                 Ok(mut outcomes) => {
-                    let scores_only = self.binding.privacy == crate::privacy::Privacy::ScoresOnly;
+                    let scores_only = self.scores_only();
                     if scores_only {
                         crate::privacy::sanitize_outcomes(events, &mut outcomes);
                     }

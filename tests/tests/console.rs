@@ -14,7 +14,7 @@ use threatflow::events::SchemaKind;
 use threatflow::generate::{encode_json, EventGenerator};
 use threatflow_e2e::all_operators::AllOperators;
 use threatflow_e2e::records::{read_records, test_tool, Record, Until};
-use threatflow_e2e::{http_call, repository, Broker};
+use threatflow_e2e::{http_post_json, http_post_json_as, repository, Broker, HttpAnswer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
@@ -90,13 +90,16 @@ async fn an_analyst_reads_explains_and_judges_events_in_the_browser_console() {
     // The models page's admin actions: the admin token is required, and the registry's own
     // checks answer (no such version; no previous champion to roll back to).
     let admin = |path: &str, token: Option<&str>, body: &str| {
-        let authorization = token.map(|token| format!("Bearer {token}"));
-        let headers: Vec<(&str, &str)> = authorization
-            .as_deref()
-            .map(|value| ("Authorization", value))
-            .into_iter()
-            .collect();
-        http_call(&engine.http, "POST", path, &headers, Some(body.as_bytes())).unwrap()
+        let (status, body) = match token {
+            Some(token) => http_post_json_as(&engine.http, path, body, token),
+            None => http_post_json(&engine.http, path, body),
+        }
+        .unwrap();
+        HttpAnswer {
+            status,
+            headers: Vec::new(),
+            body,
+        }
     };
     let anonymous = admin("/v1/models/flow/promote", None, r#"{"version": "v1"}"#);
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
