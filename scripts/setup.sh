@@ -26,7 +26,7 @@ ort_wheel_spec="onnxruntime==$ort_version"
 ort_wheel_sha256="5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"
 lib_dir="$repo_root/.tools/lib"
 
-apt_packages=(cmake libsasl2-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config
+apt_packages=(cmake libsasl2-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config openssl
   chromium chromium-driver buildah)
 
 missing=()

@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use crate::api::config::{ApiConfig, HttpConfig};
+pub use kafka::{is_secret_option, KafkaConfig};
+
+mod kafka;
 use crate::events::SchemaKind;
 use crate::operators::OperatorKind;
 
@@ -26,9 +29,6 @@ pub const ENV_PREFIX: &str = "THREATFLOW_";
 
 /// Sections whose keys are librdkafka properties (dotted names).
 const LIBRDKAFKA_SECTIONS: [&str; 3] = ["options", "consumer_options", "producer_options"];
-
-/// Substrings of option names whose values are masked when the config is printed.
-const SECRET_MARKERS: [&str; 4] = ["password", "secret", "token", "key.pem"];
 
 /// Errors of loading or validating a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -153,44 +153,6 @@ impl OperatorSections {
                 *self = retyped;
             }
         }
-    }
-}
-
-/// Kafka connection and client options.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Bootstrap servers, comma-separated `host:port` list.
-    pub brokers: String,
-    /// Consumer group id; all pods of one deployment share it.
-    pub group_id: String,
-    /// librdkafka properties given to both consumer and producer (TLS, SASL, ...).
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-    /// librdkafka properties for the consumer only (override `options`).
-    #[serde(default)]
-    pub consumer_options: BTreeMap<String, String>,
-    /// librdkafka properties for the producer only (override `options`).
-    #[serde(default)]
-    pub producer_options: BTreeMap<String, String>,
-    /// Static group membership (`group.instance.id`, KIP-345): a member that restarts with
-    /// the same id gets its partitions back without a rebalance. Must be unique per member
-    /// and stable across its restarts. Empty (default): the `POD_NAME` environment variable
-    /// if set (the Helm chart sets it from the pod name), else dynamic membership.
-    #[serde(default)]
-    pub group_instance_id: String,
-}
-
-impl KafkaConfig {
-    /// The static member id in use: `group_instance_id`, else `$POD_NAME`, else none.
-    pub fn effective_group_instance_id(&self) -> Option<String> {
-        if !self.group_instance_id.trim().is_empty() {
-            return Some(self.group_instance_id.trim().to_owned());
-        }
-        std::env::var("POD_NAME")
-            .ok()
-            .map(|name| name.trim().to_owned())
-            .filter(|name| !name.is_empty())
     }
 }
 
@@ -510,6 +472,10 @@ impl EngineConfig {
             let error = match attempt {
                 Ok(mut config) => {
                     config.operators.retype_overrides(&typed_overrides);
+                    config
+                        .kafka
+                        .load_secret_files()
+                        .map_err(ConfigError::Invalid)?;
                     config.validate()?;
                     return Ok(config);
                 }
@@ -663,26 +629,12 @@ impl EngineConfig {
     /// The effective configuration as TOML, with secret-looking librdkafka values masked.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
-        for options in [
-            &mut masked.kafka.options,
-            &mut masked.kafka.consumer_options,
-            &mut masked.kafka.producer_options,
-        ] {
-            for (name, value) in options.iter_mut() {
-                if SECRET_MARKERS.iter().any(|marker| name.contains(marker)) {
-                    *value = "********".to_owned();
-                }
-            }
-        }
+        masked.kafka = self.kafka.masked();
         masked.http.mask_secrets();
         if !masked.output.pseudonym_key.is_empty() {
             masked.output.pseudonym_key = "********".to_owned();
         }
-        for (name, value) in masked.registry.store_options.iter_mut() {
-            if SECRET_MARKERS.iter().any(|marker| name.contains(marker)) {
-                *value = "********".to_owned();
-            }
-        }
+        kafka::mask_secret_options(&mut masked.registry.store_options);
         toml::to_string_pretty(&masked)
             .unwrap_or_else(|error| format!("# cannot render config: {error}\n"))
     }

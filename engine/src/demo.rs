@@ -245,6 +245,7 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
             options: BTreeMap::new(),
             consumer_options: BTreeMap::new(),
             producer_options: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
             group_instance_id: String::new(),
         },
         bindings: topics

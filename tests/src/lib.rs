@@ -8,6 +8,7 @@
 
 pub mod all_operators;
 pub mod records;
+pub mod secure;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -46,7 +47,7 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
