@@ -104,6 +104,14 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommands<BENCH>,
     },
+    /// Print a reference generated from this build: `config` (Markdown, the source of
+    /// docs/configuration.md), `config-schema` (JSON Schema of the config file) or `metrics`
+    /// (Markdown, the source of docs/metrics.md).
+    Reference {
+        /// Which reference.
+        #[arg(value_enum)]
+        what: ReferenceKind,
+    },
     /// Add the drift watch's reference sample to a model version.
     DriftReference {
         #[command(subcommand)]
@@ -196,6 +204,17 @@ impl<const VERB: u8> clap::Subcommand for OperatorCommands<VERB> {
     }
 }
 
+/// What `threatflow reference` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReferenceKind {
+    /// Every config key with its type, default and meaning (Markdown).
+    Config,
+    /// The config file's JSON Schema.
+    ConfigSchema,
+    /// Every Prometheus metric (Markdown).
+    Metrics,
+}
+
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate a config file (with environment overrides), print the effective config, and
@@ -258,6 +277,18 @@ pub fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file, offline },
         } => crate::config_check::run(&file, offline),
+        Command::Reference { what } => {
+            let text = match what {
+                ReferenceKind::Config => crate::config::reference::config_markdown(),
+                ReferenceKind::ConfigSchema => {
+                    let schema = crate::config::reference::config_schema();
+                    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+                }
+                ReferenceKind::Metrics => crate::telemetry::metrics_markdown(),
+            };
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
         Command::Train { command } => command.run(),
         Command::Eval { command } => command.run(),
         Command::Generate { command } => command.run(),

@@ -21,6 +21,7 @@ pub use crate::api::config::{ApiConfig, HttpConfig};
 pub use kafka::{is_secret_option, KafkaConfig};
 
 mod kafka;
+pub mod reference;
 use crate::events::SchemaKind;
 use crate::operators::OperatorKind;
 
@@ -50,7 +51,7 @@ pub enum ConfigError {
 }
 
 /// The whole engine configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// Connection to the Kafka cluster.
@@ -157,7 +158,7 @@ impl OperatorSections {
 }
 
 /// Input encoding accepted on a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputFormat {
     /// JSON if the value starts with `{`, Confluent Avro if it starts with magic byte 0 and
@@ -172,7 +173,7 @@ pub enum InputFormat {
 }
 
 /// Output encoding of scored and dead-letter records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
     /// JSON object (bytes fields as base64).
@@ -187,7 +188,7 @@ pub enum OutputFormat {
 }
 
 /// One input topic bound to one operator.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicBinding {
     /// Input topic name.
@@ -226,7 +227,7 @@ fn default_input_format() -> InputFormat {
 }
 
 /// Output settings shared by all bindings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Encoding of output records.
@@ -265,7 +266,7 @@ impl Default for OutputConfig {
 }
 
 /// Batching, backpressure and timing of the pipeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Most input records handed to an operator at once.
@@ -376,7 +377,7 @@ impl Default for PipelineConfig {
 }
 
 /// Directories on disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Keyed state checkpoints (created if missing).
@@ -404,7 +405,7 @@ impl Default for StorageConfig {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -414,7 +415,7 @@ pub enum LogFormat {
 }
 
 /// Logging settings; the filter comes from `RUST_LOG` (default `info`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` or `json`.

@@ -12,7 +12,19 @@ use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
 /// The input schemas, one per input topic kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SchemaKind {
     /// LLM prompts (`schemas/prompt.avsc`).

@@ -26,7 +26,9 @@ use crate::operators::{Outcome, SourcedEvent};
 use crate::scored::Scored;
 
 /// What of its input a binding's outputs may carry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Privacy {
     /// Outputs may name entities; dead letters carry the input; the console shows it.

@@ -6,6 +6,7 @@
 
 use std::sync::OnceLock;
 
+use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -257,174 +258,378 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// What kind of Prometheus metric a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up (`_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Buckets, sum and count.
+    Histogram,
+}
+
+/// One metric the engine exposes: the source of both its `# HELP` line and the metrics
+/// reference (`threatflow reference metrics`, `docs/metrics.md`).
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDoc {
+    /// Prometheus name.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// Unit, where it has one.
+    pub unit: Option<metrics::Unit>,
+    /// Help text (names its labels).
+    pub help: &'static str,
+}
+
+/// Every metric the engine exposes.
+pub static METRICS: &[MetricDoc] = &[
+    MetricDoc {
+        name: API_REQUESTS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Scoring API answers, by route and HTTP status",
+    },
+    MetricDoc {
+        name: API_LATENCY,
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Scoring API request latency, by route",
+    },
+    MetricDoc {
+        name: DRIFT_CHECKS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Drift checks of a full window of live inputs, by operator and topic",
+    },
+    MetricDoc {
+        name: DRIFT_DETECTIONS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Input features found drifted from the model's reference, by operator, topic and feature",
+    },
+    MetricDoc {
+        name: FEEDBACK_VERDICTS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Analyst verdicts read by the trainer, by operator and outcome (buffered, replaced, expired, refused, stale)",
+    },
+    MetricDoc {
+        name: TRAINING_BUFFER_ROWS,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Rows in the training buffer, by operator",
+    },
+    MetricDoc {
+        name: TRAINING_NEW_ROWS,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Training-buffer rows added or replaced since the last retraining, by operator",
+    },
+    MetricDoc {
+        name: RETRAININGS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Retrainings, by operator and outcome (challenger, rejected, failed)",
+    },
+    MetricDoc {
+        name: RETRAINING_SECONDS,
+        kind: MetricKind::Gauge,
+        unit: Some(Unit::Seconds),
+        help: "Duration of the last retraining (training and gate), by operator",
+    },
+    MetricDoc {
+        name: RETRAINING_LAST,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Unix time of the last retraining's end, by operator",
+    },
+    MetricDoc {
+        name: LIVE_PRECISION,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Share of alerted events analysts judged threats, over the latest verdicts, by operator and model version",
+    },
+    MetricDoc {
+        name: MODEL_SWAP_FAILURES,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Registry-driven model swaps that failed (the old version keeps scoring), by operator",
+    },
+    MetricDoc {
+        name: MODEL_VERSION,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "1 for the model version a binding scores with, by operator, topic and version",
+    },
+    MetricDoc {
+        name: SHADOW_EVENTS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Events also scored by the challenger, by operator and verdict agreement",
+    },
+    MetricDoc {
+        name: SHADOW_AGREEMENT,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Share of shadow-scored events whose verdict agrees with the champion, by operator",
+    },
+    MetricDoc {
+        name: SHADOW_SCORE_DIFF,
+        kind: MetricKind::Histogram,
+        unit: None,
+        help: "Absolute difference of challenger and champion main score, by operator",
+    },
+    MetricDoc {
+        name: SHADOW_DROPPED,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Sampled events the shadow scorer skipped because it was behind, by operator",
+    },
+    MetricDoc {
+        name: EVENTS_CONSUMED,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Input records read, by topic",
+    },
+    MetricDoc {
+        name: EVENTS_SCORED,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Events scored by an operator, by operator",
+    },
+    MetricDoc {
+        name: DEAD_LETTERS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Dead-letter records written (acknowledged by the broker), by reason and input topic",
+    },
+    MetricDoc {
+        name: PRODUCE_ERRORS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Failed deliveries of output records (retried), by topic",
+    },
+    MetricDoc {
+        name: CONSUMER_LAG,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Messages behind the high watermark, by topic and partition",
+    },
+    MetricDoc {
+        name: ASSIGNED_PARTITIONS,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Partitions assigned to this instance",
+    },
+    MetricDoc {
+        name: INFLIGHT_EVENTS,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Inputs read but not yet fully acknowledged",
+    },
+    MetricDoc {
+        name: BATCH_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Pipeline stage time per batch, by operator and stage",
+    },
+    MetricDoc {
+        name: BATCH_SIZE,
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Count),
+        help: "Events per batch, by operator",
+    },
+    MetricDoc {
+        name: COMMIT_ERRORS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Offset commits that failed, by cause",
+    },
+    MetricDoc {
+        name: MODEL_SWAPS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Model versions swapped in without a restart, by operator",
+    },
+    MetricDoc {
+        name: STATE_CHANGELOG_RECORDS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Keyed-state entries written to changelog topics, by topic",
+    },
+    MetricDoc {
+        name: STATE_RESTORES,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Partition states restored, by input topic and source (cache, changelog, empty)",
+    },
+    MetricDoc {
+        name: STATE_ENTITIES,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Entities in keyed partition state, by input topic",
+    },
+    MetricDoc {
+        name: ALERT_DISPOSITIONS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Alerts scored by the alert operator, by predicted disposition",
+    },
+    MetricDoc {
+        name: PROMPT_TOKENIZE_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Prompt tokenization time per operator batch",
+    },
+    MetricDoc {
+        name: PROMPT_QUEUE_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time a prompt sequence waited in the L2 batcher queue",
+    },
+    MetricDoc {
+        name: PROMPT_INFERENCE_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "ONNX Runtime time per L2 batch",
+    },
+    MetricDoc {
+        name: PROMPT_L2_BATCH_SIZE,
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Count),
+        help: "Sequences per L2 batch",
+    },
+    MetricDoc {
+        name: PROMPT_VERDICTS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Prompts scored, by verdict and deciding layer",
+    },
+    MetricDoc {
+        name: PROMPT_L2_ERRORS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "L2 inferences that failed (the batch is retried, never dead-lettered)",
+    },
+    MetricDoc {
+        name: EMAIL_LATE_EVENTS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Emails behind their user's window beyond the allowed lateness",
+    },
+    MetricDoc {
+        name: EMAIL_VOTED_ANOMALIES,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Emails the ensemble's 2-of-3 vote marked anomalous",
+    },
+    MetricDoc {
+        name: EMAIL_ACTIVE_USERS,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Users with an open window in the email operator",
+    },
+    MetricDoc {
+        name: SCORING_FAILURES,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Batches an operator failed to score for an engine reason (retried, never dead-lettered), by operator",
+    },
+    MetricDoc {
+        name: PAUSED_PARTITIONS,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Input partitions paused by flow control, by topic and cause",
+    },
+    MetricDoc {
+        name: INFLIGHT_BUDGET,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Most input records in flight per binding (about max_inflight_ms of input at the consumed rate), by topic",
+    },
+    MetricDoc {
+        name: ADDRESS_DECISIONS,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Addresses scored by the address operator, by decision",
+    },
+];
+
 fn describe_metrics() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(
-        API_REQUESTS,
-        "Scoring API answers, by route and HTTP status"
+    for doc in METRICS {
+        match (doc.kind, doc.unit) {
+            (MetricKind::Counter, Some(unit)) => {
+                metrics::describe_counter!(doc.name, unit, doc.help)
+            }
+            (MetricKind::Counter, None) => metrics::describe_counter!(doc.name, doc.help),
+            (MetricKind::Gauge, Some(unit)) => metrics::describe_gauge!(doc.name, unit, doc.help),
+            (MetricKind::Gauge, None) => metrics::describe_gauge!(doc.name, doc.help),
+            (MetricKind::Histogram, Some(unit)) => {
+                metrics::describe_histogram!(doc.name, unit, doc.help)
+            }
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(doc.name, doc.help),
+        }
+    }
+}
+
+/// The metrics reference as Markdown.
+pub fn metrics_markdown() -> String {
+    let mut out = String::from(
+        "# Metrics reference\n\n\
+         <!-- Generated by `threatflow reference metrics` from the engine's metric table; do not \
+         edit. A test fails when this file and the command's output differ. -->\n\n\
+         Prometheus text format on `GET /metrics` (the HTTP port, `http.bind`). Histograms \
+         add `_bucket`, `_sum` and `_count` series. Traces go to OTLP \
+         (`log.otlp_endpoint`), not here.\n\n\
+         | metric | type | unit | description |\n|---|---|---|---|\n",
     );
-    describe_histogram!(
-        API_LATENCY,
-        Unit::Seconds,
-        "Scoring API request latency, by route"
-    );
-    describe_counter!(
-        DRIFT_CHECKS,
-        "Drift checks of a full window of live inputs, by operator and topic"
-    );
-    describe_counter!(
-        DRIFT_DETECTIONS,
-        "Input features found drifted from the model's reference, by operator, topic and feature"
-    );
-    describe_counter!(
-        FEEDBACK_VERDICTS,
-        "Analyst verdicts read by the trainer, by operator and outcome (buffered, replaced, expired, refused, stale)"
-    );
-    describe_gauge!(
-        TRAINING_BUFFER_ROWS,
-        "Rows in the training buffer, by operator"
-    );
-    describe_gauge!(
-        TRAINING_NEW_ROWS,
-        "Training-buffer rows added or replaced since the last retraining, by operator"
-    );
-    describe_counter!(
-        RETRAININGS,
-        "Retrainings, by operator and outcome (challenger, rejected, failed)"
-    );
-    describe_gauge!(
-        RETRAINING_SECONDS,
-        Unit::Seconds,
-        "Duration of the last retraining (training and gate), by operator"
-    );
-    describe_gauge!(
-        RETRAINING_LAST,
-        "Unix time of the last retraining's end, by operator"
-    );
-    describe_gauge!(
-        LIVE_PRECISION,
-        "Share of alerted events analysts judged threats, over the latest verdicts, by operator and model version"
-    );
-    describe_counter!(
-        MODEL_SWAP_FAILURES,
-        "Registry-driven model swaps that failed (the old version keeps scoring), by operator"
-    );
-    describe_gauge!(
-        MODEL_VERSION,
-        "1 for the model version a binding scores with, by operator, topic and version"
-    );
-    describe_counter!(
-        SHADOW_EVENTS,
-        "Events also scored by the challenger, by operator and verdict agreement"
-    );
-    describe_gauge!(
-        SHADOW_AGREEMENT,
-        "Share of shadow-scored events whose verdict agrees with the champion, by operator"
-    );
-    describe_histogram!(
-        SHADOW_SCORE_DIFF,
-        "Absolute difference of challenger and champion main score, by operator"
-    );
-    describe_counter!(
-        SHADOW_DROPPED,
-        "Sampled events the shadow scorer skipped because it was behind, by operator"
-    );
-    describe_counter!(EVENTS_CONSUMED, "Input records read, by topic");
-    describe_counter!(EVENTS_SCORED, "Events scored by an operator, by operator");
-    describe_counter!(
-        DEAD_LETTERS,
-        "Dead-letter records written (acknowledged by the broker), by reason and input topic"
-    );
-    describe_counter!(
-        PRODUCE_ERRORS,
-        "Failed deliveries of output records (retried), by topic"
-    );
-    describe_gauge!(
-        CONSUMER_LAG,
-        "Messages behind the high watermark, by topic and partition"
-    );
-    describe_gauge!(ASSIGNED_PARTITIONS, "Partitions assigned to this instance");
-    describe_gauge!(
-        INFLIGHT_EVENTS,
-        "Inputs read but not yet fully acknowledged"
-    );
-    describe_histogram!(
-        BATCH_DURATION,
-        Unit::Seconds,
-        "Pipeline stage time per batch, by operator and stage"
-    );
-    describe_histogram!(BATCH_SIZE, Unit::Count, "Events per batch, by operator");
-    describe_counter!(COMMIT_ERRORS, "Offset commits that failed, by cause");
-    describe_counter!(
-        MODEL_SWAPS,
-        "Model versions swapped in without a restart, by operator"
-    );
-    describe_counter!(
-        STATE_CHANGELOG_RECORDS,
-        "Keyed-state entries written to changelog topics, by topic"
-    );
-    describe_counter!(
-        STATE_RESTORES,
-        "Partition states restored, by input topic and source (cache, changelog, empty)"
-    );
-    describe_gauge!(
-        STATE_ENTITIES,
-        "Entities in keyed partition state, by input topic"
-    );
-    describe_counter!(
-        ALERT_DISPOSITIONS,
-        "Alerts scored by the alert operator, by predicted disposition"
-    );
-    describe_histogram!(
-        PROMPT_TOKENIZE_DURATION,
-        Unit::Seconds,
-        "Prompt tokenization time per operator batch"
-    );
-    describe_histogram!(
-        PROMPT_QUEUE_DURATION,
-        Unit::Seconds,
-        "Time a prompt sequence waited in the L2 batcher queue"
-    );
-    describe_histogram!(
-        PROMPT_INFERENCE_DURATION,
-        Unit::Seconds,
-        "ONNX Runtime time per L2 batch"
-    );
-    describe_histogram!(PROMPT_L2_BATCH_SIZE, Unit::Count, "Sequences per L2 batch");
-    describe_counter!(
-        PROMPT_VERDICTS,
-        "Prompts scored, by verdict and deciding layer"
-    );
-    describe_counter!(
-        PROMPT_L2_ERRORS,
-        "L2 inferences that failed (the batch is retried, never dead-lettered)"
-    );
-    describe_counter!(
-        EMAIL_LATE_EVENTS,
-        "Emails behind their user's window beyond the allowed lateness"
-    );
-    describe_counter!(
-        EMAIL_VOTED_ANOMALIES,
-        "Emails the ensemble's 2-of-3 vote marked anomalous"
-    );
-    describe_gauge!(
-        EMAIL_ACTIVE_USERS,
-        "Users with an open window in the email operator"
-    );
-    describe_counter!(
-        SCORING_FAILURES,
-        "Batches an operator failed to score for an engine reason (retried, never dead-lettered), by operator"
-    );
-    describe_gauge!(
-        PAUSED_PARTITIONS,
-        "Input partitions paused by flow control, by topic and cause"
-    );
-    describe_gauge!(
-        INFLIGHT_BUDGET,
-        "Most input records in flight per binding (about max_inflight_ms of input at the consumed rate), by topic"
-    );
-    describe_counter!(
-        ADDRESS_DECISIONS,
-        "Addresses scored by the address operator, by decision"
-    );
+    let mut sorted: Vec<&MetricDoc> = METRICS.iter().collect();
+    sorted.sort_by_key(|doc| doc.name);
+    for doc in sorted {
+        let kind = match doc.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        };
+        let unit = doc.unit.map_or("", |unit| unit.as_str());
+        out.push_str(&format!(
+            "| `{}` | {kind} | {unit} | {} |\n",
+            doc.name, doc.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod metric_table_tests {
+    use super::*;
+
+    #[test]
+    fn docs_metrics_md_is_this_builds_reference() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == metrics_markdown(),
+            "docs/metrics.md is stale: run \
+             `cargo run -p threatflow -- reference metrics > docs/metrics.md`"
+        );
+    }
+
+    #[test]
+    fn every_metric_name_constant_is_in_the_table_once() {
+        let source = include_str!("telemetry.rs");
+        let names: Vec<&str> = source
+            .lines()
+            .filter(|line| line.starts_with("pub const ") && line.contains("= \"threatflow_"))
+            .filter_map(|line| line.split('"').nth(1))
+            .collect();
+        assert!(names.len() > 40, "{names:?}");
+        for name in &names {
+            let count = METRICS.iter().filter(|doc| doc.name == *name).count();
+            assert_eq!(count, 1, "{name} is in the metric table {count} times");
+        }
+        assert_eq!(names.len(), METRICS.len());
+    }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 /// The HTTP endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to bind, `host:port`; port 0 picks a free port. Empty disables the endpoint.
@@ -75,7 +75,7 @@ impl HttpConfig {
 }
 
 /// Settings of `POST /v1/score/{operator}` and `POST /v1/scan/prompt`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Serve the scoring API on the engine's HTTP endpoint.

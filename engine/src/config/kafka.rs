@@ -42,7 +42,7 @@ pub fn mask_secret_options(options: &mut BTreeMap<String, String>) {
 
 /// Kafka connection and client options. Its `Debug` prints the masked copy, so a secret
 /// cannot reach a log line or panic message through `{:?}`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated `host:port` list.

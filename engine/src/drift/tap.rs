@@ -24,7 +24,7 @@ use crate::sync::lock;
 use crate::telemetry;
 
 /// `[drift]`: the drift watch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriftConfig {
     /// Watch every binding whose model version has a reference sample.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// `[lifecycle]`: which roles this process plays besides scoring.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleConfig {
     /// Also run the trainer role inside this engine (one replica only; in Kubernetes prefer
@@ -21,7 +21,7 @@ pub struct LifecycleConfig {
 }
 
 /// `[feedback]`: verdict intake and the training buffer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackConfig {
     /// Verdicts on operator `op` are read from `<topic_prefix><op>`.
@@ -59,7 +59,9 @@ pub struct FeedbackConfig {
 }
 
 /// How a challenger the trainer made becomes champion.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Promotion {
     /// After `shadow_period_secs`, when shadow agreement and the gate still hold.
@@ -70,7 +72,7 @@ pub enum Promotion {
 }
 
 /// `[trainer]`: the retraining schedule, the gate and promotion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainerConfig {
     /// Seconds between retraining checks.

@@ -29,6 +29,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     model: None,
     stateful: false,
     check_config: |sections| check_section::<FaultOperatorConfig>(sections, "fault"),
+    config_schema: Some(|generator| generator.subschema_for::<FaultOperatorConfig>()),
     start,
     commands: &[],
 };
@@ -46,7 +47,9 @@ fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>
 }
 
 /// How the fault operator fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultMode {
     /// Panic inside `score_batch`.
@@ -59,7 +62,7 @@ pub enum FaultMode {
 }
 
 /// `[operators.fault]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultOperatorConfig {
     /// Which fault.

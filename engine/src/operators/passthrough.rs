@@ -24,6 +24,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     model: None,
     stateful: false,
     check_config: |_| Ok(Vec::new()),
+    config_schema: None,
     start,
     commands: &[],
 };

@@ -134,6 +134,9 @@ pub struct OperatorSpec {
     /// Parses and validates its `[operators.<name>]` section; returns its extra output
     /// topics (usually `check_section::<ItsConfig>` for its name).
     pub check_config: fn(&OperatorSections) -> Result<OutputTopics, String>,
+    /// The JSON Schema of its `[operators.<name>]` section (`None`: it has no settings), for
+    /// the configuration reference (`threatflow reference config`).
+    pub config_schema: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
     /// Loads the model into a shared slot and returns what the binding's workers share.
     pub start: fn(&OperatorContext<'_>) -> Result<BindingRuntime, OperatorError>,
     /// Its `train` / `eval` / `generate` / `bench` commands.
@@ -328,6 +331,21 @@ impl<'de> Deserialize<'de> for OperatorKind {
                 "unknown operator `{name}`, expected one of {}",
                 known.join(", ")
             ))
+        })
+    }
+}
+
+impl schemars::JsonSchema for OperatorKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OperatorKind".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = OPERATORS.iter().map(|spec| spec.name).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "enum": names,
+            "description": "An operator of this build (`threatflow reference config` lists them)."
         })
     }
 }

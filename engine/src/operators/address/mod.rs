@@ -58,7 +58,7 @@ use model::AddressModel;
 use scorer::{AddressAssessment, AddressScorer, Decision, DecisionThresholds, Guardrail};
 
 /// `[operators.address]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressOperatorConfig {
     /// Version directory under `<storage.model_dir>/address/`; empty picks the newest.
@@ -195,6 +195,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     }),
     stateful: false,
     check_config: |sections| check_section::<AddressOperatorConfig>(sections, "address"),
+    config_schema: Some(|generator| generator.subschema_for::<AddressOperatorConfig>()),
     start,
     commands: commands::COMMANDS,
 };

@@ -62,7 +62,7 @@ use scorer::{risk_level, AlertScore, AlertScorer, BlendWeights};
 use synth::DISPOSITIONS;
 
 /// `[operators.alert]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertOperatorConfig {
     /// Version directory under `<storage.model_dir>/alert/`; empty picks the newest.
@@ -172,6 +172,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     }),
     stateful: true,
     check_config: |sections| check_section::<AlertOperatorConfig>(sections, "alert"),
+    config_schema: Some(|generator| generator.subschema_for::<AlertOperatorConfig>()),
     start,
     commands: commands::COMMANDS,
 };

@@ -11,7 +11,7 @@ use crate::operators::email::window::WindowSettings;
 const DAY_MS: u64 = 86_400_000;
 
 /// `[operators.email]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailOperatorConfig {
     /// Version directory under `<storage.model_dir>/email/`; empty picks the newest.

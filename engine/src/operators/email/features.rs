@@ -100,7 +100,7 @@ fn default_tfidf_buckets() -> usize {
 
 /// How features are computed; stored in the model (training used it) and overridable in
 /// `[operators.email.features]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSettings {
     /// Domains of the organisation (subdomains included); empty: the sender's own domain.

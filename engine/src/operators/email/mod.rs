@@ -96,6 +96,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     }),
     stateful: true,
     check_config: |sections| check_section::<EmailOperatorConfig>(sections, "email"),
+    config_schema: Some(|generator| generator.subschema_for::<EmailOperatorConfig>()),
     start,
     commands: commands::COMMANDS,
 };

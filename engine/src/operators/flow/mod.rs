@@ -50,7 +50,7 @@ use features::FeatureEncoder;
 use model::{recommended_action, risk_level, FlowAssessment, FlowModel};
 
 /// `[operators.flow]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowOperatorConfig {
     /// Version directory under `<storage.model_dir>/flow/`; empty picks the newest.
@@ -108,6 +108,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     }),
     stateful: false,
     check_config: |sections| check_section::<FlowOperatorConfig>(sections, "flow"),
+    config_schema: Some(|generator| generator.subschema_for::<FlowOperatorConfig>()),
     start,
     commands: commands::COMMANDS,
 };

@@ -59,7 +59,7 @@ use normalize::{NormalizeConfig, Normalizer, Transform};
 use rules::RuleSet;
 
 /// `[operators.prompt]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptOperatorConfig {
     /// L2 model version under `<storage.model_dir>/prompt/`; empty picks the newest.
@@ -90,7 +90,7 @@ impl Default for PromptOperatorConfig {
 }
 
 /// `[operators.prompt.l2]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct L2Config {
     /// Run the classifier; off leaves L1 alone (for hosts without ONNX Runtime).
@@ -486,6 +486,7 @@ pub const SPEC: OperatorSpec = OperatorSpec {
     }),
     stateful: false,
     check_config: |sections| check_section::<PromptOperatorConfig>(sections, "prompt"),
+    config_schema: Some(|generator| generator.subschema_for::<PromptOperatorConfig>()),
     start,
     commands: commands::COMMANDS,
 };

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use unicode_normalization::UnicodeNormalization;
 
 /// Bounds of the normalizer (`[operators.prompt.normalize]`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NormalizeConfig {
     /// Bytes of a prompt that are normalized and decoded; the rest is scored raw only.
