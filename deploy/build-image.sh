@@ -23,8 +23,10 @@ command -v buildah >/dev/null || { echo "build-image: buildah is not installed (
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 root="$context/rootfs"
+# dev, proc and sys are mount points: runtimes mount them, and on a read-only root filesystem
+# they must already exist.
 mkdir -p "$root/usr/local/bin" "$root/usr/local/lib" "$root/etc/ssl/certs" "$root/etc/threatflow" \
-  "$root/opt/threatflow/models" "$root/tmp" "$context/state"
+  "$root/opt/threatflow/models" "$root/tmp" "$root/dev" "$root/proc" "$root/sys" "$context/state"
 cp "$binary" "$root/usr/local/bin/threatflow"
 strip --strip-debug "$root/usr/local/bin/threatflow" 2>/dev/null || true
 cp "$ort_library" "$root/usr/local/lib/"

@@ -295,13 +295,17 @@ pub fn demo_config(brokers: &str, group_id: &str, topics: &DemoTopics) -> Engine
     }
 }
 
-/// The model root the demo uses: `./models` when it holds a flow, alert, address or email model (the README
-/// runs the demo from the repository root), else the repository's `models/` this binary was
-/// built from. `None` when neither has one; streams without a model run `passthrough`.
+/// The model root the demo uses: `THREATFLOW_STORAGE__MODEL_DIR` when set (the engine's own
+/// override of `storage.model_dir`; in the container image, `/opt/threatflow/models`), else
+/// `./models` when it holds a model (the README runs the demo from the repository root),
+/// else the repository's `models/` this binary was built from. `None` when none has one;
+/// streams without a model run `passthrough`.
 pub fn demo_model_dir() -> Option<PathBuf> {
     let built_from = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"));
-    [PathBuf::from("models"), built_from]
+    let configured = std::env::var_os("THREATFLOW_STORAGE__MODEL_DIR").map(PathBuf::from);
+    configured
         .into_iter()
+        .chain([PathBuf::from("models"), built_from])
         .find(|root| {
             OPERATORS
                 .iter()
