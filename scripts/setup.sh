@@ -111,10 +111,13 @@ ln -sf "$moto_venv/bin/moto_server" "$tools_dir/moto_server"
 # drives Debian's headless Chromium through chromedriver (tests/tests/console.rs); py-ocsf-models
 # (OCSF 1.5.0) validates the OCSF findings (tests/tests/ocsf.rs); helm-python-sdk (Helm v4's Go SDK,
 # no helm binary) and kubernetes-validate check the chart (tests/tests/helm_chart.rs);
-# opentelemetry-proto decodes the engine's OTLP traces (tests/tests/otlp.rs). selenium
+# opentelemetry-proto decodes the engine's OTLP traces (tests/tests/otlp.rs). The cloudcoil
+# models (generated from the KEDA and Prometheus Operator CRDs; the newest releases need
+# Python 3.12) check the chart's custom resources (tests/helm/chart_check.py). selenium
 # 4.50.0, not 4.52.0: the newest needs a certifi the package mirror does not have yet.
 apitest_packages=("schemathesis==4.32.5" "selenium==4.50.0" "py-ocsf-models==0.10.0"
-  "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "opentelemetry-proto==1.45.2")
+  "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "opentelemetry-proto==1.45.2"
+  "cloudcoil-models-keda==2.16.1.0" "cloudcoil-models-prometheus-operator==0.80.1.0")
 apitest_venv="$repo_root/.tools/apitest"
 apitest_marker="$apitest_venv/.installed"
 if [ -f "$apitest_marker" ] && [ "$(cat "$apitest_marker")" = "${apitest_packages[*]}" ]; then

@@ -2,13 +2,15 @@
 v4's Go SDK) — no helm binary, no cluster.
 
 For every scenario in helm/threatflow/ci/*-values.yaml: it renders, lints strictly without
-errors, every manifest validates against the Kubernetes 1.30 schemas (kubernetes-validate;
-custom resources are checked by hand), and what matters holds — the rendered engine config
+errors, every manifest validates against the Kubernetes 1.30 schemas (kubernetes-validate), the
+custom resources against models generated from their CRDs (PyPI cloudcoil-models-keda,
+cloudcoil-models-prometheus-operator: types checked by pydantic, unknown fields found by a
+round trip), and what matters holds — the rendered engine config
 passes `threatflow config check --offline`; the probes point at routes the engine serves;
 the KEDA triggers name the engine's consumer group and every input topic; the pods outlive
 the engine's drain; the config checksum rolls the pods. Then it shows the checks bite: KEDA +
 HPA together, a misspelled value and a too-short grace period fail to render, and a chart
-with a broken probe path fails the checks.
+with a broken probe path or a misspelled ScaledObject field fails the checks.
 
 Usage: chart_check.py REPO THREATFLOW_BINARY. Prints one JSON line; exits 1 on any problem.
 """
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 
+import cloudcoil.models.keda.v1alpha1 as keda
+import cloudcoil.models.prometheus_operator.v1 as monitoring
 import helm_python as hp
 import kubernetes_validate
 import yaml
@@ -30,7 +34,13 @@ import yaml
 REPO, BINARY = sys.argv[1], sys.argv[2]
 CHART = os.path.join(REPO, "helm", "threatflow")
 KUBERNETES = "1.30.0"
-CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+# Custom resources, by kind: the model generated from the CRD (KEDA 2.16, Prometheus Operator
+# 0.80 — the API versions the chart writes).
+CUSTOM_KINDS = {
+    "ScaledObject": ("keda.sh/v1alpha1", keda.ScaledObject),
+    "ServiceMonitor": ("monitoring.coreos.com/v1", monitoring.ServiceMonitor),
+    "PrometheusRule": ("monitoring.coreos.com/v1", monitoring.PrometheusRule),
+}
 # The routes the engine's HTTP endpoint serves, read from its source.
 HTTP_SOURCE = open(os.path.join(REPO, "engine", "src", "http.rs")).read()
 SERVED = set(re.findall(r'\.route\("(/[a-z]+)"', HTTP_SOURCE))
@@ -47,6 +57,33 @@ def manifests(rendered):
         for document in yaml.safe_load_all(text):
             if document:
                 yield path, document
+
+
+def unknown_fields(original, round_trip, path=""):
+    """Keys of `original` the CRD model dropped (the models ignore unknown fields)."""
+    if isinstance(original, dict) and isinstance(round_trip, dict):
+        for key, value in original.items():
+            if key not in round_trip:
+                yield f"{path}.{key}"
+            else:
+                yield from unknown_fields(value, round_trip[key], f"{path}.{key}")
+    elif isinstance(original, list) and isinstance(round_trip, list):
+        for index, (value, kept) in enumerate(zip(original, round_trip)):
+            yield from unknown_fields(value, kept, f"{path}[{index}]")
+
+
+def validate_custom(document):
+    """Problems of a custom resource against its CRD model: wrong apiVersion, wrong types,
+    unknown fields."""
+    api_version, model = CUSTOM_KINDS[document["kind"]]
+    if document.get("apiVersion") != api_version:
+        return [f"apiVersion {document.get('apiVersion')}, expected {api_version}"]
+    try:
+        parsed = model.model_validate(document)
+    except Exception as error:
+        return [f"does not match its CRD: {error}"]
+    round_trip = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return [f"unknown field {field}" for field in unknown_fields(document, round_trip)]
 
 
 def check_config(toml_text, problems, scenario):
@@ -79,6 +116,8 @@ def check_scenario(chart_dir, values, scenario, problems, run_config_check=True)
         kind = document.get("kind")
         kinds.setdefault(kind, []).append(document)
         if kind in CUSTOM_KINDS:
+            for problem in validate_custom(document):
+                problems.append(f"{scenario}: {path} ({kind}) {problem}")
             continue
         try:
             kubernetes_validate.validate(document, KUBERNETES, strict=True)
@@ -123,7 +162,7 @@ def check_scenario(chart_dir, values, scenario, problems, run_config_check=True)
             if not str(metadata.get("lagThreshold", "")).isdigit():
                 problems.append(f"{scenario}: KEDA trigger without an explicit lagThreshold")
         keda = values["autoscaling"]["keda"]
-        if scaled["spec"]["maxReplicaCount"] > keda["partitionCount"]:
+        if scaled["spec"].get("maxReplicaCount", 0) > keda["partitionCount"]:
             problems.append(f"{scenario}: more replicas than partitions")
         if "replicas" in kinds["Deployment"][0]["spec"]:
             problems.append(f"{scenario}: Deployment fixes replicas under an autoscaler")
@@ -183,6 +222,21 @@ with tempfile.TemporaryDirectory() as scratch:
 if not any("readinessProbe" in problem for problem in caught):
     problems.append(f"a broken probe path went unnoticed: {caught}")
 
+# ... and a ScaledObject with a misspelled field (KEDA would ignore it and never scale).
+keda_values = yaml.safe_load(open(os.path.join(CHART, "ci", "keda-values.yaml")))
+with tempfile.TemporaryDirectory() as scratch:
+    broken = os.path.join(scratch, "threatflow")
+    shutil.copytree(CHART, broken)
+    template = os.path.join(broken, "templates", "scaledobject.yaml")
+    text = open(template).read()
+    assert "maxReplicaCount:" in text
+    open(template, "w").write(text.replace("maxReplicaCount:", "maxReplicasCount:", 1))
+    keda_caught = []
+    check_scenario(broken, keda_values, "broken-keda", keda_caught, run_config_check=False)
+if not any("unknown field .spec.maxReplicasCount" in problem for problem in keda_caught):
+    problems.append(f"a misspelled ScaledObject field went unnoticed: {keda_caught}")
+caught += keda_caught[:1]
+
 print(json.dumps({"ok": not problems, "scenarios": scenarios, "served": sorted(SERVED),
-                  "broken_chart_caught": caught[:1], "problems": problems}))
+                  "broken_chart_caught": caught[:2], "problems": problems}))
 sys.exit(1 if problems else 0)
