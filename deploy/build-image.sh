@@ -31,12 +31,37 @@ cp "$binary" "$root/usr/local/bin/threatflow"
 strip --strip-debug "$root/usr/local/bin/threatflow" 2>/dev/null || true
 cp "$ort_library" "$root/usr/local/lib/"
 ln -s "$(basename "$ort_library")" "$root/usr/local/lib/libonnxruntime.so"
+loaded=("$binary" "$ort_library")
+
+# The CUDA variant: ORT_LIBRARY from onnxruntime-gpu (its provider libraries sit beside it and
+# are copied too) and CUDA_LIBRARY_PATH naming the directories of the CUDA 13 runtime, cuBLAS,
+# cuRAND (and optionally cuDNN 9), e.g. the lib folders of PyPI's nvidia-cuda-runtime,
+# nvidia-cublas, nvidia-curand. They go to /usr/local/lib (the image's LD_LIBRARY_PATH).
+# libcuda.so.1 is the driver's: the NVIDIA container toolkit mounts it on a GPU node.
+cuda_provider="$(dirname "$ort_library")/libonnxruntime_providers_cuda.so"
+if [ -f "$cuda_provider" ]; then
+  [ -n "${CUDA_LIBRARY_PATH:-}" ] || { echo "build-image: the CUDA provider needs CUDA_LIBRARY_PATH (CUDA 13 runtime, cuBLAS, cuRAND)" >&2; exit 2; }
+  export LD_LIBRARY_PATH="$CUDA_LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  cp "$(dirname "$ort_library")"/libonnxruntime_providers_{shared,cuda}.so "$root/usr/local/lib/"
+  loaded+=("$cuda_provider")
+  missing="$(ldd "$cuda_provider" | awk '/not found/ {print $1}' | grep -v '^libcuda\.so' || true)"
+  [ -z "$missing" ] || { echo "build-image: not in CUDA_LIBRARY_PATH: $missing" >&2; exit 2; }
+  IFS=: read -r -a cuda_dirs <<< "$CUDA_LIBRARY_PATH"
+  for directory in "${cuda_dirs[@]}"; do
+    for library in "$directory"/libcudnn*.so.9; do [ -f "$library" ] && cp -L "$library" "$root/usr/local/lib/"; done
+  done
+fi
 
 # The shared libraries of the binary and of ONNX Runtime (loaded at run time), and the loader.
-for object in "$binary" "$ort_library"; do
+# Libraries found through CUDA_LIBRARY_PATH go to /usr/local/lib; the system's keep their path.
+for object in "${loaded[@]}"; do
   ldd "$object" | awk '/=> \// {print $3} /^[[:space:]]*\// {print $1}' | while read -r library; do
-    mkdir -p "$root$(dirname "$library")"
-    cp -L "$library" "$root$library"
+    target="$library"
+    for directory in ${CUDA_LIBRARY_PATH//:/ }; do
+      [ "$(dirname "$library")" = "$directory" ] && target="/usr/local/lib/$(basename "$library")"
+    done
+    mkdir -p "$root$(dirname "$target")"
+    cp -L "$library" "$root$target"
   done
 done
 cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"

@@ -292,7 +292,11 @@ pub fn main() -> ExitCode {
         Command::Train { command } => command.run(),
         Command::Eval { command } => command.run(),
         Command::Generate { command } => command.run(),
-        Command::Bench { command } => command.run(),
+        Command::Bench { command } => {
+            // A benchmark's fallbacks (CUDA asked for, CPU used) must be visible.
+            warnings_to_stderr();
+            command.run()
+        }
         Command::DriftReference { command } => command.run(),
         Command::Replay(args) => crate::model_cli::exit_code("replay", crate::replay::run(&args)),
         Command::Trainer { config } => trainer(&config),
@@ -439,12 +443,17 @@ fn arm_shutdown_watchdog(health: Arc<Health>, grace: Duration) -> std::io::Resul
     Ok(())
 }
 
-fn demo(options: &crate::demo::DemoOptions, json: bool) -> ExitCode {
-    // librdkafka's mock cluster and the engine log at info; keep the demo's console readable.
+/// Logging for the interactive commands: warnings and errors only unless `RUST_LOG` says
+/// otherwise (librdkafka's mock cluster and the engine log a lot at info).
+fn warnings_to_stderr() {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
     crate::telemetry::init_tracing(LogFormat::Text);
+}
+
+fn demo(options: &crate::demo::DemoOptions, json: bool) -> ExitCode {
+    warnings_to_stderr();
     eprintln!(
         "threatflow demo: {}, 5 streams, {} events{}",
         options

@@ -45,8 +45,11 @@ pub fn direct(
     texts: &[String],
     batch_sizes: &[usize],
     repeats: usize,
-) -> Result<Vec<DirectFigures>, L2Error> {
+) -> Result<(String, Vec<DirectFigures>), L2Error> {
     let mut model = L2Model::load(version_dir, settings)?;
+    // What the session really runs on: a CUDA request on a host without a usable GPU falls
+    // back to the CPU, and a figure labelled with the request would mislead.
+    let device = model.device_used().to_owned();
     // One window per prompt: truncation at max_length, as the Python side does.
     let tokenizer = l2::load_tokenizer(version_dir, model.manifest(), 1)?;
     let mut figures = Vec::new();
@@ -80,7 +83,7 @@ pub fn direct(
             prompts_per_second: prompts as f64 / total.as_secs_f64().max(1e-9),
         });
     }
-    Ok(figures)
+    Ok((device, figures))
 }
 
 /// Figures of one open-loop load level.

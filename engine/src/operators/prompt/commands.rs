@@ -189,7 +189,7 @@ fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, S
     } else {
         &options.rates[..]
     };
-    let direct = bench::direct(
+    let (device_used, direct) = bench::direct(
         &version_dir,
         &settings,
         &texts,
@@ -198,8 +198,9 @@ fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, S
     )
     .map_err(|error| error.to_string())?;
     println!(
-        "bare L2 (tokenize + infer), {} prompts, device {}:",
+        "bare L2 (tokenize + infer), {} prompts, device {} (asked for {}):",
         texts.len(),
+        device_used,
         options.device
     );
     for figure in &direct {
