@@ -57,7 +57,7 @@ fi
 for object in "${loaded[@]}"; do
   ldd "$object" | awk '/=> \// {print $3} /^[[:space:]]*\// {print $1}' | while read -r library; do
     target="$library"
-    for directory in ${CUDA_LIBRARY_PATH//:/ }; do
+    for directory in ${CUDA_LIBRARY_PATH:+${CUDA_LIBRARY_PATH//:/ }}; do
       [ "$(dirname "$library")" = "$directory" ] && target="/usr/local/lib/$(basename "$library")"
     done
     mkdir -p "$root$(dirname "$target")"
