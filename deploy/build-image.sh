@@ -75,6 +75,10 @@ for operator_dir in "$repo"/models/*/; do
   done
 done
 if [ -d "$repo/models/prompt/rules" ]; then cp -r "$repo/models/prompt/rules" "$root/opt/threatflow/models/prompt/"; fi
+if [ -d "$repo/models/alert/intel" ]; then
+  mkdir -p "$root/opt/threatflow/models/alert/intel"
+  cp -r "$repo"/models/alert/intel/v*/ "$root/opt/threatflow/models/alert/intel/"
+fi
 if [ -d "$repo/models/address/sources" ]; then cp -r "$repo/models/address/sources" "$root/opt/threatflow/models/address/"; fi
 cp "$repo/deploy/config/threatflow.toml" "$root/etc/threatflow/threatflow.toml"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nthreatflow:x:10001:10001:threatflow:/var/lib/threatflow:/sbin/nologin\n' > "$root/etc/passwd"

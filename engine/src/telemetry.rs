@@ -101,6 +101,10 @@ pub const STATE_RESTORES: &str = "threatflow_state_restores_total";
 /// Entities held in keyed partition state, by input topic.
 pub const STATE_ENTITIES: &str = "threatflow_state_entities";
 
+/// Indicators in the alert operator's intel set after the last topic update, by topic.
+pub const INTEL_INDICATORS: &str = "threatflow_intel_indicators";
+/// Intel topic records read, by topic and outcome (applied, removed, invalid).
+pub const INTEL_UPDATES: &str = "threatflow_intel_updates_total";
 /// Counter: scoring API answers, by route (`score`, `scan_prompt`) and HTTP status.
 pub const API_REQUESTS: &str = "threatflow_api_requests_total";
 /// Histogram: scoring API request latency, by route (admission, decode, score, encode).
@@ -285,6 +289,18 @@ pub struct MetricDoc {
 
 /// Every metric the engine exposes.
 pub static METRICS: &[MetricDoc] = &[
+    MetricDoc {
+        name: INTEL_INDICATORS,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Indicators in the alert operator's intel set after the last intel topic update, by topic",
+    },
+    MetricDoc {
+        name: INTEL_UPDATES,
+        kind: MetricKind::Counter,
+        unit: None,
+        help: "Intel topic records read, by topic and outcome (applied, removed, invalid)",
+    },
     MetricDoc {
         name: API_REQUESTS,
         kind: MetricKind::Counter,

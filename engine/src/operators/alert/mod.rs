@@ -11,7 +11,8 @@
 //!   `anomaly` (`true`/`false`), `rule_hits` (comma-separated rule ids), `entities` (its
 //!   `user:<name>` / `host:<name>` keys, comma-separated);
 //! - `explanation`: the `top_contributors` features by |TreeSHAP| on the ML risk (in risk
-//!   points), then one entry per fired rule (`rule:<id>`, its score);
+//!   points), then one entry per fired rule (`rule:<id>`, its score), then one per intel hit
+//!   (`intel:<indicator>`, its confidence as value, kind and source in the detail);
 //! - `thresholds_crossed`: the fired rule ids, and `anomaly` when flagged.
 //!
 //! With `entity_topic` set, every user and host of an alert gets a behaviour record on that
@@ -19,6 +20,10 @@
 //! entity's alerts in the last 24 h / 100, `max_risk_24h`, `mean_risk_24h`, `alerts_24h`)
 //! when its behaviour score moved by at least `entity_min_change` since the last record —
 //! the per-user score the email operator fuses.
+//!
+//! Threat intelligence ([`intel`]): the alert's IPs and hosts are matched against a
+//! versioned snapshot, `intel` files and, with `intel_topic`, a live topic; hits are rule
+//! facts and part of the explanation, and the `intel` label lists the matched indicators.
 //!
 //! Entity history is keyed partition state (see [`history`]): the pipeline checkpoints it to
 //! the binding's changelog topic and restores it wherever the partition goes.
@@ -29,6 +34,7 @@ pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod history;
+pub mod intel;
 pub mod learning;
 pub mod model;
 pub mod rules;
@@ -56,6 +62,7 @@ use crate::operators::{
 use crate::runtime::{ModelLoader, ModelSlot, PartitionState, PartitionStates};
 use crate::scored::{now_ms, Contribution, Scored};
 use history::EntityHistory;
+use intel::topic::{IntelFollower, IntelHandle};
 use model::AlertModel;
 use rules::RuleSet;
 use scorer::{risk_level, AlertScore, AlertScorer, BlendWeights};
@@ -86,6 +93,15 @@ pub struct AlertOperatorConfig {
     /// Smallest change of an entity's behaviour score (0–1) that emits a new record.
     #[serde(default = "default_entity_min_change")]
     pub entity_min_change: f64,
+    /// Threat-intelligence files added to the snapshot (`<model_dir>/alert/intel/`, else the
+    /// built-in one): STIX 2.1 bundles, MISP event JSON or feed directories, CSV or text
+    /// lists (format detected).
+    #[serde(default)]
+    pub intel: Vec<PathBuf>,
+    /// Compacted topic of live indicator records every pod follows (JSON, keyed by
+    /// indicator; see `operators::alert::intel::topic`); empty: none.
+    #[serde(default)]
+    pub intel_topic: String,
 }
 
 fn default_ml_weight() -> f64 {
@@ -114,6 +130,8 @@ impl Default for AlertOperatorConfig {
             top_contributors: default_top_contributors(),
             entity_topic: String::new(),
             entity_min_change: default_entity_min_change(),
+            intel: Vec::new(),
+            intel_topic: String::new(),
         }
     }
 }
@@ -193,20 +211,16 @@ impl OperatorConfig for AlertOperatorConfig {
 fn start(context: &OperatorContext<'_>) -> Result<BindingRuntime, OperatorError> {
     let config: AlertOperatorConfig = settings(context, "alert")?;
     let version = config.version.clone();
-    Ok(start_with_model(
-        context,
-        "alert",
-        &version,
-        AlertLoader { config },
-        AlertOperator::over,
-    )?
-    .with_state(
-        new_history,
-        crate::operators::StateReads {
-            entity_keys: history_keys,
-            meta_keys: &[history::META_KEY],
-        },
-    ))
+    let loader = AlertLoader::new(config, context.model_dir, context.kafka)?;
+    Ok(
+        start_with_model(context, "alert", &version, loader, AlertOperator::over)?.with_state(
+            new_history,
+            crate::operators::StateReads {
+                entity_keys: history_keys,
+                meta_keys: &[history::META_KEY],
+            },
+        ),
+    )
 }
 
 /// The history entries an alert's features read.
@@ -222,10 +236,14 @@ pub fn new_history() -> Box<dyn PartitionState> {
     Box::new(EntityHistory::default())
 }
 
-/// Loads alert model versions (with the rule layer) for the operator's settings.
+/// Loads alert model versions (with the rule layer) for the operator's settings; every
+/// version reads the binding's one intel set.
 #[derive(Clone)]
 pub struct AlertLoader {
     config: AlertOperatorConfig,
+    intel: IntelHandle,
+    /// Keeps the intel topic follower running as long as the binding.
+    _follower: Option<Arc<IntelFollower>>,
 }
 
 /// A loaded alert model, its rules and its TreeSHAP tables.
@@ -243,7 +261,36 @@ impl AlertLoader {
         Ok(LoadedAlert {
             shap_base_value: model.risk.expected_value()[0],
             shap_tables: FastTreeShap::new(&model.risk, 0),
-            scorer: AlertScorer::new(model, rules, self.config.weights()),
+            scorer: AlertScorer::new(model, rules, self.config.weights())
+                .with_intel(self.intel.clone()),
+        })
+    }
+
+    /// A loader whose intel is the built-in snapshot, the configured files and the rule
+    /// file's networks, followed live on `intel_topic` when `kafka` is given.
+    fn new(
+        config: AlertOperatorConfig,
+        model_dir: &Path,
+        kafka: Option<&crate::config::KafkaConfig>,
+    ) -> Result<Self, OperatorError> {
+        let rule_networks = RuleSet::load(config.rules_file.as_deref(), &features::feature_names())
+            .map_err(|error| OperatorError::resource("alert rules", error))?
+            .known_bad;
+        let base = intel::base_set(model_dir, &config.intel, rule_networks)
+            .map_err(|error| OperatorError::resource("alert intel", error))?;
+        let base = Arc::new(base);
+        let handle: IntelHandle = Arc::new(arc_swap::ArcSwap::new(base.clone()));
+        let follower = match (config.intel_topic.is_empty(), kafka) {
+            (false, Some(kafka)) => Some(Arc::new(
+                IntelFollower::start(kafka, &config.intel_topic, base, handle.clone())
+                    .map_err(|error| OperatorError::resource("alert intel topic", error))?,
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            config,
+            intel: handle,
+            _follower: follower,
         })
     }
 }
@@ -297,7 +344,7 @@ impl AlertOperator {
         config: AlertOperatorConfig,
         model: AlertModel,
     ) -> Result<Self, OperatorError> {
-        let loader = AlertLoader { config };
+        let loader = AlertLoader::new(config, Path::new("models"), None)?;
         let loaded = loader.prepare(model)?;
         Ok(Self::over(ModelSlot::with_model(
             "alert",
@@ -337,18 +384,27 @@ impl AlertOperator {
                 }
             }));
         }
-        explanation.extend(score.rule_hits.iter().map(|hit| {
-            Contribution {
-                name: format!("rule:{}", hit.id),
-                value: None,
-                contribution: hit.score,
-                detail: scorer
-                    .rules
-                    .rules
-                    .iter()
-                    .find(|rule| rule.id == hit.id)
-                    .map(|rule| rule.description.clone()),
-            }
+        let rule_contributions = score.rule_hits.iter().map(|hit| Contribution {
+            name: format!("rule:{}", hit.id),
+            value: None,
+            contribution: hit.score,
+            detail: scorer
+                .rules
+                .rules
+                .iter()
+                .find(|rule| rule.id == hit.id)
+                .map(|rule| rule.description.clone()),
+        });
+        explanation.extend(rule_contributions);
+        explanation.extend(score.intel.hits.iter().map(|hit| Contribution {
+            name: format!("intel:{}", hit.indicator),
+            value: Some(hit.confidence),
+            contribution: 0.0,
+            detail: Some(format!(
+                "{} indicator from {} (confidence as value; its rules carry the points)",
+                intel::kind_name(hit.kind),
+                hit.source
+            )),
         }));
         explanation
     }
@@ -446,6 +502,16 @@ impl AlertOperator {
             ("anomaly".to_owned(), assessment.anomalous.to_string()),
             ("rule_hits".to_owned(), rule_ids.join(",")),
             ("entities".to_owned(), history::entity_keys(alert).join(",")),
+            (
+                "intel".to_owned(),
+                score
+                    .intel
+                    .hits
+                    .iter()
+                    .map(|hit| hit.indicator.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ]);
         let mut thresholds_crossed = rule_ids;
         if assessment.anomalous {

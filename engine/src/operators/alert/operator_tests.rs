@@ -79,7 +79,7 @@ fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
         let features: Vec<&Contribution> = scored
             .explanation
             .iter()
-            .filter(|c| !c.name.starts_with("rule:"))
+            .filter(|c| !c.name.starts_with("rule:") && !c.name.starts_with("intel:"))
             .collect();
         assert!(features.len() <= 5);
         for contribution in &features {
@@ -92,11 +92,17 @@ fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
             assert!((contribution.contribution - shap[index]).abs() < 1e-9);
         }
         let rule_hits = &scored.labels["rule_hits"];
-        let explained_rules = scored.explanation.len() - features.len();
-        assert_eq!(
-            rule_hits.split(',').filter(|r| !r.is_empty()).count(),
-            explained_rules
-        );
+        let explained = |prefix: &str| {
+            scored
+                .explanation
+                .iter()
+                .filter(|c| c.name.starts_with(prefix))
+                .map(|c| c.name[prefix.len()..].to_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(rule_hits, &explained("rule:"));
+        assert_eq!(scored.labels["intel"], explained("intel:"));
     }
     assert_eq!(dispositions.len(), 4, "{dispositions:?}");
 }
@@ -131,6 +137,59 @@ fn a_known_bad_ip_fires_its_rule_and_raises_the_final_risk() {
         .contains(&"known-bad-ioc".to_owned()));
     assert!(bad_scored.scores["rule_score"] >= 70.0);
     assert!(bad_scored.scores["risk"] > clean_scored.scores["risk"]);
+    // The hit names the snapshot's indicator and source, never the alert's own address.
+    assert_eq!(bad_scored.labels["intel"], "203.0.113.0/24");
+    let hit = bad_scored
+        .explanation
+        .iter()
+        .find(|c| c.name == "intel:203.0.113.0/24")
+        .expect("intel hit explained");
+    assert_eq!(hit.value, Some(0.8));
+    assert!(hit
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .contains("RFC 5737 TEST-NET-3"));
+    assert_eq!(clean_scored.labels["intel"], "");
+}
+
+#[test]
+fn configured_intel_files_add_indicators_that_hosts_and_ips_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let stix = dir.path().join("team.stix.json");
+    std::fs::write(&stix, include_str!("intel/testdata/bundle.stix.json")).unwrap();
+    let list = dir.path().join("extra.txt");
+    std::fs::write(&list, "10.9.0.0/16 # our own sinkhole's clients\n").unwrap();
+    let config = AlertOperatorConfig {
+        intel: vec![stix, list],
+        ..AlertOperatorConfig::default()
+    };
+    let mut operator = AlertOperator::with_model(config, shipped_model()).unwrap();
+    let mut alert = fresh_alerts(50)[10].alert.clone();
+    alert.hosts = vec!["C2.Evil.Example".to_owned()];
+    alert.ips = vec!["10.9.4.4".to_owned()];
+    alert.last_seen_ms = crate::operators::alert::intel::parse_time_ms("2026-12-05").unwrap();
+    let outcomes = operator
+        .score_batch(
+            &[sourced(0, InputEvent::Alert(Box::new(alert)))],
+            &mut states(),
+        )
+        .unwrap();
+    let (scored, _) = scored(&outcomes[0]);
+    assert_eq!(scored.labels["intel"], "10.9.0.0/16,c2.evil.example");
+    assert!(scored.labels["rule_hits"]
+        .split(',')
+        .any(|rule| rule == "intel-host"));
+    assert!(scored.labels["rule_hits"]
+        .split(',')
+        .any(|rule| rule == "known-bad-ioc"));
+    let domain = scored
+        .explanation
+        .iter()
+        .find(|c| c.name == "intel:c2.evil.example")
+        .unwrap();
+    assert_eq!(domain.value, Some(0.7));
+    assert!(domain.detail.as_deref().unwrap().contains("Example CERT"));
 }
 
 #[test]

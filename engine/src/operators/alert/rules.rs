@@ -3,21 +3,30 @@
 //! rules_file` replaces it).
 //!
 //! A rule fires when all its conditions hold; a condition compares one fact (a feature
-//! column or `known_bad_ip_count`) with a number. Fired rules combine as a noisy-OR of their
+//! column, or an intel fact of [`INTEL_FACTS`]) with a number. Fired rules combine as a noisy-OR of their
 //! scores, so two independent 50-point rules give 75, never more than 100. The file is
 //! checked at load: an unknown fact, a malformed condition or a score outside 0–100 refuses
 //! the file with the rule's id, never a silent no-op rule.
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::operators::alert::intel::{Indicator, IndicatorKind, IntelMatches};
+
 /// The default rule file.
 pub const DEFAULT_RULES: &str = include_str!("../../../../models/alert/rules.toml");
 
-/// The fact the rule layer adds to the feature columns.
-pub const KNOWN_BAD_FACT: &str = "known_bad_ip_count";
+/// The facts the threat-intelligence stage adds to the feature columns:
+/// `known_bad_ip_count` (older rule files; the same as `intel_ip_hits`), `intel_ip_hits`
+/// (alert IPs inside an indicator network), `intel_host_hits` (alert hosts equal to an
+/// indicator domain), `intel_max_confidence` (0–1, 0 without a hit).
+pub const INTEL_FACTS: [&str; 4] = [
+    "known_bad_ip_count",
+    "intel_ip_hits",
+    "intel_host_hits",
+    "intel_max_confidence",
+];
 
 /// Errors of a rule file.
 #[derive(Debug, thiserror::Error)]
@@ -114,21 +123,11 @@ pub struct RuleSet {
     pub version: String,
     /// The rules, in file order.
     pub rules: Vec<Rule>,
-    known_bad: Vec<(u32, u32)>,
-    /// Fact names: the feature columns, then [`KNOWN_BAD_FACT`].
-    facts: Vec<String>,
-}
-
-fn parse_network(text: &str) -> Option<(u32, u32)> {
-    let (address, length) = text.trim().split_once('/').unwrap_or((text.trim(), "32"));
-    let address: Ipv4Addr = address.parse().ok()?;
-    let length: u32 = length.parse().ok().filter(|length| *length <= 32)?;
-    let mask = if length == 0 {
-        0
-    } else {
-        u32::MAX << (32 - length)
-    };
-    Some((u32::from(address) & mask, mask))
+    /// The file's `known_bad_networks`, as indicators (source "rules file") the intel stage
+    /// adds to its set.
+    pub known_bad: Vec<Indicator>,
+    /// Feature columns (the facts before the [`INTEL_FACTS`]).
+    features: usize,
 }
 
 impl RuleSet {
@@ -136,14 +135,14 @@ impl RuleSet {
     pub fn parse(text: &str, features: &[String]) -> Result<Self, RuleError> {
         let file: RuleFile = toml::from_str(text).map_err(|error| RuleError(error.to_string()))?;
         let mut facts = features.to_vec();
-        facts.push(KNOWN_BAD_FACT.to_owned());
+        facts.extend(INTEL_FACTS.iter().map(|fact| (*fact).to_owned()));
         let known_bad = file
             .known_bad_networks
             .iter()
             .map(|network| {
-                parse_network(network).ok_or_else(|| {
-                    RuleError(format!("known_bad_networks: {network:?} is not IPv4 CIDR"))
-                })
+                Indicator::new(IndicatorKind::Network, network, 0.8, "rules file").ok_or_else(
+                    || RuleError(format!("known_bad_networks: {network:?} is not a CIDR")),
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut rules = Vec::new();
@@ -199,7 +198,7 @@ impl RuleSet {
             version: file.version,
             rules,
             known_bad,
-            facts,
+            features: features.len(),
         })
     }
 
@@ -215,28 +214,13 @@ impl RuleSet {
         }
     }
 
-    /// How many of `ips` fall in the threat feed's networks.
-    pub fn known_bad_count(&self, ips: &[String]) -> usize {
-        ips.iter()
-            .filter_map(|ip| ip.trim().parse::<Ipv4Addr>().ok())
-            .filter(|ip| {
-                let address = u32::from(*ip);
-                self.known_bad
-                    .iter()
-                    .any(|(network, mask)| address & mask == *network)
-            })
-            .count()
-    }
-
-    /// Rules that fire on the feature `row` and the alert's `ips`, in file order.
-    pub fn evaluate(&self, row: &[f64], ips: &[String]) -> Vec<RuleHit> {
-        let known_bad = self.known_bad_count(ips) as f64;
-        let fact = |index: usize| {
-            if index == self.facts.len() - 1 {
-                known_bad
-            } else {
-                row.get(index).copied().unwrap_or(f64::NAN)
-            }
+    /// Rules that fire on the feature `row` and the alert's `intel` matches, in file order.
+    pub fn evaluate(&self, row: &[f64], intel: &IntelMatches) -> Vec<RuleHit> {
+        let fact = |index: usize| match index.checked_sub(self.features) {
+            None => row.get(index).copied().unwrap_or(f64::NAN),
+            Some(0 | 1) => intel.ip_hits as f64,
+            Some(2) => intel.host_hits as f64,
+            Some(_) => intel.max_confidence,
         };
         self.rules
             .iter()
@@ -288,6 +272,14 @@ score = 50
 when = ["known_bad_ip_count >= 1"]
 "#;
 
+    fn intel_of(rules: &RuleSet, ips: &[String]) -> IntelMatches {
+        crate::operators::alert::intel::IntelSet::new(rules.known_bad.clone()).match_alert(
+            ips,
+            &[],
+            0,
+        )
+    }
+
     #[test]
     fn rules_fire_on_all_conditions_and_combine_as_noisy_or() {
         let rules = RuleSet::parse(FILE, &features()).expect("parses");
@@ -296,13 +288,32 @@ when = ["known_bad_ip_count >= 1"]
             "8.8.8.8".to_owned(),
             "x".to_owned(),
         ];
-        assert_eq!(rules.known_bad_count(&ips), 2);
-        let hits = rules.evaluate(&[0.9, 1.0, 0.0], &ips);
+        let intel = intel_of(&rules, &ips);
+        assert_eq!(intel.ip_hits, 2);
+        let hits = rules.evaluate(&[0.9, 1.0, 0.0], &intel);
         assert_eq!(hits.len(), 2);
         assert!((combined_score(&hits) - 80.0).abs() < 1e-9);
-        assert_eq!(rules.evaluate(&[0.7, 1.0, 0.0], &[]), Vec::new());
-        assert_eq!(rules.evaluate(&[f64::NAN, 1.0, 0.0], &[]), Vec::new());
+        let none = IntelMatches::default();
+        assert_eq!(rules.evaluate(&[0.7, 1.0, 0.0], &none), Vec::new());
+        assert_eq!(rules.evaluate(&[f64::NAN, 1.0, 0.0], &none), Vec::new());
         assert_eq!(combined_score(&[]), 0.0);
+    }
+
+    #[test]
+    fn intel_facts_are_rule_facts() {
+        let file = FILE.replace(
+            "when = [\"known_bad_ip_count >= 1\"]",
+            "when = [\"intel_host_hits >= 1\", \"intel_max_confidence >= 0.9\"]",
+        );
+        let rules = RuleSet::parse(&file, &features()).expect("parses");
+        let mut intel = IntelMatches {
+            host_hits: 1,
+            max_confidence: 0.95,
+            ..IntelMatches::default()
+        };
+        assert_eq!(rules.evaluate(&[0.0, 0.0, 0.0], &intel).len(), 1);
+        intel.max_confidence = 0.5;
+        assert!(rules.evaluate(&[0.0, 0.0, 0.0], &intel).is_empty());
     }
 
     #[test]
@@ -335,6 +346,5 @@ when = ["known_bad_ip_count >= 1"]
         let features = crate::operators::alert::features::feature_names();
         let rules = RuleSet::parse(DEFAULT_RULES, &features).expect("shipped rules load");
         assert!(rules.rules.len() >= 5);
-        assert_eq!(rules.known_bad_count(&["198.51.100.7".to_owned()]), 1);
     }
 }

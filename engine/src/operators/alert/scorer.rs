@@ -1,12 +1,17 @@
-//! Scores one alert end to end — entity history → features → models → rules → blended risk —
+//! Scores one alert end to end — entity history → features → models → intel → rules →
+//! blended risk —
 //! and records it in the history. The operator and `threatflow eval alert` both use this, so
 //! eval figures measure the code that runs in the pipeline.
 //!
 //! Final risk = `ml_weight · ML risk + rule_weight · rule score` with the weights normalised
 //! to sum 1, so it stays on the 0–100 scale.
 
+use std::sync::Arc;
+
 use crate::events::AlertEvent;
 use crate::operators::alert::history::{EntityHistory, HistoryFacts};
+use crate::operators::alert::intel::topic::IntelHandle;
+use crate::operators::alert::intel::{snapshot, IntelMatches, IntelSet};
 use crate::operators::alert::model::{AlertAssessment, AlertModel};
 use crate::operators::alert::rules::{combined_score, RuleHit, RuleSet};
 
@@ -54,6 +59,8 @@ pub struct AlertScore {
     pub risk: f64,
     /// What the entity history said about the alert's entities before it.
     pub facts: crate::operators::alert::history::HistoryFacts,
+    /// What the threat-intelligence stage matched.
+    pub intel: IntelMatches,
 }
 
 /// Risk band of a 0–100 risk.
@@ -77,16 +84,36 @@ pub struct AlertScorer {
     pub rules: RuleSet,
     /// The blend.
     pub weights: BlendWeights,
+    /// The indicators alerts are matched against (swapped by the intel topic follower).
+    pub intel: IntelHandle,
+}
+
+/// The intel set of eval and training: the built-in snapshot plus the rule file's
+/// `known_bad_networks`.
+pub fn default_intel(rules: &RuleSet) -> IntelHandle {
+    let mut indicators = snapshot::shipped()
+        .map(|s| s.indicators)
+        .unwrap_or_default();
+    indicators.extend(rules.known_bad.iter().cloned());
+    Arc::new(arc_swap::ArcSwap::from_pointee(IntelSet::new(indicators)))
 }
 
 impl AlertScorer {
-    /// A scorer.
+    /// A scorer with [`default_intel`].
     pub fn new(model: AlertModel, rules: RuleSet, weights: BlendWeights) -> Self {
+        let intel = default_intel(&rules);
         Self {
             model,
             rules,
             weights,
+            intel,
         }
+    }
+
+    /// The same scorer reading `intel` instead.
+    pub fn with_intel(mut self, intel: IntelHandle) -> Self {
+        self.intel = intel;
+        self
     }
 
     /// Scores `alert` (read at input `offset`) against `history` so far, then records it
@@ -107,7 +134,12 @@ impl AlertScorer {
         let mut row = Vec::with_capacity(self.model.manifest.features.len());
         self.model.encoder().encode_into(alert, &facts, &mut row);
         let assessment = self.model.assess(&row);
-        let rule_hits = self.rules.evaluate(&row, &alert.ips);
+        // Validity is judged at the alert's own time, so replays and eval agree with live.
+        let intel = self
+            .intel
+            .load()
+            .match_alert(&alert.ips, &alert.hosts, alert.last_seen_ms);
+        let rule_hits = self.rules.evaluate(&row, &intel);
         let rule_score = combined_score(&rule_hits);
         let risk = self.weights.blend(assessment.ml_risk, rule_score);
         AlertScore {
@@ -117,6 +149,7 @@ impl AlertScorer {
             rule_score,
             risk,
             facts,
+            intel,
         }
     }
 }

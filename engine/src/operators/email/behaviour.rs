@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::events::bundled_schemas;
 use crate::operators::email::user_key::user_key;
+use crate::runtime::topic_feed::{assign_all_from_beginning, side_input_consumer};
 use crate::scored::Scored;
 
 /// Newest behaviour score per user: (score, event time ms).
@@ -123,19 +123,7 @@ impl ScoredDecoder {
 impl BehaviourFeed {
     /// Starts reading `topic` with the engine's Kafka settings.
     pub fn start(kafka: &KafkaConfig, topic: &str, field: &str) -> Result<Self, String> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", format!("{}.behaviour-feed", kafka.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "100");
-        for (name, value) in kafka.options.iter().chain(&kafka.consumer_options) {
-            if name != "group.instance.id" {
-                client.set(name, value);
-            }
-        }
-        let consumer: BaseConsumer = client.create().map_err(|e| e.to_string())?;
+        let consumer = side_input_consumer(kafka, "behaviour-feed")?;
         let decoder = ScoredDecoder::new()?;
         let scores: BehaviourScores = Arc::new(DashMap::new());
         let skipped = Arc::new(AtomicU64::new(0));
@@ -169,23 +157,6 @@ impl BehaviourFeed {
     }
 }
 
-fn assign_all(consumer: &BaseConsumer, topic: &str) -> bool {
-    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
-        return false;
-    };
-    let Some(info) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return false;
-    };
-    if info.partitions().is_empty() {
-        return false;
-    }
-    let mut list = TopicPartitionList::new();
-    for partition in info.partitions() {
-        let _ = list.add_partition_offset(topic, partition.id(), Offset::Beginning);
-    }
-    consumer.assign(&list).is_ok()
-}
-
 fn run(
     consumer: &BaseConsumer,
     decoder: &ScoredDecoder,
@@ -195,7 +166,7 @@ fn run(
     skipped: &AtomicU64,
     stop: &AtomicBool,
 ) {
-    while !stop.load(Ordering::Relaxed) && !assign_all(consumer, topic) {
+    while !stop.load(Ordering::Relaxed) && !assign_all_from_beginning(consumer, topic) {
         tracing::warn!(topic, "behaviour topic not available yet; retrying");
         std::thread::sleep(Duration::from_secs(2));
     }
