@@ -39,7 +39,8 @@ pub enum Privacy {
 }
 
 /// Labels whose values name an entity, pseudonymised whatever their value.
-const ENTITY_LABELS: [&str; 8] = [
+const ENTITY_LABELS: [&str; 9] = [
+    "entities",
     "user",
     "account",
     "address",

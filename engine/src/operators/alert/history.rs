@@ -15,6 +15,8 @@
 //! where the partition goes, dropped on revoke. Each entity records the input offset after
 //! the last alert it folded, so a re-delivered alert is scored again but not recorded twice.
 //! Key the alerts topic by entity (or repartition) for exact per-entity counts across pods.
+//! The partition's incident groups ([`crate::operators::alert::incidents`]) live in the same
+//! state, as `incident:<id>` entries.
 
 use std::any::Any;
 use std::collections::hash_map::DefaultHasher;
@@ -23,6 +25,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
+use crate::operators::alert::incidents::{IncidentBook, INCIDENT_PREFIX};
 use crate::runtime::{PartitionState, StateChange};
 
 use crate::events::AlertEvent;
@@ -87,6 +90,8 @@ pub struct EntityHistory {
     /// Entities changed or removed since the last checkpoint.
     changed: HashSet<String>,
     watermark_changed: bool,
+    /// The partition's correlation groups.
+    pub incidents: IncidentBook,
 }
 
 /// The changelog key of the partition-wide facts (entity keys always hold a `:`).
@@ -241,6 +246,11 @@ impl EntityHistory {
             .collect()
     }
 
+    /// The newest event time seen, ms.
+    pub fn watermark_ms(&self) -> i64 {
+        self.watermark_ms
+    }
+
     /// Drops entities whose newest sighting is a window behind the watermark; returns how
     /// many were dropped.
     pub fn expire(&mut self) -> usize {
@@ -312,6 +322,10 @@ impl PartitionState for EntityHistory {
         if std::mem::take(&mut self.watermark_changed) {
             changes.push((META_KEY.to_owned(), Some(self.meta())));
         }
+        for id in std::mem::take(&mut self.incidents.changed) {
+            let value = self.incidents.entry(&id);
+            changes.push((format!("{INCIDENT_PREFIX}{id}"), value));
+        }
         changes
     }
 
@@ -322,10 +336,14 @@ impl PartitionState for EntityHistory {
             .filter_map(|key| Some((key.clone(), self.entry(key)?)))
             .collect();
         entries.push((META_KEY.to_owned(), self.meta()));
+        entries.extend(self.incidents.entries());
         entries
     }
 
     fn restore_entry(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), String> {
+        if let Some(id) = key.strip_prefix(INCIDENT_PREFIX) {
+            return self.incidents.restore(id, value);
+        }
         let Some(value) = value else {
             self.entities.remove(key);
             self.published.remove(key);

@@ -21,6 +21,13 @@
 //! when its behaviour score moved by at least `entity_min_change` since the last record —
 //! the per-user score the email operator fuses.
 //!
+//! Correlation ([`incidents`], with `incident_topic`): alerts sharing a user or host within
+//! `incident_window_ms` form a group; a group with `incident_min_tactics` distinct ATT&CK
+//! tactics is an incident, published on `incident_topic` (key and `event_id`: the incident
+//! id; scores `risk`, `alerts`, `tactics`, `progression`, `max_member_risk`; labels
+//! `tactics`, `entities`, `members`; the narrative in the explanation) and re-published as
+//! alerts join; each member alert's `incident` label names it.
+//!
 //! Threat intelligence ([`intel`]): the alert's IPs and hosts are matched against a
 //! versioned snapshot, `intel` files and, with `intel_topic`, a live topic; hits are rule
 //! facts and part of the explanation, and the `intel` label lists the matched indicators.
@@ -34,6 +41,7 @@ pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod history;
+pub mod incidents;
 pub mod intel;
 pub mod learning;
 pub mod model;
@@ -102,6 +110,32 @@ pub struct AlertOperatorConfig {
     /// indicator; see `operators::alert::intel::topic`); empty: none.
     #[serde(default)]
     pub intel_topic: String,
+    /// Topic of incident records (alerts correlated by shared user or host along the kill
+    /// chain), e.g. `scored.incidents`; empty: no correlation.
+    #[serde(default)]
+    pub incident_topic: String,
+    /// Most event time between a group's last alert and one that joins it, ms; groups idle
+    /// this long are closed.
+    #[serde(default = "default_incident_window_ms")]
+    pub incident_window_ms: u64,
+    /// Member alerts kept per incident (later ones are counted, not listed).
+    #[serde(default = "default_incident_max_alerts")]
+    pub incident_max_alerts: usize,
+    /// Distinct ATT&CK tactics that make a group an incident (2–14).
+    #[serde(default = "default_incident_min_tactics")]
+    pub incident_min_tactics: usize,
+}
+
+fn default_incident_window_ms() -> u64 {
+    2 * 3_600_000
+}
+
+fn default_incident_max_alerts() -> usize {
+    200
+}
+
+fn default_incident_min_tactics() -> usize {
+    3
 }
 
 fn default_ml_weight() -> f64 {
@@ -132,6 +166,10 @@ impl Default for AlertOperatorConfig {
             entity_min_change: default_entity_min_change(),
             intel: Vec::new(),
             intel_topic: String::new(),
+            incident_topic: String::new(),
+            incident_window_ms: default_incident_window_ms(),
+            incident_max_alerts: default_incident_max_alerts(),
+            incident_min_tactics: default_incident_min_tactics(),
         }
     }
 }
@@ -150,6 +188,15 @@ impl AlertOperatorConfig {
                 self.ml_weight, self.rule_weight
             ));
         }
+        if self.incident_window_ms == 0
+            || self.incident_max_alerts == 0
+            || !(2..=14).contains(&self.incident_min_tactics)
+        {
+            return Err(format!(
+                "operators.alert: incident_window_ms ({}) and incident_max_alerts ({}) must be positive and incident_min_tactics ({}) 2–14",
+                self.incident_window_ms, self.incident_max_alerts, self.incident_min_tactics
+            ));
+        }
         if !(0.0..=1.0).contains(&self.entity_min_change) {
             return Err(format!(
                 "operators.alert: entity_min_change {} outside 0–1",
@@ -157,6 +204,14 @@ impl AlertOperatorConfig {
             ));
         }
         Ok(())
+    }
+
+    fn correlation(&self) -> incidents::CorrelationSettings {
+        incidents::CorrelationSettings {
+            window_ms: i64::try_from(self.incident_window_ms).unwrap_or(i64::MAX),
+            max_alerts: self.incident_max_alerts,
+            min_tactics: self.incident_min_tactics,
+        }
     }
 
     fn weights(&self) -> BlendWeights {
@@ -201,10 +256,16 @@ impl OperatorConfig for AlertOperatorConfig {
     }
 
     fn output_topics(&self) -> Vec<(String, String)> {
-        vec![(
-            "operators.alert.entity_topic".to_owned(),
-            self.entity_topic.clone(),
-        )]
+        vec![
+            (
+                "operators.alert.entity_topic".to_owned(),
+                self.entity_topic.clone(),
+            ),
+            (
+                "operators.alert.incident_topic".to_owned(),
+                self.incident_topic.clone(),
+            ),
+        ]
     }
 }
 
@@ -496,7 +557,7 @@ impl AlertOperator {
             scores.insert(format!("p_{class}"), *probability);
         }
         let rule_ids: Vec<String> = score.rule_hits.iter().map(|hit| hit.id.clone()).collect();
-        let labels = BTreeMap::from([
+        let mut labels = BTreeMap::from([
             ("disposition".to_owned(), disposition.to_owned()),
             ("risk_level".to_owned(), risk_level(score.risk).to_owned()),
             ("anomaly".to_owned(), assessment.anomalous.to_string()),
@@ -517,6 +578,34 @@ impl AlertOperator {
         if assessment.anomalous {
             thresholds_crossed.push("anomaly".to_owned());
         }
+        let mut extra = Vec::new();
+        let config = self.config();
+        if !config.incident_topic.is_empty() {
+            let entities = history::entity_keys(alert);
+            let settings = config.correlation();
+            let joined = history.incidents.observe(
+                alert,
+                &entities,
+                &sourced.event_id,
+                score.risk,
+                &settings,
+            );
+            if let Some(joined) = joined.filter(|joined| joined.declared) {
+                labels.insert("incident".to_owned(), joined.incident.id.clone());
+                if joined.changed {
+                    extra.push(ExtraRecord {
+                        topic: config.incident_topic.clone(),
+                        key: joined.incident.id.clone(),
+                        scored: incidents::record(
+                            &joined.incident,
+                            sourced,
+                            &scorer.model.manifest.version,
+                            scored_at_ms,
+                        ),
+                    });
+                }
+            }
+        }
         metrics::counter!(crate::telemetry::ALERT_DISPOSITIONS, "disposition" => disposition)
             .increment(1);
         let scored = sourced
@@ -525,7 +614,7 @@ impl AlertOperator {
             .with_labels(labels)
             .with_explanation(self.explain(loaded, &score))
             .with_thresholds(thresholds_crossed);
-        let extra = self.entity_records(scorer, history, sourced, alert, scored_at_ms);
+        extra.extend(self.entity_records(scorer, history, sourced, alert, scored_at_ms));
         Outcome::Scored {
             scored: Box::new(scored),
             extra,
@@ -558,8 +647,11 @@ impl Operator for AlertOperator {
     }
 
     fn tick(&mut self, _now: SystemTime, state: &mut PartitionStates) -> Vec<ExtraRecord> {
+        let window = self.config().correlation().window_ms;
         for (_, history) in state.iter_mut::<EntityHistory>() {
             history.expire();
+            let watermark = history.watermark_ms();
+            history.incidents.expire(watermark, window);
         }
         Vec::new()
     }

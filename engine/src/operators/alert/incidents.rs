@@ -1,0 +1,380 @@
+//! Alert correlation into incidents: alerts that share an entity (a user or a host) within a
+//! window are one group; a group that progresses along the ATT&CK kill chain — alerts of at
+//! least `incident_min_tactics` distinct tactics — is an incident, published on the incidents
+//! topic and updated (same id) as alerts join.
+//!
+//! - Joining: an alert joins the most recently active open group that holds one of its
+//!   entities and whose last alert is at most `incident_window_ms` before it (event time);
+//!   otherwise it opens a group. Its entities then point at that group.
+//! - Risk: `100 · (1 − (1 − m/100) · (1 − 0.8 · p))` with `m` the highest member risk and
+//!   `p = min(1, (tactics − 1) / 3)` the kill-chain progression: it grows with both and
+//!   stays in 0–100.
+//! - Bounds: a group keeps its first `incident_max_alerts` members (later ones are counted);
+//!   groups idle for `incident_window_ms` of event time are closed and dropped.
+//! - State: groups are entries `incident:<id>` of the alert operator's partition state (so
+//!   they follow the partition, restored from the changelog); a re-delivered alert (same
+//!   event id) changes nothing.
+//!
+//! Correlation sees one partition: key alerts by the entity you correlate on (the user, or
+//! the asset's owner), or give a tenant's alerts one partition.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::AlertEvent;
+use crate::operators::alert::attack::catalogue;
+use crate::operators::SourcedEvent;
+use crate::scored::{Contribution, Scored};
+
+/// Changelog key prefix of incident entries.
+pub const INCIDENT_PREFIX: &str = "incident:";
+
+/// Correlation settings (from `[operators.alert]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CorrelationSettings {
+    /// Most event time between a group's last alert and a joining one, ms.
+    pub window_ms: i64,
+    /// Members kept per group.
+    pub max_alerts: usize,
+    /// Distinct tactics that make a group an incident.
+    pub min_tactics: usize,
+}
+
+/// One member alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// The SIEM's alert id.
+    pub alert_id: String,
+    /// threatflow's event id (stable per input record).
+    pub event_id: String,
+    /// Event time (last_seen_ms), ms.
+    pub time_ms: i64,
+    /// Final risk, 0–100.
+    pub risk: f64,
+}
+
+/// A tactic's first appearance in a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TacticStep {
+    /// `TA0001` ...
+    pub tactic: String,
+    /// Kill-chain stage (0 reconnaissance … 13 impact).
+    pub stage: usize,
+    /// First alert time with it, ms.
+    pub first_ms: i64,
+}
+
+/// A group of correlated alerts (an incident once it progressed far enough).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id: `inc-` and the first member's event id.
+    pub id: String,
+    /// First member's time, ms.
+    pub first_seen_ms: i64,
+    /// Latest member's time, ms.
+    pub last_seen_ms: i64,
+    /// Entity keys of its members.
+    pub entities: BTreeSet<String>,
+    /// Kept members, in arrival order.
+    pub members: Vec<Member>,
+    /// Members seen, kept or not.
+    pub alert_count: usize,
+    /// Tactics in order of first appearance.
+    pub tactics: Vec<TacticStep>,
+    /// Highest member risk.
+    pub max_member_risk: f64,
+}
+
+impl Incident {
+    /// Kill-chain progression, 0–1.
+    pub fn progression(&self) -> f64 {
+        ((self.tactics.len() as f64 - 1.0) / 3.0).clamp(0.0, 1.0)
+    }
+
+    /// Incident risk, 0–100 (see the module doc).
+    pub fn risk(&self) -> f64 {
+        let member = (self.max_member_risk / 100.0).clamp(0.0, 1.0);
+        100.0 * (1.0 - (1.0 - member) * (1.0 - 0.8 * self.progression()))
+    }
+
+    /// Whether it is an incident under `settings`.
+    pub fn declared(&self, settings: &CorrelationSettings) -> bool {
+        self.tactics.len() >= settings.min_tactics
+    }
+
+    /// "initial access → execution → lateral movement within 40 min, 3 entities" — tactic
+    /// names and counts only, so it is safe in scores-only mode (the `entities` label names
+    /// them, and is pseudonymised there).
+    pub fn narrative(&self) -> String {
+        let names: Vec<String> = self
+            .tactics
+            .iter()
+            .map(|step| {
+                catalogue()
+                    .tactics
+                    .get(step.stage)
+                    .map_or(step.tactic.clone(), |tactic| tactic.name.to_lowercase())
+            })
+            .collect();
+        let minutes = (self.last_seen_ms - self.first_seen_ms).max(0) / 60_000;
+        format!(
+            "{} within {minutes} min, {} entities, {} alerts",
+            names.join(" → "),
+            self.entities.len(),
+            self.alert_count
+        )
+    }
+}
+
+/// An incident an alert just joined (or opened), to publish when declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joined {
+    /// The group after the alert joined.
+    pub incident: Incident,
+    /// Whether it is an incident (enough tactics).
+    pub declared: bool,
+    /// Whether this alert changed it (false for a re-delivered alert).
+    pub changed: bool,
+}
+
+/// The groups of one partition.
+#[derive(Debug, Default)]
+pub struct IncidentBook {
+    incidents: HashMap<String, Incident>,
+    by_entity: HashMap<String, String>,
+    /// Ids changed or removed since the last checkpoint.
+    pub(crate) changed: HashSet<String>,
+}
+
+impl IncidentBook {
+    /// Records `alert` (entities `entities`, final `risk`, id `event_id`); returns its group.
+    pub fn observe(
+        &mut self,
+        alert: &AlertEvent,
+        entities: &[String],
+        event_id: &str,
+        risk: f64,
+        settings: &CorrelationSettings,
+    ) -> Option<Joined> {
+        if entities.is_empty() {
+            return None;
+        }
+        let time = alert.last_seen_ms;
+        let open = entities
+            .iter()
+            .filter_map(|entity| self.by_entity.get(entity))
+            .filter_map(|id| self.incidents.get(id))
+            .filter(|incident| time - incident.last_seen_ms <= settings.window_ms)
+            .max_by_key(|incident| incident.last_seen_ms)
+            .map(|incident| incident.id.clone());
+        let id = open.unwrap_or_else(|| format!("inc-{event_id}"));
+        let incident = self
+            .incidents
+            .entry(id.clone())
+            .or_insert_with(|| Incident {
+                id: id.clone(),
+                first_seen_ms: time,
+                last_seen_ms: time,
+                entities: BTreeSet::new(),
+                members: Vec::new(),
+                alert_count: 0,
+                tactics: Vec::new(),
+                max_member_risk: 0.0,
+            });
+        let changed = !incident
+            .members
+            .iter()
+            .any(|member| member.event_id == event_id);
+        if changed {
+            incident.alert_count += 1;
+            if incident.members.len() < settings.max_alerts {
+                incident.members.push(Member {
+                    alert_id: alert.alert_id.clone(),
+                    event_id: event_id.to_owned(),
+                    time_ms: time,
+                    risk,
+                });
+            }
+            incident.first_seen_ms = incident.first_seen_ms.min(time);
+            incident.last_seen_ms = incident.last_seen_ms.max(time);
+            incident.max_member_risk = incident.max_member_risk.max(risk);
+            incident.entities.extend(entities.iter().cloned());
+            for tactic in &alert.tactics {
+                if incident.tactics.iter().any(|step| &step.tactic == tactic) {
+                    continue;
+                }
+                if let Some(stage) = catalogue().tactic_stage(tactic) {
+                    incident.tactics.push(TacticStep {
+                        tactic: tactic.clone(),
+                        stage,
+                        first_ms: time,
+                    });
+                }
+            }
+            for entity in entities {
+                self.by_entity.insert(entity.clone(), id.clone());
+            }
+            self.changed.insert(id.clone());
+        }
+        let incident = self.incidents[&id].clone();
+        Some(Joined {
+            declared: incident.declared(settings),
+            incident,
+            changed,
+        })
+    }
+
+    /// Closes groups idle for `window_ms` before `now_ms` (event time).
+    pub fn expire(&mut self, now_ms: i64, window_ms: i64) {
+        let idle: Vec<String> = self
+            .incidents
+            .values()
+            .filter(|incident| now_ms - incident.last_seen_ms > window_ms)
+            .map(|incident| incident.id.clone())
+            .collect();
+        for id in idle {
+            self.incidents.remove(&id);
+            self.by_entity.retain(|_, incident| *incident != id);
+            self.changed.insert(id);
+        }
+    }
+
+    /// Open groups.
+    pub fn len(&self) -> usize {
+        self.incidents.len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.incidents.is_empty()
+    }
+
+    /// The changelog value of group `id` (`None`: closed).
+    pub fn entry(&self, id: &str) -> Option<Vec<u8>> {
+        self.incidents
+            .get(id)
+            .and_then(|incident| serde_json::to_vec(incident).ok())
+    }
+
+    /// Every open group as changelog entries.
+    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.incidents
+            .keys()
+            .filter_map(|id| Some((format!("{INCIDENT_PREFIX}{id}"), self.entry(id)?)))
+            .collect()
+    }
+
+    /// Applies a changelog entry for group `id`.
+    pub fn restore(&mut self, id: &str, value: Option<&[u8]>) -> Result<(), String> {
+        self.by_entity.retain(|_, incident| incident != id);
+        match value {
+            None => {
+                self.incidents.remove(id);
+            }
+            Some(value) => {
+                let incident: Incident =
+                    serde_json::from_slice(value).map_err(|error| error.to_string())?;
+                for entity in &incident.entities {
+                    // The most recently active group wins an entity, as when it was live.
+                    let newer = self
+                        .by_entity
+                        .get(entity)
+                        .and_then(|other| self.incidents.get(other))
+                        .is_none_or(|other| other.last_seen_ms <= incident.last_seen_ms);
+                    if newer {
+                        self.by_entity.insert(entity.clone(), id.to_owned());
+                    }
+                }
+                self.incidents.insert(id.to_owned(), incident);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The incident record published on the incidents topic for `incident`, as the alert
+/// `sourced` (its latest member) left it.
+pub fn record(
+    incident: &Incident,
+    sourced: &SourcedEvent,
+    model_version: &str,
+    scored_at_ms: i64,
+) -> Scored {
+    let join = |items: Vec<&str>| items.join(",");
+    let mut explanation = vec![Contribution {
+        name: "narrative".to_owned(),
+        value: Some(incident.progression()),
+        contribution: incident.risk(),
+        detail: Some(incident.narrative()),
+    }];
+    explanation.extend(incident.tactics.iter().map(|step| Contribution {
+        name: format!("tactic:{}", step.tactic),
+        value: Some(step.stage as f64),
+        contribution: 0.0,
+        detail: Some(format!(
+            "first seen {} min into the incident",
+            (step.first_ms - incident.first_seen_ms).max(0) / 60_000
+        )),
+    }));
+    Scored {
+        event_id: incident.id.clone(),
+        source: sourced.source.clone(),
+        operator: "alert".to_owned(),
+        model_version: model_version.to_owned(),
+        scores: [
+            ("risk", incident.risk()),
+            ("alerts", incident.alert_count as f64),
+            ("tactics", incident.tactics.len() as f64),
+            ("progression", incident.progression()),
+            ("max_member_risk", incident.max_member_risk),
+            ("first_seen_ms", incident.first_seen_ms as f64),
+            ("last_seen_ms", incident.last_seen_ms as f64),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect(),
+        labels: [
+            ("incident_id", incident.id.clone()),
+            (
+                "tactics",
+                join(incident.tactics.iter().map(|s| s.tactic.as_str()).collect()),
+            ),
+            (
+                "entities",
+                join(incident.entities.iter().map(String::as_str).collect()),
+            ),
+            (
+                "members",
+                join(
+                    incident
+                        .members
+                        .iter()
+                        .map(|m| m.alert_id.as_str())
+                        .collect(),
+                ),
+            ),
+            (
+                "member_events",
+                join(
+                    incident
+                        .members
+                        .iter()
+                        .map(|m| m.event_id.as_str())
+                        .collect(),
+                ),
+            ),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect(),
+        explanation,
+        thresholds_crossed: vec!["incident".to_owned()],
+        event_time_ms: Some(incident.last_seen_ms),
+        scored_at_ms,
+    }
+}
+
+#[cfg(test)]
+#[path = "incidents_tests.rs"]
+mod tests;

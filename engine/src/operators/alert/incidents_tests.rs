@@ -1,0 +1,167 @@
+//! Correlation: an intrusion over three hosts is one incident with the right tactic
+//! sequence and members; a benign burst of the same size is not; windows, re-delivery and
+//! the changelog round trip.
+
+use super::*;
+use crate::operators::alert::history::{entity_keys, EntityHistory};
+use crate::runtime::PartitionState;
+
+const MINUTE: i64 = 60_000;
+
+fn alert(id: &str, tactic: &str, user: &str, host: &str, minute: i64) -> AlertEvent {
+    serde_json::from_value(serde_json::json!({
+        "alert_id": id, "severity": "high", "siem_source": "splunk", "rule_id": format!("R-{tactic}"),
+        "tactics": [tactic], "techniques": [], "users": [user], "hosts": [host], "ips": [],
+        "ioc_count": 0, "asset_count": 1, "asset_criticality": 0.5, "event_count": 1,
+        "first_seen_ms": 1_796_000_000_000_i64 + minute * MINUTE,
+        "last_seen_ms": 1_796_000_000_000_i64 + minute * MINUTE
+    }))
+    .unwrap()
+}
+
+const SETTINGS: CorrelationSettings = CorrelationSettings {
+    window_ms: 120 * MINUTE,
+    max_alerts: 50,
+    min_tactics: 3,
+};
+
+fn observe(book: &mut IncidentBook, alert: &AlertEvent, risk: f64) -> Joined {
+    book.observe(
+        alert,
+        &entity_keys(alert),
+        &format!("ev-{}", alert.alert_id),
+        risk,
+        &SETTINGS,
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_intrusion_over_three_hosts_is_one_incident_in_kill_chain_order() {
+    let mut book = IncidentBook::default();
+    let steps = [
+        alert("a1", "TA0001", "j.doe", "ws-17", 0),
+        alert("a2", "TA0002", "j.doe", "ws-17", 5),
+        alert("a3", "TA0006", "j.doe", "ws-17", 12),
+        alert("a4", "TA0008", "j.doe", "srv-files", 25),
+        alert("a5", "TA0010", "svc-backup", "srv-files", 40),
+    ];
+    let joined: Vec<Joined> = steps.iter().map(|a| observe(&mut book, a, 40.0)).collect();
+    assert_eq!(book.len(), 1);
+    assert_eq!(
+        joined.iter().map(|j| j.declared).collect::<Vec<_>>(),
+        [false, false, true, true, true]
+    );
+    let incident = &joined[4].incident;
+    let tactics: Vec<&str> = incident.tactics.iter().map(|s| s.tactic.as_str()).collect();
+    assert_eq!(tactics, ["TA0001", "TA0002", "TA0006", "TA0008", "TA0010"]);
+    let members: Vec<&str> = incident
+        .members
+        .iter()
+        .map(|m| m.alert_id.as_str())
+        .collect();
+    assert_eq!(members, ["a1", "a2", "a3", "a4", "a5"]);
+    assert_eq!(
+        incident
+            .entities
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        [
+            "host:srv-files",
+            "host:ws-17",
+            "user:j.doe",
+            "user:svc-backup"
+        ]
+    );
+    assert_eq!(incident.id, "inc-ev-a1");
+    // Risk grows with progression at a constant member risk.
+    let risks: Vec<f64> = joined.iter().map(|j| j.incident.risk()).collect();
+    assert!(risks.windows(2).all(|w| w[1] >= w[0]), "{risks:?}");
+    assert!(risks[4] > 80.0 && risks[0] == 40.0, "{risks:?}");
+    assert_eq!(
+        incident.narrative(),
+        "initial access → execution → credential access → lateral movement → exfiltration \
+         within 40 min, 4 entities, 5 alerts"
+    );
+}
+
+#[test]
+fn a_benign_burst_of_the_same_size_is_no_incident() {
+    let mut book = IncidentBook::default();
+    // Patch day: the admin account runs the same execution alert on many hosts.
+    for index in 0..5 {
+        let burst = alert(
+            &format!("p{index}"),
+            "TA0002",
+            "patch-admin",
+            &format!("ws-{index}"),
+            index,
+        );
+        assert!(!observe(&mut book, &burst, 30.0).declared);
+    }
+    assert_eq!(book.len(), 1);
+}
+
+#[test]
+fn windows_redelivery_expiry_and_bounds_hold() {
+    let mut book = IncidentBook::default();
+    let first = alert("w1", "TA0001", "u", "h", 0);
+    observe(&mut book, &first, 10.0);
+    let again = observe(&mut book, &first, 10.0);
+    assert!(!again.changed);
+    assert_eq!(again.incident.alert_count, 1);
+    // Beyond the window: a new group.
+    let late = alert("w2", "TA0002", "u", "h", 200);
+    assert_eq!(observe(&mut book, &late, 10.0).incident.id, "inc-ev-w2");
+    assert_eq!(book.len(), 2);
+    book.expire(1_796_000_000_000 + 200 * MINUTE, SETTINGS.window_ms);
+    assert_eq!(book.len(), 1);
+    let small = CorrelationSettings {
+        max_alerts: 2,
+        ..SETTINGS
+    };
+    let mut bounded = IncidentBook::default();
+    for index in 0..5 {
+        let a = alert(&format!("b{index}"), "TA0002", "u", "h", index);
+        bounded.observe(&a, &entity_keys(&a), &format!("ev-b{index}"), 5.0, &small);
+    }
+    let group = bounded
+        .observe(&first, &entity_keys(&first), "ev-x", 5.0, &small)
+        .unwrap();
+    assert_eq!(
+        (group.incident.members.len(), group.incident.alert_count),
+        (2, 6)
+    );
+}
+
+#[test]
+fn incidents_follow_their_partition_through_the_changelog() {
+    let mut history = EntityHistory::default();
+    for a in [
+        alert("c1", "TA0001", "u", "h1", 0),
+        alert("c2", "TA0002", "u", "h2", 3),
+    ] {
+        let keys = entity_keys(&a);
+        history
+            .incidents
+            .observe(&a, &keys, &format!("ev-{}", a.alert_id), 50.0, &SETTINGS);
+    }
+    let changes = history.take_changes();
+    let mut restored = EntityHistory::default();
+    for (key, value) in &changes {
+        restored.restore_entry(key, value.as_deref()).unwrap();
+    }
+    assert_eq!(restored.incidents.len(), 1);
+    let next = alert("c3", "TA0008", "u", "h3", 10);
+    let joined = restored
+        .incidents
+        .observe(&next, &entity_keys(&next), "ev-c3", 50.0, &SETTINGS)
+        .unwrap();
+    assert_eq!(joined.incident.id, "inc-ev-c1");
+    assert!(joined.declared);
+    assert!(history
+        .snapshot()
+        .iter()
+        .any(|(key, _)| key == "incident:inc-ev-c1"));
+}
