@@ -40,7 +40,10 @@ async fn an_intrusion_over_three_hosts_is_one_incident_and_a_benign_burst_none()
         &broker,
         &topics,
         ("alert", "alert"),
-        &format!("\n[operators.alert]\nincident_topic = \"{incident_topic}\"\n"),
+        // No risk floor: the test is about grouping, not about these alerts' risk.
+        &format!(
+            "\n[operators.alert]\nincident_topic = \"{incident_topic}\"\nincident_min_risk = 0\n"
+        ),
     )
     .unwrap();
     let intrusion = [

@@ -177,8 +177,28 @@ fn eval_alert(data: &Path, model: &EvalModel, rules: Option<&Path>) -> anyhow::R
         .map_err(|error| error.to_string())
         .and_then(|text| crate::operators::alert::synth::read_jsonl(&text))
         .map_err(|error| anyhow::anyhow!("{}: {error}", data.display()))?;
-    let evaluation =
-        crate::operators::alert::eval::evaluate(model, rules, BlendWeights::default(), &alerts);
+    let weights = BlendWeights::default();
+    let make = |weights: BlendWeights| {
+        crate::operators::alert::scorer::AlertScorer::new(model.clone(), rules.clone(), weights)
+    };
+    let stages = crate::operators::alert::eval_incidents::stage_table(make, weights, &alerts);
+    // The operator's default correlation, and the same with a 2 h window.
+    let defaults = crate::operators::alert::AlertOperatorConfig::default().correlation();
+    let incidents = [
+        defaults,
+        crate::operators::alert::incidents::CorrelationSettings {
+            window_ms: 2 * 3_600_000,
+            ..defaults
+        },
+    ]
+    .iter()
+    .map(|settings| {
+        crate::operators::alert::eval_incidents::incident_figures(&make(weights), &alerts, settings)
+    })
+    .collect();
+    let mut evaluation = crate::operators::alert::eval::evaluate(model, rules, weights, &alerts);
+    evaluation.stages = stages;
+    evaluation.incidents = incidents;
     print!("{}", evaluation.render());
     print_json_line_if(json, &evaluation)
 }

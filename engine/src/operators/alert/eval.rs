@@ -92,6 +92,12 @@ pub struct AlertEvaluation {
     pub anomaly_flag_rate: f64,
     /// Rules-only baseline.
     pub rules_only: BaselineFigures,
+    /// Correlation figures (`eval alert` only; see [`crate::operators::alert::eval_incidents`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<crate::operators::alert::eval_incidents::IncidentFigures>,
+    /// Final risk with each stage switched off (`eval alert` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::operators::alert::eval_incidents::StageFigures>,
 }
 
 /// The rules-only triage of an alert (see the module doc).
@@ -194,6 +200,8 @@ pub fn evaluate(
             risk_mae: mean_absolute_error(&truth_risk, &rule_risk),
         },
         confusion,
+        incidents: Vec::new(),
+        stages: Vec::new(),
     }
 }
 
@@ -269,6 +277,42 @@ impl AlertEvaluation {
             self.anomaly_flag_recall,
             self.anomaly_flag_rate
         );
+        if !self.stages.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nstages                final risk R²      MAE   TP recall at risk ≥ 60"
+            );
+            for stage in &self.stages {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:>14.4} {:>8.2} {:>24.3}",
+                    stage.stages,
+                    stage.final_risk_r2,
+                    stage.final_risk_mae,
+                    stage.true_positive_recall_at_60
+                );
+            }
+        }
+        if !self.incidents.is_empty() {
+            let _ = writeln!(
+                out,
+                "\ncorrelation  window  tactics  intrusions  recall  incidents  purity  false  alerts to incident"
+            );
+            for figures in &self.incidents {
+                let _ = writeln!(
+                    out,
+                    "             {:>4.0} h  {:>7}  {:>10}  {:>6.3}  {:>9}  {:>6.3}  {:>5}  {:>18.1}",
+                    figures.window_hours,
+                    figures.min_tactics,
+                    figures.intrusions,
+                    figures.recall,
+                    figures.incidents,
+                    figures.purity,
+                    figures.false_incidents,
+                    figures.median_alerts_to_incident
+                );
+            }
+        }
         out
     }
 }

@@ -3,7 +3,8 @@
 //! least `incident_min_tactics` distinct tactics — is an incident, published on the incidents
 //! topic and updated (same id) as alerts join.
 //!
-//! - Joining: an alert joins the most recently active open group that holds one of its
+//! - Joining: an alert of final risk below `incident_min_risk` is not correlated; one at or
+//!   above it joins the most recently active open group that holds one of its
 //!   entities and whose last alert is at most `incident_window_ms` before it (event time);
 //!   otherwise it opens a group. Its entities then point at that group.
 //! - Risk: `100 · (1 − (1 − m/100) · (1 − 0.8 · p))` with `m` the highest member risk and
@@ -39,6 +40,9 @@ pub struct CorrelationSettings {
     pub max_alerts: usize,
     /// Distinct tactics that make a group an incident.
     pub min_tactics: usize,
+    /// Alerts below this final risk are not correlated (noise would chain unrelated
+    /// activity of busy users and hosts into false incidents).
+    pub min_risk: f64,
 }
 
 /// One member alert.
@@ -157,7 +161,7 @@ impl IncidentBook {
         risk: f64,
         settings: &CorrelationSettings,
     ) -> Option<Joined> {
-        if entities.is_empty() {
+        if entities.is_empty() || risk < settings.min_risk {
             return None;
         }
         let time = alert.last_seen_ms;

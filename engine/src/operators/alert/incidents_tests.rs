@@ -23,6 +23,7 @@ const SETTINGS: CorrelationSettings = CorrelationSettings {
     window_ms: 120 * MINUTE,
     max_alerts: 50,
     min_tactics: 3,
+    min_risk: 0.0,
 };
 
 fn observe(book: &mut IncidentBook, alert: &AlertEvent, risk: f64) -> Joined {

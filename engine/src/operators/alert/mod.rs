@@ -21,8 +21,8 @@
 //! when its behaviour score moved by at least `entity_min_change` since the last record —
 //! the per-user score the email operator fuses.
 //!
-//! Correlation ([`incidents`], with `incident_topic`): alerts sharing a user or host within
-//! `incident_window_ms` form a group; a group with `incident_min_tactics` distinct ATT&CK
+//! Correlation ([`incidents`], with `incident_topic`): alerts of final risk at least
+//! `incident_min_risk` sharing a user or host within `incident_window_ms` form a group; a group with `incident_min_tactics` distinct ATT&CK
 //! tactics is an incident, published on `incident_topic` (key and `event_id`: the incident
 //! id; scores `risk`, `alerts`, `tactics`, `progression`, `max_member_risk`; labels
 //! `tactics`, `entities`, `members`; the narrative in the explanation) and re-published as
@@ -39,6 +39,7 @@ pub mod attack;
 pub mod commands;
 pub mod drift;
 pub mod eval;
+pub mod eval_incidents;
 pub mod features;
 pub mod history;
 pub mod incidents;
@@ -124,10 +125,20 @@ pub struct AlertOperatorConfig {
     /// Distinct ATT&CK tactics that make a group an incident (2–14).
     #[serde(default = "default_incident_min_tactics")]
     pub incident_min_tactics: usize,
+    /// Alerts below this final risk (0–100) are not correlated: low-risk noise of busy users
+    /// and hosts would otherwise chain into false incidents.
+    #[serde(default = "default_incident_min_risk")]
+    pub incident_min_risk: f64,
+}
+
+/// Chosen on a validation set of generated alerts (seed 21): recall 0.75 of intrusions
+/// with 8 false of 60 incidents, against 0.37 and 250 of 290 with no floor.
+fn default_incident_min_risk() -> f64 {
+    60.0
 }
 
 fn default_incident_window_ms() -> u64 {
-    2 * 3_600_000
+    24 * 3_600_000
 }
 
 fn default_incident_max_alerts() -> usize {
@@ -170,6 +181,7 @@ impl Default for AlertOperatorConfig {
             incident_window_ms: default_incident_window_ms(),
             incident_max_alerts: default_incident_max_alerts(),
             incident_min_tactics: default_incident_min_tactics(),
+            incident_min_risk: default_incident_min_risk(),
         }
     }
 }
@@ -191,10 +203,14 @@ impl AlertOperatorConfig {
         if self.incident_window_ms == 0
             || self.incident_max_alerts == 0
             || !(2..=14).contains(&self.incident_min_tactics)
+            || !(0.0..=100.0).contains(&self.incident_min_risk)
         {
             return Err(format!(
-                "operators.alert: incident_window_ms ({}) and incident_max_alerts ({}) must be positive and incident_min_tactics ({}) 2–14",
-                self.incident_window_ms, self.incident_max_alerts, self.incident_min_tactics
+                "operators.alert: incident_window_ms ({}) and incident_max_alerts ({}) must be positive, incident_min_tactics ({}) 2–14 and incident_min_risk ({}) 0–100",
+                self.incident_window_ms,
+                self.incident_max_alerts,
+                self.incident_min_tactics,
+                self.incident_min_risk
             ));
         }
         if !(0.0..=1.0).contains(&self.entity_min_change) {
@@ -206,11 +222,13 @@ impl AlertOperatorConfig {
         Ok(())
     }
 
-    fn correlation(&self) -> incidents::CorrelationSettings {
+    /// The correlation settings these values make.
+    pub fn correlation(&self) -> incidents::CorrelationSettings {
         incidents::CorrelationSettings {
             window_ms: i64::try_from(self.incident_window_ms).unwrap_or(i64::MAX),
             max_alerts: self.incident_max_alerts,
             min_tactics: self.incident_min_tactics,
+            min_risk: self.incident_min_risk,
         }
     }
 

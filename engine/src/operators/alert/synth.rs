@@ -67,6 +67,10 @@ pub struct LabeledAlert {
     pub risk: f64,
     /// Scenario that produced it.
     pub scenario: String,
+    /// For intrusions, the one intrusion it belongs to (`intrusion-<n>`): the truth of
+    /// incident recall and purity in `eval alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
     /// Part of the warm-up prefix of a held-out file: fed to the entity history, not scored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warmup: bool,
@@ -571,6 +575,7 @@ fn finish(rng: &mut StdRng, draft: Draft<'_>, index: usize) -> LabeledAlert {
         disposition,
         risk,
         scenario: draft.scenario.to_owned(),
+        campaign: None,
         warmup: false,
     }
 }
@@ -580,24 +585,30 @@ pub fn generate(config: &GeneratorConfig) -> Vec<LabeledAlert> {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let world = World::new(&mut rng, catalogue());
     let mut drafts = Vec::new();
+    let mut campaigns = 0;
     while drafts.len() < config.count {
         let roll: f64 = rng.gen();
-        let scenario = if roll < 0.025 {
-            intrusion(&mut rng, &world, config)
+        let (scenario, campaign) = if roll < 0.025 {
+            campaigns += 1;
+            (intrusion(&mut rng, &world, config), Some(campaigns))
         } else if roll < 0.52 {
-            noisy_rule(&mut rng, &world, config)
+            (noisy_rule(&mut rng, &world, config), None)
         } else if roll < 0.70 {
-            suspicious(&mut rng, &world, config)
+            (suspicious(&mut rng, &world, config), None)
         } else {
-            benign(&mut rng, &world, config)
+            (benign(&mut rng, &world, config), None)
         };
-        drafts.extend(scenario);
+        drafts.extend(scenario.into_iter().map(|draft| (draft, campaign)));
     }
-    drafts.sort_by_key(|draft| draft.time_ms);
+    drafts.sort_by_key(|(draft, _)| draft.time_ms);
     drafts
         .into_iter()
         .enumerate()
-        .map(|(index, draft)| finish(&mut rng, draft, index))
+        .map(|(index, (draft, campaign))| {
+            let mut labeled = finish(&mut rng, draft, index);
+            labeled.campaign = campaign.map(|n| format!("intrusion-{n}"));
+            labeled
+        })
         .collect()
 }
 
