@@ -1,21 +1,89 @@
 //! The alert operator's rule layer: documented detection rules over named facts, loaded
-//! from a TOML file (`models/alert/rules.toml` is the default, compiled in; `[operators.alert]
-//! rules_file` replaces it).
+//! from TOML — the shipped core (`models/alert/rules.toml`) and the ATT&CK rule pack
+//! (`models/alert/rules/*.toml`, one module per tactic), compiled in; `[operators.alert]
+//! rules_file` replaces them with a file or a directory of files.
 //!
-//! A rule fires when all its conditions hold; a condition compares one fact (a feature
-//! column, or an intel fact of [`INTEL_FACTS`]) with a number. Fired rules combine as a noisy-OR of their
-//! scores, so two independent 50-point rules give 75, never more than 100. The file is
-//! checked at load: an unknown fact, a malformed condition or a score outside 0–100 refuses
-//! the file with the rule's id, never a silent no-op rule.
+//! A rule fires when all its conditions hold; a condition compares one fact with a number:
+//! a feature column, an intel fact of [`INTEL_FACTS`], or `technique_<id>` (1 when the alert
+//! maps to that ATT&CK technique or one of its sub-techniques, else 0). Fired rules combine as
+//! a noisy-OR of their scores, so two independent 50-point rules give 75, never more than
+//! 100. Pack rules also carry their ATT&CK `tactic` and `techniques`, a `severity` and a
+//! `confidence`, and tested examples: `should_fire` / `should_not_fire` fact sets (facts not
+//! named are 0) that [`RuleSet::check_examples`] runs — in the test suite for the shipped
+//! rules. Every file is checked at load: an unknown fact, technique or tactic, a malformed
+//! condition, a duplicate id or a score outside 0–100 refuses it with the rule's id, never a
+//! silent no-op rule.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::operators::alert::attack::catalogue;
 use crate::operators::alert::intel::{Indicator, IndicatorKind, IntelMatches};
 
-/// The default rule file.
+/// The shipped core rule file.
 pub const DEFAULT_RULES: &str = include_str!("../../../../models/alert/rules.toml");
+
+/// The shipped ATT&CK rule pack, one module per tactic.
+pub const RULE_PACK: &[(&str, &str)] = &[
+    (
+        "reconnaissance",
+        include_str!("../../../../models/alert/rules/01-reconnaissance.toml"),
+    ),
+    (
+        "resource-development",
+        include_str!("../../../../models/alert/rules/02-resource-development.toml"),
+    ),
+    (
+        "initial-access",
+        include_str!("../../../../models/alert/rules/03-initial-access.toml"),
+    ),
+    (
+        "execution",
+        include_str!("../../../../models/alert/rules/04-execution.toml"),
+    ),
+    (
+        "persistence",
+        include_str!("../../../../models/alert/rules/05-persistence.toml"),
+    ),
+    (
+        "privilege-escalation",
+        include_str!("../../../../models/alert/rules/06-privilege-escalation.toml"),
+    ),
+    (
+        "defense-evasion",
+        include_str!("../../../../models/alert/rules/07-defense-evasion.toml"),
+    ),
+    (
+        "credential-access",
+        include_str!("../../../../models/alert/rules/08-credential-access.toml"),
+    ),
+    (
+        "discovery",
+        include_str!("../../../../models/alert/rules/09-discovery.toml"),
+    ),
+    (
+        "lateral-movement",
+        include_str!("../../../../models/alert/rules/10-lateral-movement.toml"),
+    ),
+    (
+        "collection",
+        include_str!("../../../../models/alert/rules/11-collection.toml"),
+    ),
+    (
+        "command-and-control",
+        include_str!("../../../../models/alert/rules/12-command-and-control.toml"),
+    ),
+    (
+        "exfiltration",
+        include_str!("../../../../models/alert/rules/13-exfiltration.toml"),
+    ),
+    (
+        "impact",
+        include_str!("../../../../models/alert/rules/14-impact.toml"),
+    ),
+];
 
 /// The facts the threat-intelligence stage adds to the feature columns:
 /// `known_bad_ip_count` (older rule files; the same as `intel_ip_hits`), `intel_ip_hits`
@@ -28,6 +96,9 @@ pub const INTEL_FACTS: [&str; 4] = [
     "intel_max_confidence",
 ];
 
+/// Prefix of technique facts (`technique_T1059`).
+const TECHNIQUE_FACT: &str = "technique_";
+
 /// Errors of a rule file.
 #[derive(Debug, thiserror::Error)]
 #[error("alert rules: {0}")]
@@ -37,6 +108,9 @@ pub struct RuleError(String);
 #[serde(deny_unknown_fields)]
 struct RuleFile {
     version: String,
+    /// What the module covers (pack files).
+    #[serde(default)]
+    module: String,
     #[serde(default)]
     known_bad_networks: Vec<String>,
     #[serde(default)]
@@ -50,6 +124,18 @@ struct RuleSpec {
     description: String,
     score: f64,
     when: Vec<String>,
+    #[serde(default)]
+    tactic: Option<String>,
+    #[serde(default)]
+    techniques: Vec<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    confidence: Option<f64>,
+    #[serde(default)]
+    should_fire: Vec<BTreeMap<String, f64>>,
+    #[serde(default)]
+    should_not_fire: Vec<BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,9 +174,74 @@ impl Comparison {
     }
 }
 
+/// What a condition reads.
+#[derive(Debug, Clone, PartialEq)]
+enum Fact {
+    /// A feature column.
+    Column(usize),
+    /// `intel_ip_hits` (and `known_bad_ip_count`).
+    IntelIpHits,
+    /// `intel_host_hits`.
+    IntelHostHits,
+    /// `intel_max_confidence`.
+    IntelMaxConfidence,
+    /// `technique_<id>`: the alert maps to it or a sub-technique of it.
+    Technique(String),
+}
+
+impl Fact {
+    fn named(name: &str, features: &[String]) -> Option<Self> {
+        if let Some(index) = features.iter().position(|feature| feature == name) {
+            return Some(Self::Column(index));
+        }
+        match name {
+            "known_bad_ip_count" | "intel_ip_hits" => Some(Self::IntelIpHits),
+            "intel_host_hits" => Some(Self::IntelHostHits),
+            "intel_max_confidence" => Some(Self::IntelMaxConfidence),
+            _ => {
+                let id = name.strip_prefix(TECHNIQUE_FACT)?;
+                catalogue()
+                    .technique(id)
+                    .map(|_| Self::Technique(id.to_owned()))
+            }
+        }
+    }
+}
+
+/// What the facts of one alert are read from.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The feature row.
+    pub row: &'a [f64],
+    /// The intel stage's matches.
+    pub intel: &'a IntelMatches,
+    /// The alert's ATT&CK technique ids.
+    pub techniques: &'a [String],
+}
+
+impl Facts<'_> {
+    fn value(&self, fact: &Fact) -> f64 {
+        match fact {
+            Fact::Column(index) => self.row.get(*index).copied().unwrap_or(f64::NAN),
+            Fact::IntelIpHits => self.intel.ip_hits as f64,
+            Fact::IntelHostHits => self.intel.host_hits as f64,
+            Fact::IntelMaxConfidence => self.intel.max_confidence,
+            Fact::Technique(id) => {
+                let maps = self.techniques.iter().any(|technique| {
+                    technique == id
+                        || technique
+                            .strip_prefix(id.as_str())
+                            .is_some_and(|rest| rest.starts_with('.'))
+                });
+                f64::from(u8::from(maps))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Condition {
-    fact: usize,
+    fact: Fact,
     comparison: Comparison,
     bound: f64,
 }
@@ -104,7 +255,34 @@ pub struct Rule {
     pub description: String,
     /// Its risk on its own, 0–100.
     pub score: f64,
+    /// Its ATT&CK tactic (pack rules).
+    pub tactic: Option<String>,
+    /// The ATT&CK techniques it detects.
+    pub techniques: Vec<String>,
+    /// Its severity (`informational` … `critical`).
+    pub severity: Option<String>,
+    /// How often a firing is a true positive, 0–1, as its author judges.
+    pub confidence: Option<f64>,
+    /// The module (file) it came from.
+    pub module: String,
     conditions: Vec<Condition>,
+    examples: Vec<(bool, BTreeMap<String, f64>)>,
+}
+
+impl Rule {
+    fn fires(&self, facts: &Facts<'_>) -> bool {
+        self.conditions.iter().all(|condition| {
+            condition
+                .comparison
+                .holds(facts.value(&condition.fact), condition.bound)
+        })
+    }
+
+    /// Whether it has at least one `should_fire` and one `should_not_fire` example.
+    pub fn has_examples(&self) -> bool {
+        self.examples.iter().any(|(fires, _)| *fires)
+            && self.examples.iter().any(|(fires, _)| !*fires)
+    }
 }
 
 /// A fired rule.
@@ -119,121 +297,247 @@ pub struct RuleHit {
 /// The loaded rule set.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
-    /// `version` of the file.
+    /// `version` of the (first) file.
     pub version: String,
     /// The rules, in file order.
     pub rules: Vec<Rule>,
-    /// The file's `known_bad_networks`, as indicators (source "rules file") the intel stage
+    /// The files' `known_bad_networks`, as indicators (source "rules file") the intel stage
     /// adds to its set.
     pub known_bad: Vec<Indicator>,
-    /// Feature columns (the facts before the [`INTEL_FACTS`]).
-    features: usize,
+    /// The feature columns the rules were checked against.
+    features: Vec<String>,
+}
+
+const SEVERITIES: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+fn parse_condition(text: &str, id: &str, features: &[String]) -> Result<Condition, RuleError> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [name, op, bound] = parts[..] else {
+        return Err(RuleError(format!(
+            "{id}: {text:?} is not \"fact op number\""
+        )));
+    };
+    let fact = Fact::named(name, features)
+        .ok_or_else(|| RuleError(format!("{id}: unknown fact {name:?}")))?;
+    let comparison =
+        Comparison::parse(op).ok_or_else(|| RuleError(format!("{id}: unknown operator {op:?}")))?;
+    let bound: f64 = bound
+        .parse()
+        .ok()
+        .filter(|bound: &f64| bound.is_finite())
+        .ok_or_else(|| RuleError(format!("{id}: {bound:?} is not a number")))?;
+    Ok(Condition {
+        fact,
+        comparison,
+        bound,
+    })
+}
+
+fn parse_rule(spec: RuleSpec, module: &str, features: &[String]) -> Result<Rule, RuleError> {
+    let id = spec.id.as_str();
+    if !(0.0..=100.0).contains(&spec.score) {
+        return Err(RuleError(format!(
+            "{id}: score {} outside 0–100",
+            spec.score
+        )));
+    }
+    if spec.when.is_empty() {
+        return Err(RuleError(format!("{id}: no conditions")));
+    }
+    if let Some(tactic) = &spec.tactic {
+        if catalogue().tactic_stage(tactic).is_none() {
+            return Err(RuleError(format!("{id}: unknown tactic {tactic:?}")));
+        }
+    }
+    if let Some(unknown) = spec
+        .techniques
+        .iter()
+        .find(|t| catalogue().technique(t).is_none())
+    {
+        return Err(RuleError(format!("{id}: unknown technique {unknown:?}")));
+    }
+    if let Some(severity) = spec.severity.as_deref().filter(|s| !SEVERITIES.contains(s)) {
+        return Err(RuleError(format!("{id}: unknown severity {severity:?}")));
+    }
+    if spec.confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+        return Err(RuleError(format!("{id}: confidence outside 0–1")));
+    }
+    let conditions = spec
+        .when
+        .iter()
+        .map(|text| parse_condition(text, id, features))
+        .collect::<Result<Vec<_>, _>>()?;
+    let examples: Vec<(bool, BTreeMap<String, f64>)> = spec
+        .should_fire
+        .into_iter()
+        .map(|facts| (true, facts))
+        .chain(spec.should_not_fire.into_iter().map(|facts| (false, facts)))
+        .collect();
+    for (_, facts) in &examples {
+        if let Some(name) = facts
+            .keys()
+            .find(|name| Fact::named(name, features).is_none())
+        {
+            return Err(RuleError(format!(
+                "{id}: example names unknown fact {name:?}"
+            )));
+        }
+    }
+    Ok(Rule {
+        id: spec.id,
+        description: spec.description,
+        score: spec.score,
+        tactic: spec.tactic,
+        techniques: spec.techniques,
+        severity: spec.severity,
+        confidence: spec.confidence,
+        module: module.to_owned(),
+        conditions,
+        examples,
+    })
 }
 
 impl RuleSet {
-    /// Parses and checks a rule file against the feature columns `features`.
+    /// Parses and checks one rule file against the feature columns `features`.
     pub fn parse(text: &str, features: &[String]) -> Result<Self, RuleError> {
-        let file: RuleFile = toml::from_str(text).map_err(|error| RuleError(error.to_string()))?;
-        let mut facts = features.to_vec();
-        facts.extend(INTEL_FACTS.iter().map(|fact| (*fact).to_owned()));
-        let known_bad = file
-            .known_bad_networks
-            .iter()
-            .map(|network| {
-                Indicator::new(IndicatorKind::Network, network, 0.8, "rules file").ok_or_else(
-                    || RuleError(format!("known_bad_networks: {network:?} is not a CIDR")),
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut rules = Vec::new();
-        for spec in file.rule {
-            if !(0.0..=100.0).contains(&spec.score) {
-                return Err(RuleError(format!(
-                    "{}: score {} outside 0–100",
-                    spec.id, spec.score
-                )));
-            }
-            if spec.when.is_empty() {
-                return Err(RuleError(format!("{}: no conditions", spec.id)));
-            }
-            let conditions =
-                spec.when
-                    .iter()
-                    .map(|text| {
-                        let parts: Vec<&str> = text.split_whitespace().collect();
-                        let [name, op, bound] = parts[..] else {
-                            return Err(RuleError(format!(
-                                "{}: {text:?} is not \"fact op number\"",
-                                spec.id
-                            )));
-                        };
-                        let fact = facts.iter().position(|fact| fact == name).ok_or_else(|| {
-                            RuleError(format!("{}: unknown fact {name:?}", spec.id))
-                        })?;
-                        let comparison = Comparison::parse(op).ok_or_else(|| {
-                            RuleError(format!("{}: unknown operator {op:?}", spec.id))
-                        })?;
-                        let bound: f64 = bound
-                            .parse()
-                            .ok()
-                            .filter(|bound: &f64| bound.is_finite())
-                            .ok_or_else(|| {
-                                RuleError(format!("{}: {bound:?} is not a number", spec.id))
-                            })?;
-                        Ok(Condition {
-                            fact,
-                            comparison,
-                            bound,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-            rules.push(Rule {
-                id: spec.id,
-                description: spec.description,
-                score: spec.score,
-                conditions,
-            });
-        }
-        Ok(Self {
-            version: file.version,
-            rules,
-            known_bad,
-            features: features.len(),
-        })
+        Self::parse_files(&[("rules", text)], features)
     }
 
-    /// Reads and checks the rule file at `path`, or the shipped rules when `None`.
-    pub fn load(path: Option<&Path>, features: &[String]) -> Result<Self, RuleError> {
-        match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|error| RuleError(format!("{}: {error}", path.display())))?;
-                Self::parse(&text, features)
-            }
-            None => Self::parse(DEFAULT_RULES, features),
-        }
-    }
-
-    /// Rules that fire on the feature `row` and the alert's `intel` matches, in file order.
-    pub fn evaluate(&self, row: &[f64], intel: &IntelMatches) -> Vec<RuleHit> {
-        let fact = |index: usize| match index.checked_sub(self.features) {
-            None => row.get(index).copied().unwrap_or(f64::NAN),
-            Some(0 | 1) => intel.ip_hits as f64,
-            Some(2) => intel.host_hits as f64,
-            Some(_) => intel.max_confidence,
+    /// Parses and checks rule files (name, text), in order, as one set.
+    pub fn parse_files(files: &[(&str, &str)], features: &[String]) -> Result<Self, RuleError> {
+        let mut set = Self {
+            version: String::new(),
+            rules: Vec::new(),
+            known_bad: Vec::new(),
+            features: features.to_vec(),
         };
+        let mut ids = HashSet::new();
+        for (name, text) in files {
+            let file: RuleFile =
+                toml::from_str(text).map_err(|error| RuleError(format!("{name}: {error}")))?;
+            if set.version.is_empty() {
+                set.version = file.version.clone();
+            }
+            for network in &file.known_bad_networks {
+                let indicator = Indicator::new(IndicatorKind::Network, network, 0.8, "rules file")
+                    .ok_or_else(|| {
+                        RuleError(format!(
+                            "{name}: known_bad_networks: {network:?} is not a CIDR"
+                        ))
+                    })?;
+                set.known_bad.push(indicator);
+            }
+            let module = if file.module.is_empty() {
+                *name
+            } else {
+                file.module.as_str()
+            };
+            for spec in file.rule {
+                if !ids.insert(spec.id.clone()) {
+                    return Err(RuleError(format!("{}: duplicate rule id", spec.id)));
+                }
+                set.rules.push(parse_rule(spec, module, features)?);
+            }
+        }
+        Ok(set)
+    }
+
+    /// The shipped core rules and rule pack.
+    pub fn shipped(features: &[String]) -> Result<Self, RuleError> {
+        let mut files = vec![("core", DEFAULT_RULES)];
+        files.extend(RULE_PACK.iter().copied());
+        Self::parse_files(&files, features)
+    }
+
+    /// Reads and checks the rules at `path` (a file, or a directory whose `*.toml` files are
+    /// read in name order), or the shipped rules when `None`.
+    pub fn load(path: Option<&Path>, features: &[String]) -> Result<Self, RuleError> {
+        let Some(path) = path else {
+            return Self::shipped(features);
+        };
+        let read = |file: &Path| {
+            std::fs::read_to_string(file)
+                .map_err(|error| RuleError(format!("{}: {error}", file.display())))
+        };
+        let mut files: Vec<(String, String)> = Vec::new();
+        if path.is_dir() {
+            let mut paths: Vec<_> = std::fs::read_dir(path)
+                .map_err(|error| RuleError(format!("{}: {error}", path.display())))?
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|file| {
+                    file.extension()
+                        .is_some_and(|extension| extension == "toml")
+                })
+                .collect();
+            paths.sort();
+            for file in paths {
+                files.push((file.display().to_string(), read(&file)?));
+            }
+        } else {
+            files.push((path.display().to_string(), read(path)?));
+        }
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str()))
+            .collect();
+        Self::parse_files(&borrowed, features)
+    }
+
+    /// Rules that fire on `facts`, in file order.
+    pub fn evaluate(&self, facts: &Facts<'_>) -> Vec<RuleHit> {
         self.rules
             .iter()
-            .filter(|rule| {
-                rule.conditions
-                    .iter()
-                    .all(|c| c.comparison.holds(fact(c.fact), c.bound))
-            })
+            .filter(|rule| rule.fires(facts))
             .map(|rule| RuleHit {
                 id: rule.id.clone(),
                 score: rule.score,
             })
             .collect()
+    }
+
+    /// Runs every rule's examples; each problem names the rule and the example.
+    pub fn check_examples(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for rule in &self.rules {
+            for (index, (should_fire, example)) in rule.examples.iter().enumerate() {
+                let mut row = vec![0.0; self.features.len()];
+                let mut intel = IntelMatches::default();
+                let mut techniques = Vec::new();
+                for (name, value) in example {
+                    match Fact::named(name, &self.features) {
+                        Some(Fact::Column(column)) => row[column] = *value,
+                        Some(Fact::IntelIpHits) => intel.ip_hits = *value as usize,
+                        Some(Fact::IntelHostHits) => intel.host_hits = *value as usize,
+                        Some(Fact::IntelMaxConfidence) => intel.max_confidence = *value,
+                        Some(Fact::Technique(id)) if *value != 0.0 => techniques.push(id),
+                        _ => {}
+                    }
+                }
+                let facts = Facts {
+                    row: &row,
+                    intel: &intel,
+                    techniques: &techniques,
+                };
+                if rule.fires(&facts) != *should_fire {
+                    problems.push(format!(
+                        "{}: example {} ({}) {}",
+                        rule.id,
+                        index + 1,
+                        if *should_fire {
+                            "should_fire"
+                        } else {
+                            "should_not_fire"
+                        },
+                        if *should_fire {
+                            "did not fire"
+                        } else {
+                            "fired"
+                        }
+                    ));
+                }
+            }
+        }
+        problems
     }
 }
 
@@ -272,6 +576,14 @@ score = 50
 when = ["known_bad_ip_count >= 1"]
 "#;
 
+    fn facts<'a>(row: &'a [f64], intel: &'a IntelMatches) -> Facts<'a> {
+        Facts {
+            row,
+            intel,
+            techniques: &[],
+        }
+    }
+
     fn intel_of(rules: &RuleSet, ips: &[String]) -> IntelMatches {
         crate::operators::alert::intel::IntelSet::new(rules.known_bad.clone()).match_alert(
             ips,
@@ -290,12 +602,15 @@ when = ["known_bad_ip_count >= 1"]
         ];
         let intel = intel_of(&rules, &ips);
         assert_eq!(intel.ip_hits, 2);
-        let hits = rules.evaluate(&[0.9, 1.0, 0.0], &intel);
+        let hits = rules.evaluate(&facts(&[0.9, 1.0, 0.0], &intel));
         assert_eq!(hits.len(), 2);
         assert!((combined_score(&hits) - 80.0).abs() < 1e-9);
         let none = IntelMatches::default();
-        assert_eq!(rules.evaluate(&[0.7, 1.0, 0.0], &none), Vec::new());
-        assert_eq!(rules.evaluate(&[f64::NAN, 1.0, 0.0], &none), Vec::new());
+        assert_eq!(rules.evaluate(&facts(&[0.7, 1.0, 0.0], &none)), Vec::new());
+        assert_eq!(
+            rules.evaluate(&facts(&[f64::NAN, 1.0, 0.0], &none)),
+            Vec::new()
+        );
         assert_eq!(combined_score(&[]), 0.0);
     }
 
@@ -311,9 +626,9 @@ when = ["known_bad_ip_count >= 1"]
             max_confidence: 0.95,
             ..IntelMatches::default()
         };
-        assert_eq!(rules.evaluate(&[0.0, 0.0, 0.0], &intel).len(), 1);
+        assert_eq!(rules.evaluate(&facts(&[0.0, 0.0, 0.0], &intel)).len(), 1);
         intel.max_confidence = 0.5;
-        assert!(rules.evaluate(&[0.0, 0.0, 0.0], &intel).is_empty());
+        assert!(rules.evaluate(&facts(&[0.0, 0.0, 0.0], &intel)).is_empty());
     }
 
     #[test]
@@ -342,9 +657,98 @@ when = ["known_bad_ip_count >= 1"]
     }
 
     #[test]
-    fn the_shipped_rule_file_loads_against_the_feature_list() {
+    fn the_shipped_rules_cover_every_tactic_and_pass_their_examples() {
         let features = crate::operators::alert::features::feature_names();
-        let rules = RuleSet::parse(DEFAULT_RULES, &features).expect("shipped rules load");
-        assert!(rules.rules.len() >= 5);
+        let rules = RuleSet::shipped(&features).expect("shipped rules load");
+        let problems = rules.check_examples();
+        assert!(problems.is_empty(), "{problems:#?}");
+        let pack: Vec<&Rule> = rules.rules.iter().filter(|r| r.tactic.is_some()).collect();
+        assert!(pack.len() >= 60, "{} pack rules", pack.len());
+        for rule in &pack {
+            assert!(
+                rule.has_examples(),
+                "{} lacks an example of each kind",
+                rule.id
+            );
+            assert!(
+                !rule.techniques.is_empty(),
+                "{} names no technique",
+                rule.id
+            );
+            assert!(
+                rule.severity.is_some() && rule.confidence.is_some(),
+                "{}",
+                rule.id
+            );
+        }
+        let tactics: HashSet<&str> = pack.iter().filter_map(|r| r.tactic.as_deref()).collect();
+        assert_eq!(tactics.len(), 14, "{tactics:?}");
+    }
+
+    #[test]
+    fn examples_catch_a_rule_that_does_not_do_what_it_says() {
+        let file = r#"
+version = "t"
+[[rule]]
+id = "dump"
+description = "credential dumping on a critical asset"
+tactic = "TA0006"
+techniques = ["T1003.001"]
+score = 50
+when = ["technique_T1003 == 1", "asset_criticality >= 0.8"]
+should_fire = [{ "technique_T1003.001" = 1, asset_criticality = 0.5 }]
+should_not_fire = [{ "technique_T1003.001" = 1, asset_criticality = 0.9 }]
+"#;
+        let features = crate::operators::alert::features::feature_names();
+        let rules = RuleSet::parse(file, &features).unwrap();
+        let problems = rules.check_examples();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("did not fire") && problems[1].contains("fired"));
+    }
+
+    #[test]
+    fn technique_facts_match_sub_techniques_and_unknown_names_are_refused() {
+        let features = crate::operators::alert::features::feature_names();
+        let file = |when: &str| {
+            format!("version = \"t\"\n[[rule]]\nid = \"r\"\ndescription = \"d\"\nscore = 10\nwhen = [\"{when}\"]\n")
+        };
+        let rules = RuleSet::parse(&file("technique_T1059 == 1"), &features).unwrap();
+        let intel = IntelMatches::default();
+        let row = vec![0.0; features.len()];
+        let fires = |techniques: &[&str]| {
+            let techniques: Vec<String> = techniques.iter().map(|t| (*t).to_owned()).collect();
+            !rules
+                .evaluate(&Facts {
+                    row: &row,
+                    intel: &intel,
+                    techniques: &techniques,
+                })
+                .is_empty()
+        };
+        assert!(fires(&["T1059.001"]));
+        assert!(fires(&["T1059"]));
+        assert!(!fires(&["T10590"]));
+        assert!(!fires(&["T1078"]));
+        for (when, expected) in [
+            ("technique_T9999 == 1", "unknown fact"),
+            ("technique_t1059 == 1", "unknown fact"),
+        ] {
+            let error = RuleSet::parse(&file(when), &features)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+        let bad_tactic =
+            file("technique_T1059 == 1").replace("score = 10", "score = 10\ntactic = \"TA9999\"");
+        assert!(RuleSet::parse(&bad_tactic, &features).is_err());
+        let twice = format!(
+            "{}{}",
+            file("technique_T1059 == 1"),
+            file("technique_T1059 == 1").replace("version = \"t\"\n", "")
+        );
+        assert!(RuleSet::parse(&twice, &features)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate"));
     }
 }

@@ -13,7 +13,7 @@ use crate::operators::alert::history::{EntityHistory, HistoryFacts};
 use crate::operators::alert::intel::topic::IntelHandle;
 use crate::operators::alert::intel::{snapshot, IntelMatches, IntelSet};
 use crate::operators::alert::model::{AlertAssessment, AlertModel};
-use crate::operators::alert::rules::{combined_score, RuleHit, RuleSet};
+use crate::operators::alert::rules::{combined_score, Facts, RuleHit, RuleSet};
 
 /// Blend weights of the final risk.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,7 +139,11 @@ impl AlertScorer {
             .intel
             .load()
             .match_alert(&alert.ips, &alert.hosts, alert.last_seen_ms);
-        let rule_hits = self.rules.evaluate(&row, &intel);
+        let rule_hits = self.rules.evaluate(&Facts {
+            row: &row,
+            intel: &intel,
+            techniques: &alert.techniques,
+        });
         let rule_score = combined_score(&rule_hits);
         let risk = self.weights.blend(assessment.ml_risk, rule_score);
         AlertScore {

@@ -26,7 +26,7 @@ use crate::operators::alert::model::{
     AlertManifest, AlertModel, AlertTrainingRecord, ArtifactRef, FeatureImportance, ModelError,
     MANIFEST_KIND,
 };
-use crate::operators::alert::rules::{RuleSet, DEFAULT_RULES};
+use crate::operators::alert::rules::RuleSet;
 use crate::operators::alert::scorer::BlendWeights;
 use crate::operators::alert::synth::{read_jsonl, with_warmup, LabeledAlert, DISPOSITIONS};
 
@@ -328,8 +328,7 @@ pub fn train_with_feedback(
         drift_reference: None,
     };
     let mut model = AlertModel::new(manifest, forest, isolation, risk)?;
-    let rules = RuleSet::parse(DEFAULT_RULES, &names)
-        .map_err(|error| TrainError::Data(error.to_string()))?;
+    let rules = RuleSet::shipped(&names).map_err(|error| TrainError::Data(error.to_string()))?;
     // Validation streams the held-out rows after a day of fitting rows (history warm-up),
     // through the operator's scorer.
     let validation_alerts = with_warmup(&alerts, fit_rows);
