@@ -75,9 +75,26 @@ fn operator(criterion: &mut Criterion) {
     let batch = events(&alerts(77, BATCH));
     let mut group = criterion.benchmark_group("alert");
     group.throughput(Throughput::Elements(batch.len() as u64));
-    for (name, top_contributors) in [("operator_explained", 5), ("operator_unexplained", 0)] {
+    // The triage-depth stages side by side: the core rules only (the rule layer before the
+    // ATT&CK pack), the shipped rules (core + pack; intel is on in every variant), and the
+    // same with correlation into incidents.
+    let core_rules = repository().join("models/alert/rules.toml");
+    let variants = [
+        ("operator_explained", 5, None, ""),
+        ("operator_unexplained", 0, None, ""),
+        ("operator_unexplained_core_rules", 0, Some(core_rules), ""),
+        (
+            "operator_unexplained_correlated",
+            0,
+            None,
+            "bench.incidents",
+        ),
+    ];
+    for (name, top_contributors, rules_file, incident_topic) in variants {
         let config = AlertOperatorConfig {
             top_contributors,
+            rules_file,
+            incident_topic: incident_topic.to_owned(),
             ..AlertOperatorConfig::default()
         };
         let mut operator = AlertOperator::with_model(config, model.clone()).unwrap();

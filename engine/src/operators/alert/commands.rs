@@ -57,6 +57,10 @@ pub struct GenerateArgs {
     /// Latest share held out.
     #[arg(long, default_value_t = 0.2)]
     holdout_fraction: f64,
+    /// Add benign bursts that look like campaigns (patch days, the SOC's own scanner), for
+    /// correlation figures; the shipped model's data has none.
+    #[arg(long)]
+    lookalikes: bool,
 }
 
 /// The alert operator's commands.
@@ -135,7 +139,13 @@ pub const COMMANDS: &[OperatorCommand] = &[
         },
         run: |matches| {
             let args = GenerateArgs::from_arg_matches(matches)?;
-            generate_alerts(&args.out, args.count, args.seed, args.holdout_fraction)
+            generate_alerts(
+                &args.out,
+                args.count,
+                args.seed,
+                args.holdout_fraction,
+                args.lookalikes,
+            )
         },
     },
 ];
@@ -209,6 +219,7 @@ fn generate_alerts(
     count: usize,
     seed: u64,
     holdout_fraction: f64,
+    lookalikes: bool,
 ) -> anyhow::Result<()> {
     use crate::operators::alert::synth::{generate, split, write_jsonl, GeneratorConfig};
     if !(0.0..1.0).contains(&holdout_fraction) {
@@ -217,6 +228,7 @@ fn generate_alerts(
     let alerts = generate(&GeneratorConfig {
         seed,
         count,
+        lookalikes,
         ..GeneratorConfig::default()
     });
     let total = alerts.len();

@@ -296,12 +296,12 @@ impl AlertEvaluation {
         if !self.incidents.is_empty() {
             let _ = writeln!(
                 out,
-                "\ncorrelation  window  tactics  intrusions  recall  incidents  purity  false  alerts to incident"
+                "\ncorrelation  window  tactics  intrusions  recall  incidents  purity  false (look-alike)  alerts to incident"
             );
             for figures in &self.incidents {
                 let _ = writeln!(
                     out,
-                    "             {:>4.0} h  {:>7}  {:>10}  {:>6.3}  {:>9}  {:>6.3}  {:>5}  {:>18.1}",
+                    "             {:>4.0} h  {:>7}  {:>10}  {:>6.3}  {:>9}  {:>6.3}  {:>5} ({:>2})  {:>18.1}",
                     figures.window_hours,
                     figures.min_tactics,
                     figures.intrusions,
@@ -309,6 +309,7 @@ impl AlertEvaluation {
                     figures.incidents,
                     figures.purity,
                     figures.false_incidents,
+                    figures.false_from_lookalikes,
                     figures.median_alerts_to_incident
                 );
             }

@@ -8,7 +8,8 @@
 //!   all ended in one declared incident;
 //! - `purity`: mean, over declared incidents, of the share of members from the incident's
 //!   most common campaign (non-intrusion alerts count as "no campaign");
-//! - `false_incidents`: declared incidents whose most common member is no campaign;
+//! - `false_incidents`: declared incidents whose most common member is no campaign, and
+//!   `false_from_lookalikes`, those mostly made of look-alike bursts;
 //! - `median_alerts_to_incident`: for recalled intrusions, the alerts of the intrusion seen
 //!   up to the one that made it an incident.
 //!
@@ -44,6 +45,9 @@ pub struct IncidentFigures {
     pub purity: f64,
     /// Declared incidents of no campaign.
     pub false_incidents: usize,
+    /// Of those, incidents made mostly of benign look-alike bursts (patch days, the SOC's
+    /// own scanner: `generate alerts --lookalikes`).
+    pub false_from_lookalikes: usize,
     /// Median intrusion alerts seen before it became an incident.
     pub median_alerts_to_incident: f64,
 }
@@ -132,7 +136,7 @@ pub fn incident_figures(
             members_of.entry(group).or_default().push(index);
         }
     }
-    let (mut purities, mut false_incidents) = (Vec::new(), 0);
+    let (mut purities, mut false_incidents, mut false_from_lookalikes) = (Vec::new(), 0, 0);
     for group in declared_by.keys() {
         let members = &members_of[group.as_str()];
         let mut counts: HashMap<Option<&str>, usize> = HashMap::new();
@@ -146,6 +150,13 @@ pub fn incident_figures(
         purities.push(count as f64 / members.len().max(1) as f64);
         if majority.is_none() {
             false_incidents += 1;
+            let lookalike = members
+                .iter()
+                .filter(|&&i| matches!(alerts[i].scenario.as_str(), "patch_day" | "owned_scanner"))
+                .count();
+            if lookalike * 2 > members.len() {
+                false_from_lookalikes += 1;
+            }
         }
     }
     to_incident.sort_by(f64::total_cmp);
@@ -157,6 +168,7 @@ pub fn incident_figures(
         incidents: declared_by.len(),
         purity: purities.iter().sum::<f64>() / purities.len().max(1) as f64,
         false_incidents,
+        false_from_lookalikes,
         median_alerts_to_incident: to_incident
             .get(to_incident.len() / 2)
             .copied()

@@ -38,6 +38,9 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+
+#[path = "synth_lookalikes.rs"]
+mod lookalikes;
 use serde::{Deserialize, Serialize};
 
 use crate::events::AlertEvent;
@@ -87,6 +90,10 @@ pub struct GeneratorConfig {
     pub days: i64,
     /// Start of the span, epoch ms.
     pub start_ms: i64,
+    /// Add benign bursts that look like campaigns (patch days, the SOC's own scanner; see
+    /// `synth_lookalikes.rs`), about one per 400 alerts. Off by default: the shipped
+    /// model's data is generated without them.
+    pub lookalikes: bool,
 }
 
 impl Default for GeneratorConfig {
@@ -96,6 +103,7 @@ impl Default for GeneratorConfig {
             count: 30_000,
             days: 42,
             start_ms: DEFAULT_START_MS,
+            lookalikes: false,
         }
     }
 }
@@ -587,6 +595,15 @@ pub fn generate(config: &GeneratorConfig) -> Vec<LabeledAlert> {
     let mut drafts = Vec::new();
     let mut campaigns = 0;
     while drafts.len() < config.count {
+        if config.lookalikes && rng.gen_bool(0.03) {
+            let burst = if rng.gen_bool(0.5) {
+                lookalikes::patch_day(&mut rng, &world, config)
+            } else {
+                lookalikes::owned_scanner(&mut rng, &world, config)
+            };
+            drafts.extend(burst.into_iter().map(|draft| (draft, None)));
+            continue;
+        }
         let roll: f64 = rng.gen();
         let (scenario, campaign) = if roll < 0.025 {
             campaigns += 1;
