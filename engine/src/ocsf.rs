@@ -17,6 +17,10 @@
 //!
 //! Events below every threshold produce no finding (their inputs are still committed). Extra
 //! records (entity and user risk) and dead letters stay JSON: other operators read them.
+//! Incident records of the alert operator (threshold [`INCIDENT_THRESHOLD`]) become findings
+//! too ([`incident_finding`]): Create when the incident is declared, Update (activity 2,
+//! status In Progress) each time an alert joins it, all with the incident id as
+//! `finding_info.uid`.
 //! Analyst verdicts are re-emitted by [`crate::ocsf_verdicts`] as Update (activity 2) or
 //! Close (activity 3) findings with the same `finding_info.uid`: a false positive closes
 //! with status 3 (Suppressed). For a scores-only binding, observables carry pseudonyms.
@@ -139,6 +143,37 @@ fn observables(event: &InputEvent) -> Vec<(&'static str, i64, String)> {
     }
     found.retain(|(_, _, value)| !value.trim().is_empty());
     found
+}
+
+/// The threshold an alert-operator incident record carries.
+pub const INCIDENT_THRESHOLD: &str = "incident";
+
+/// Whether `scored` is an incident record (see the module doc).
+pub fn is_incident(scored: &Scored) -> bool {
+    scored
+        .thresholds_crossed
+        .iter()
+        .any(|t| t == INCIDENT_THRESHOLD)
+}
+
+/// The finding of an incident record: Create the first time, Update after.
+pub fn incident_finding(scored: &Scored, scores_only: bool) -> Option<Value> {
+    let mut finding = finding(scored, None, "risk", scores_only)?;
+    let narrative = scored
+        .explanation
+        .first()
+        .and_then(|c| c.detail.clone())
+        .unwrap_or_default();
+    finding["finding_info"]["title"] = json!(format!("threatflow incident: {narrative}"));
+    if scored.labels.get("incident_update").map(String::as_str) == Some("true") {
+        finding["activity_id"] = json!(2);
+        finding["activity_name"] = json!("Update");
+        finding["type_uid"] = json!(CLASS_UID * 100 + 2);
+        finding["type_name"] = json!("Detection Finding: Update");
+        finding["status_id"] = json!(2);
+        finding["status"] = json!("In Progress");
+    }
+    Some(finding)
 }
 
 /// The finding of `scored` (see the module doc); `None` when it crossed no threshold.

@@ -476,7 +476,17 @@ impl Worker {
             }
         }
         for extra_record in extra {
-            match self.encoder.encode_scored(&extra_record.scored) {
+            let encoded =
+                if self.encoder.is_ocsf() && crate::ocsf::is_incident(&extra_record.scored) {
+                    crate::ocsf::incident_finding(&extra_record.scored, self.scores_only())
+                        .map(|finding| {
+                            serde_json::to_vec(&finding).map_err(crate::encode::EncodeError::from)
+                        })
+                        .unwrap_or_else(|| self.encoder.encode_scored(&extra_record.scored))
+                } else {
+                    self.encoder.encode_scored(&extra_record.scored)
+                };
+            match encoded {
                 Ok(payload) => outputs.push((
                     &extra_record.topic,
                     extra_record.key.clone().into_bytes(),

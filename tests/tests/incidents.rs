@@ -116,6 +116,8 @@ async fn an_intrusion_over_three_hosts_is_one_incident_and_a_benign_burst_none()
         "host:srv-db,host:srv-files,host:ws-17,user:j.doe"
     );
     assert_eq!(incident.scores["alerts"], 5.0);
+    // Declared by the third alert, updated by the fourth and fifth.
+    assert_eq!(incident.labels["incident_update"], "true");
     assert!(incident.scores["risk"] >= incident.scores["max_member_risk"]);
     let narrative = incident.explanation[0].detail.clone().unwrap();
     assert!(

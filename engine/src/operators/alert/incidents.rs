@@ -140,6 +140,9 @@ pub struct Joined {
     pub declared: bool,
     /// Whether this alert changed it (false for a re-delivered alert).
     pub changed: bool,
+    /// Whether this alert made it an incident (its first publication; later ones are
+    /// updates).
+    pub first_declared: bool,
 }
 
 /// The groups of one partition.
@@ -186,6 +189,7 @@ impl IncidentBook {
                 tactics: Vec::new(),
                 max_member_risk: 0.0,
             });
+        let was_declared = incident.declared(settings);
         let changed = !incident
             .members
             .iter()
@@ -222,8 +226,10 @@ impl IncidentBook {
             self.changed.insert(id.clone());
         }
         let incident = self.incidents[&id].clone();
+        let declared = incident.declared(settings);
         Some(Joined {
-            declared: incident.declared(settings),
+            declared,
+            first_declared: declared && !was_declared,
             incident,
             changed,
         })
@@ -298,12 +304,14 @@ impl IncidentBook {
 }
 
 /// The incident record published on the incidents topic for `incident`, as the alert
-/// `sourced` (its latest member) left it.
+/// `sourced` (its latest member) left it; `update` marks a re-publication (label
+/// `incident_update`, an OCSF Update finding in OCSF output).
 pub fn record(
     incident: &Incident,
     sourced: &SourcedEvent,
     model_version: &str,
     scored_at_ms: i64,
+    update: bool,
 ) -> Scored {
     let join = |items: Vec<&str>| items.join(",");
     let mut explanation = vec![Contribution {
@@ -340,6 +348,7 @@ pub fn record(
         .collect(),
         labels: [
             ("incident_id", incident.id.clone()),
+            ("incident_update", update.to_string()),
             (
                 "tactics",
                 join(incident.tactics.iter().map(|s| s.tactic.as_str()).collect()),
@@ -373,7 +382,7 @@ pub fn record(
         .map(|(name, value)| (name.to_owned(), value))
         .collect(),
         explanation,
-        thresholds_crossed: vec!["incident".to_owned()],
+        thresholds_crossed: vec![crate::ocsf::INCIDENT_THRESHOLD.to_owned()],
         event_time_ms: Some(incident.last_seen_ms),
         scored_at_ms,
     }

@@ -53,6 +53,10 @@ fn an_intrusion_over_three_hosts_is_one_incident_in_kill_chain_order() {
         joined.iter().map(|j| j.declared).collect::<Vec<_>>(),
         [false, false, true, true, true]
     );
+    assert_eq!(
+        joined.iter().map(|j| j.first_declared).collect::<Vec<_>>(),
+        [false, false, true, false, false]
+    );
     let incident = &joined[4].incident;
     let tactics: Vec<&str> = incident.tactics.iter().map(|s| s.tactic.as_str()).collect();
     assert_eq!(tactics, ["TA0001", "TA0002", "TA0006", "TA0008", "TA0010"]);
@@ -165,4 +169,53 @@ fn incidents_follow_their_partition_through_the_changelog() {
         .snapshot()
         .iter()
         .any(|(key, _)| key == "incident:inc-ev-c1"));
+}
+
+#[test]
+fn incident_records_are_ocsf_create_then_update_findings_keyed_by_the_incident() {
+    use crate::events::InputEvent;
+    use crate::operators::SourcedEvent;
+    let mut book = IncidentBook::default();
+    let steps = [
+        alert("o1", "TA0001", "u", "h", 0),
+        alert("o2", "TA0002", "u", "h", 5),
+        alert("o3", "TA0006", "u", "h", 9),
+        alert("o4", "TA0008", "u", "h2", 20),
+    ];
+    let mut findings = Vec::new();
+    for (offset, step) in steps.iter().enumerate() {
+        let joined = observe(&mut book, step, 70.0);
+        if joined.declared {
+            let sourced = SourcedEvent::at_offset(
+                "alerts",
+                offset as i64,
+                InputEvent::Alert(Box::new(step.clone())),
+            );
+            let record = record(&joined.incident, &sourced, "v1", 0, !joined.first_declared);
+            assert!(crate::ocsf::is_incident(&record));
+            findings.push(crate::ocsf::incident_finding(&record, false).unwrap());
+        }
+    }
+    assert_eq!(findings.len(), 2);
+    assert_eq!(
+        (
+            findings[0]["activity_id"].clone(),
+            findings[0]["type_uid"].clone()
+        ),
+        (1.into(), 200401.into())
+    );
+    assert_eq!(
+        (
+            findings[1]["activity_id"].clone(),
+            findings[1]["status"].clone()
+        ),
+        (2.into(), "In Progress".into())
+    );
+    for finding in &findings {
+        assert_eq!(finding["finding_info"]["uid"], "inc-ev-o1");
+        assert!(finding["finding_info"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("initial access → execution"));
+    }
 }

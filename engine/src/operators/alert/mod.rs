@@ -619,6 +619,7 @@ impl AlertOperator {
                             sourced,
                             &scorer.model.manifest.version,
                             scored_at_ms,
+                            !joined.first_declared,
                         ),
                     });
                 }
