@@ -17,18 +17,24 @@ fn buildah() -> Command {
     command
 }
 
-fn run_in(container: &str, args: &[&str]) -> (bool, String) {
-    let output = buildah()
-        .args(["run", "--isolation", "chroot", container, "--"])
-        .args(args)
-        .output()
-        .unwrap();
+/// Whether a command succeeded, and its stdout and stderr together.
+fn outcome(output: std::process::Output) -> (bool, String) {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+fn run_in(container: &str, args: &[&str]) -> (bool, String) {
+    outcome(
+        buildah()
+            .args(["run", "--isolation", "chroot", container, "--"])
+            .args(args)
+            .output()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -140,19 +146,15 @@ fn the_image_builds_from_scratch_and_the_engine_runs_inside_it() {
 /// `threatflow <args>` from image `tag` on a read-only root filesystem (the chart's pod
 /// security settings), with `env` (`NAME=value`) added.
 fn read_only_run(tag: &str, env: &[&str], args: &[&str]) -> (bool, String) {
-    let output = Command::new("bash")
-        .arg(repository().join("tests/image/readonly-run.sh"))
-        .arg(tag)
-        .args(env)
-        .arg("--")
-        .arg("/usr/local/bin/threatflow")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    outcome(
+        Command::new("bash")
+            .arg(repository().join("tests/image/readonly-run.sh"))
+            .arg(tag)
+            .args(env)
+            .arg("--")
+            .arg("/usr/local/bin/threatflow")
+            .args(args)
+            .output()
+            .unwrap(),
+    )
 }
