@@ -88,12 +88,10 @@ pub fn incident_figures(
         );
         if let Some(joined) = &joined {
             if joined.declared {
-                declared_by
-                    .entry(joined.incident.id.clone())
-                    .or_insert(offset);
+                declared_by.entry(joined.id.clone()).or_insert(offset);
             }
         }
-        group_of.push(joined.map(|joined| joined.incident.id));
+        group_of.push(joined.map(|joined| joined.id));
         book.expire(labeled.alert.last_seen_ms, settings.window_ms);
     }
     let mut by_campaign: HashMap<&str, Vec<usize>> = HashMap::new();

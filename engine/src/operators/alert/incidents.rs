@@ -131,11 +131,12 @@ impl Incident {
     }
 }
 
-/// An incident an alert just joined (or opened), to publish when declared.
+/// What observing one alert did: the group it joined (or opened), to publish when declared.
+/// The group itself stays in the book ([`IncidentBook::get`]): scoring does not copy it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Joined {
-    /// The group after the alert joined.
-    pub incident: Incident,
+    /// The group's id.
+    pub id: String,
     /// Whether it is an incident (enough tactics).
     pub declared: bool,
     /// Whether this alert changed it (false for a re-delivered alert).
@@ -225,14 +226,18 @@ impl IncidentBook {
             }
             self.changed.insert(id.clone());
         }
-        let incident = self.incidents[&id].clone();
-        let declared = incident.declared(settings);
+        let declared = self.incidents[&id].declared(settings);
         Some(Joined {
+            id,
             declared,
-            first_declared: declared && !was_declared,
-            incident,
             changed,
+            first_declared: declared && !was_declared,
         })
+    }
+
+    /// Open group `id`.
+    pub fn get(&self, id: &str) -> Option<&Incident> {
+        self.incidents.get(id)
     }
 
     /// Closes groups idle for `window_ms` before `now_ms` (event time).

@@ -340,8 +340,7 @@ impl AlertLoader {
         Ok(LoadedAlert {
             shap_base_value: model.risk.expected_value()[0],
             shap_tables: FastTreeShap::new(&model.risk, 0),
-            scorer: AlertScorer::new(model, rules, self.config.weights())
-                .with_intel(self.intel.clone()),
+            scorer: AlertScorer::reading(model, rules, self.config.weights(), self.intel.clone()),
         })
     }
 
@@ -575,12 +574,13 @@ impl AlertOperator {
             scores.insert(format!("p_{class}"), *probability);
         }
         let rule_ids: Vec<String> = score.rule_hits.iter().map(|hit| hit.id.clone()).collect();
+        let entities = history::entity_keys(alert);
         let mut labels = BTreeMap::from([
             ("disposition".to_owned(), disposition.to_owned()),
             ("risk_level".to_owned(), risk_level(score.risk).to_owned()),
             ("anomaly".to_owned(), assessment.anomalous.to_string()),
             ("rule_hits".to_owned(), rule_ids.join(",")),
-            ("entities".to_owned(), history::entity_keys(alert).join(",")),
+            ("entities".to_owned(), entities.join(",")),
             (
                 "intel".to_owned(),
                 score
@@ -599,7 +599,6 @@ impl AlertOperator {
         let mut extra = Vec::new();
         let config = self.config();
         if !config.incident_topic.is_empty() {
-            let entities = history::entity_keys(alert);
             let settings = config.correlation();
             let joined = history.incidents.observe(
                 alert,
@@ -608,14 +607,17 @@ impl AlertOperator {
                 score.risk,
                 &settings,
             );
-            if let Some(joined) = joined.filter(|joined| joined.declared) {
-                labels.insert("incident".to_owned(), joined.incident.id.clone());
+            let declared = joined
+                .filter(|joined| joined.declared)
+                .and_then(|joined| Some((history.incidents.get(&joined.id)?, joined)));
+            if let Some((incident, joined)) = declared {
+                labels.insert("incident".to_owned(), joined.id.clone());
                 if joined.changed {
                     extra.push(ExtraRecord {
                         topic: config.incident_topic.clone(),
-                        key: joined.incident.id.clone(),
+                        key: joined.id,
                         scored: incidents::record(
-                            &joined.incident,
+                            incident,
                             sourced,
                             &scorer.model.manifest.version,
                             scored_at_ms,

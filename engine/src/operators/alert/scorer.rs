@@ -102,6 +102,16 @@ impl AlertScorer {
     /// A scorer with [`default_intel`].
     pub fn new(model: AlertModel, rules: RuleSet, weights: BlendWeights) -> Self {
         let intel = default_intel(&rules);
+        Self::reading(model, rules, weights, intel)
+    }
+
+    /// A scorer reading the intel set `intel` (the binding's, swapped by its follower).
+    pub fn reading(
+        model: AlertModel,
+        rules: RuleSet,
+        weights: BlendWeights,
+        intel: IntelHandle,
+    ) -> Self {
         Self {
             model,
             rules,
