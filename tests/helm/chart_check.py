@@ -208,31 +208,31 @@ must_fail({**base, "autoscaling": {"keda": {"enabled": True, "maxReplicaCount": 
 must_fail({**base, "terminationGracePeriodSeconds": 10}, "grace shorter than the drain", problems,
           "shutdown_grace_ms")
 
+def broken_chart_problems(template, old, new, values, scenario, count=-1):
+    """The problems the checks find in a copy of the chart whose `template` has `old`
+    replaced by `new` (`count` times; all by default)."""
+    found = []
+    with tempfile.TemporaryDirectory() as scratch:
+        broken = os.path.join(scratch, "threatflow")
+        shutil.copytree(CHART, broken)
+        path = os.path.join(broken, "templates", template)
+        text = open(path).read()
+        assert old in text, f"{template} has no {old!r}"
+        open(path, "w").write(text.replace(old, new, count))
+        check_scenario(broken, values, scenario, found, run_config_check=False)
+    return found
+
+
 # The checks catch a broken chart: the same chart with its readiness probe on a path the
-# engine does not serve.
-caught = []
-with tempfile.TemporaryDirectory() as scratch:
-    broken = os.path.join(scratch, "threatflow")
-    shutil.copytree(CHART, broken)
-    deployment = os.path.join(broken, "templates", "deployment.yaml")
-    text = open(deployment).read()
-    assert "path: /ready" in text
-    open(deployment, "w").write(text.replace("path: /ready", "path: /readyz"))
-    check_scenario(broken, base, "broken", caught, run_config_check=False)
+# engine does not serve ...
+caught = broken_chart_problems("deployment.yaml", "path: /ready", "path: /readyz", base, "broken")
 if not any("readinessProbe" in problem for problem in caught):
     problems.append(f"a broken probe path went unnoticed: {caught}")
 
 # ... and a ScaledObject with a misspelled field (KEDA would ignore it and never scale).
 keda_values = yaml.safe_load(open(os.path.join(CHART, "ci", "keda-values.yaml")))
-with tempfile.TemporaryDirectory() as scratch:
-    broken = os.path.join(scratch, "threatflow")
-    shutil.copytree(CHART, broken)
-    template = os.path.join(broken, "templates", "scaledobject.yaml")
-    text = open(template).read()
-    assert "maxReplicaCount:" in text
-    open(template, "w").write(text.replace("maxReplicaCount:", "maxReplicasCount:", 1))
-    keda_caught = []
-    check_scenario(broken, keda_values, "broken-keda", keda_caught, run_config_check=False)
+keda_caught = broken_chart_problems("scaledobject.yaml", "maxReplicaCount:", "maxReplicasCount:",
+                                    keda_values, "broken-keda", count=1)
 if not any("unknown field .spec.maxReplicasCount" in problem for problem in keda_caught):
     problems.append(f"a misspelled ScaledObject field went unnoticed: {keda_caught}")
 caught += keda_caught[:1]

@@ -110,22 +110,26 @@ impl Broker {
 
     /// Creates a topic with the broker's own CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
-        let status = Command::new(tansu_binary())
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://{}", self.bootstrap),
-            ])
-            .args(["--partitions", &partitions.to_string(), name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
+        let status = tansu_create_topic(&self.bootstrap, name, partitions)?;
         if !status.success() {
             bail!("tansu topic create {name} failed: {status}");
         }
         Ok(())
     }
+}
+
+/// Runs `tansu topic create` against the Tansu broker at `address` (`host:port`).
+pub(crate) fn tansu_create_topic(
+    address: &str,
+    name: &str,
+    partitions: u32,
+) -> anyhow::Result<std::process::ExitStatus> {
+    Ok(Command::new(tansu_binary())
+        .args(["topic", "create", "--broker", &format!("tcp://{address}")])
+        .args(["--partitions", &partitions.to_string(), name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?)
 }
 
 impl Drop for Broker {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::records::test_tool;
-use crate::{free_port, repository, tansu_binary};
+use crate::{free_port, repository, tansu_binary, tansu_create_topic};
 
 /// The SASL user the gateway accepts.
 pub const USER: &str = "threatflow-svc";
@@ -176,17 +176,7 @@ impl SecureBroker {
     pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let status = Command::new(tansu_binary())
-                .args([
-                    "topic",
-                    "create",
-                    "--broker",
-                    &format!("tcp://{}", self.plain),
-                ])
-                .args(["--partitions", &partitions.to_string(), name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?;
+            let status = tansu_create_topic(&self.plain, name, partitions)?;
             if status.success() {
                 return Ok(());
             }
