@@ -337,12 +337,14 @@ pub fn create_external_topics(brokers: &str, topics: &DemoTopics) -> anyhow::Res
 }
 
 /// Creates on the mock cluster the topics the engine would create itself on a real broker
-/// (the mock cluster has no CreateTopics): the stateful bindings' changelogs, the registry log
+/// (the mock cluster has no CreateTopics): the stateful bindings' changelogs, the operators'
+/// side outputs, the registry log
 /// (one partition: one order of alias changes), the drift topic and the feedback topics.
 pub fn create_engine_topics(
     cluster: &MockCluster<'_, DefaultProducerContext>,
     config: &EngineConfig,
 ) -> anyhow::Result<()> {
+    let mut side_outputs = std::collections::BTreeSet::new();
     for binding in &config.bindings {
         if binding.operator.spec().stateful {
             let changelog = crate::runtime::changelog::changelog_topic(
@@ -358,6 +360,17 @@ pub fn create_engine_topics(
             binding.operator.name()
         );
         cluster.create_topic(&feedback, 1, 1)?;
+        // Side outputs (incidents, entity behaviour), which the engine would create itself.
+        let outputs = (binding.operator.spec().check_config)(&config.operators)
+            .map_err(|error| anyhow::anyhow!(error))?;
+        side_outputs.extend(outputs.into_iter().map(|(_, topic)| topic));
+    }
+    for topic in side_outputs.iter().filter(|topic| !topic.is_empty()) {
+        // The demo's own topic list may hold it already (the entity topic).
+        match cluster.create_topic(topic, DEMO_PARTITIONS, 1) {
+            Ok(()) | Err(KafkaError::MockCluster(RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
     cluster.create_topic(&config.registry.topic, 1, 1)?;
     cluster.create_topic(&config.drift.topic, 1, 1)?;

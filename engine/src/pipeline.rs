@@ -461,6 +461,27 @@ fn shut_down(
     );
 }
 
+/// Creates the topics `spec` writes besides the binding's output (incident and entity
+/// records) when they are missing, with the input topic's partition count, so a default-on
+/// side output (`scored.incidents`) needs no manual step; a broker that refuses the create
+/// (no ACL) stops the start with the topic's name.
+fn ensure_side_outputs(
+    config: &EngineConfig,
+    spec: &crate::operators::OperatorSpec,
+    input_topic: &str,
+) -> Result<(), String> {
+    let topics = (spec.check_config)(&config.operators)?;
+    let base = base_client_config(config);
+    for (key, topic) in topics.iter().filter(|(_, topic)| !topic.is_empty()) {
+        let partitions = crate::runtime::changelog::partition_count(&base, input_topic)
+            .map_err(|error| format!("{key}: {error}"))?
+            .max(1);
+        crate::runtime::changelog::create_topic(&base, topic, partitions, false)
+            .map_err(|error| format!("{key}: {error}"))?;
+    }
+    Ok(())
+}
+
 type WorkerChannels = HashMap<String, Vec<SyncSender<WorkerMessage>>>;
 
 type StartedWorkers = (WorkerChannels, Vec<JoinHandle<()>>, Vec<FleetBinding>);
@@ -498,6 +519,7 @@ fn start_workers(
         let mut context = OperatorContext::for_binding(config, &binding.topic, true);
         context.pinned_version_dir = pinned.as_deref();
         let runtime = (spec.start)(&context).map_err(|error| start_error(error.to_string()))?;
+        ensure_side_outputs(config, spec, &binding.topic).map_err(start_error)?;
         let shadow = match (registry, spec.model, &runtime.shadow) {
             (Some(_), Some(model), Some(factory)) => Some(
                 start_shadow(

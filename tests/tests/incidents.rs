@@ -2,7 +2,8 @@
 //! user moving from a workstation to two servers, five ATT&CK tactics in 40 minutes)
 //! becomes one incident on the incidents topic, with the right tactic sequence and member
 //! ids, and its member alerts carry the incident id; a benign burst of the same size (a
-//! patch job's execution alerts on five hosts) becomes none.
+//! patch job's execution alerts on five hosts) becomes none. The engine creates the
+//! incidents topic itself.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,10 +17,16 @@ const MINUTE: i64 = 60_000;
 const START: i64 = 1_796_000_000_000;
 
 fn alert(id: &str, tactic: &str, user: &str, host: &str, minute: i64) -> Vec<u8> {
+    // Each host has its own address (correlation also joins alerts on shared IPs).
+    let ip = match host {
+        "srv-files" => "10.20.1.10".to_owned(),
+        "srv-db" => "10.20.1.11".to_owned(),
+        other => format!("10.20.0.{}", other.trim_start_matches("ws-")),
+    };
     json!({
         "alert_id": id, "severity": "high", "siem_source": "elastic", "rule_id": format!("R-{tactic}"),
         "rule_name": format!("rule for {tactic}"), "tactics": [tactic], "techniques": [],
-        "users": [user], "hosts": [host], "ips": ["10.20.0.5"], "ioc_count": 0,
+        "users": [user], "hosts": [host], "ips": [ip], "ioc_count": 0,
         "asset_count": 1, "asset_criticality": 0.6, "event_count": 3,
         "first_seen_ms": START + minute * MINUTE, "last_seen_ms": START + minute * MINUTE
     })
@@ -33,8 +40,8 @@ async fn an_intrusion_over_three_hosts_is_one_incident_and_a_benign_burst_none()
     // One partition: correlation sees one partition's alerts (key alerts by entity in
     // production).
     let topics = TestTopics::create(&broker, 1).unwrap();
+    // Not created here: the engine creates its incidents topic at start.
     let incident_topic = unique_name("incidents");
-    broker.create_topic(&incident_topic, 1).unwrap();
     let engine = OperatorEngine::start(
         Path::new(env!("CARGO_BIN_EXE_threatflow-under-test")),
         &broker,
@@ -113,7 +120,7 @@ async fn an_intrusion_over_three_hosts_is_one_incident_and_a_benign_burst_none()
     assert_eq!(incident.labels["members"], "i1,i2,i3,i4,i5");
     assert_eq!(
         incident.labels["entities"],
-        "host:srv-db,host:srv-files,host:ws-17,user:j.doe"
+        "host:srv-db,host:srv-files,host:ws-17,ip:10.20.0.17,ip:10.20.1.10,ip:10.20.1.11,user:j.doe"
     );
     assert_eq!(incident.scores["alerts"], 5.0);
     // Declared by the third alert, updated by the fourth and fifth.

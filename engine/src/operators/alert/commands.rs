@@ -191,12 +191,22 @@ fn eval_alert(data: &Path, model: &EvalModel, rules: Option<&Path>) -> anyhow::R
     let make = |weights: BlendWeights| {
         crate::operators::alert::scorer::AlertScorer::new(model.clone(), rules.clone(), weights)
     };
-    let stages = crate::operators::alert::eval_incidents::stage_table(make, weights, &alerts);
-    // The operator's default correlation, and the same with a 2 h window.
+    // The operator's default correlation, the same on users and hosts only, and with a 2 h
+    // window.
+    use crate::operators::alert::incidents::{CorrelationSettings, EntityKinds};
     let defaults = crate::operators::alert::AlertOperatorConfig::default().correlation();
+    let stages =
+        crate::operators::alert::eval_incidents::stage_table(make, weights, &alerts, &defaults);
     let incidents = [
         defaults,
-        crate::operators::alert::incidents::CorrelationSettings {
+        CorrelationSettings {
+            entities: EntityKinds {
+                ips: false,
+                ..EntityKinds::ALL
+            },
+            ..defaults
+        },
+        CorrelationSettings {
             window_ms: 2 * 3_600_000,
             ..defaults
         },

@@ -280,28 +280,30 @@ impl AlertEvaluation {
         if !self.stages.is_empty() {
             let _ = writeln!(
                 out,
-                "\nstages                final risk R²      MAE   TP recall at risk ≥ 60"
+                "\nstages                final risk R²      MAE   TP recall at risk ≥ 60   others at ≥ 60"
             );
             for stage in &self.stages {
                 let _ = writeln!(
                     out,
-                    "{:<20} {:>14.4} {:>8.2} {:>24.3}",
+                    "{:<20} {:>14.4} {:>8.2} {:>24.3} {:>16.3}",
                     stage.stages,
                     stage.final_risk_r2,
                     stage.final_risk_mae,
-                    stage.true_positive_recall_at_60
+                    stage.true_positive_recall_at_60,
+                    stage.other_rate_at_60
                 );
             }
         }
         if !self.incidents.is_empty() {
             let _ = writeln!(
                 out,
-                "\ncorrelation  window  tactics  intrusions  recall  incidents  purity  false (look-alike)  alerts to incident"
+                "\ncorrelation  entities      window  tactics  intrusions  recall  incidents  purity  false (look-alike)  alerts to incident  largest"
             );
             for figures in &self.incidents {
                 let _ = writeln!(
                     out,
-                    "             {:>4.0} h  {:>7}  {:>10}  {:>6.3}  {:>9}  {:>6.3}  {:>5} ({:>2})  {:>18.1}",
+                    "             {:<12}  {:>4.0} h  {:>7}  {:>10}  {:>6.3}  {:>9}  {:>6.3}  {:>5} ({:>2})  {:>18.1}  {:>7}",
+                    figures.entities,
                     figures.window_hours,
                     figures.min_tactics,
                     figures.intrusions,
@@ -310,7 +312,8 @@ impl AlertEvaluation {
                     figures.purity,
                     figures.false_incidents,
                     figures.false_from_lookalikes,
-                    figures.median_alerts_to_incident
+                    figures.median_alerts_to_incident,
+                    figures.largest_incident
                 );
             }
         }

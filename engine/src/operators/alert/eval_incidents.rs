@@ -11,11 +11,13 @@
 //! - `false_incidents`: declared incidents whose most common member is no campaign, and
 //!   `false_from_lookalikes`, those mostly made of look-alike bursts;
 //! - `median_alerts_to_incident`: for recalled intrusions, the alerts of the intrusion seen
-//!   up to the one that made it an incident.
+//!   up to the one that made it an incident;
+//! - `largest_incident`: members of the largest declared incident.
 //!
 //! **Stages** — R², MAE of the final risk against the labelled risk, and the recall of true
-//! positives at final risk ≥ 60, with every stage and with one switched off: the intel stage
-//! (an empty indicator set), the rule layer (rule weight 0), the model (ML weight 0).
+//! positives at final risk ≥ 60, with every stage and with one switched off: correlation
+//! (the rules' `group_*` facts stay 0), the intel stage (an empty indicator set), the rule
+//! layer (rule weight 0), the model (ML weight 0).
 
 use std::collections::HashMap;
 
@@ -23,7 +25,7 @@ use serde::Serialize;
 
 use crate::ml::metrics::{mean_absolute_error, r_squared};
 use crate::operators::alert::history::{entity_keys, EntityHistory};
-use crate::operators::alert::incidents::{CorrelationSettings, IncidentBook};
+use crate::operators::alert::incidents::CorrelationSettings;
 use crate::operators::alert::intel::IntelSet;
 use crate::operators::alert::scorer::{AlertScorer, BlendWeights};
 use crate::operators::alert::synth::LabeledAlert;
@@ -31,6 +33,8 @@ use crate::operators::alert::synth::LabeledAlert;
 /// Correlation figures at one setting.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IncidentFigures {
+    /// Entity kinds joined on (`user,host,ip`).
+    pub entities: String,
     /// Window, hours.
     pub window_hours: f64,
     /// Tactics that make an incident.
@@ -50,6 +54,9 @@ pub struct IncidentFigures {
     pub false_from_lookalikes: usize,
     /// Median intrusion alerts seen before it became an incident.
     pub median_alerts_to_incident: f64,
+    /// Members of the largest declared incident (unrelated activity chained into one
+    /// group shows here, where the mean purity hides it).
+    pub largest_incident: usize,
 }
 
 /// Final-risk figures with one stage switched off.
@@ -63,6 +70,9 @@ pub struct StageFigures {
     pub final_risk_mae: f64,
     /// True positives with final risk ≥ 60, share.
     pub true_positive_recall_at_60: f64,
+    /// Alerts of every other disposition with final risk ≥ 60, share (the analysts' extra
+    /// load).
+    pub other_rate_at_60: f64,
 }
 
 /// Correlation figures of `alerts` scored by `scorer` (see the module doc).
@@ -72,18 +82,16 @@ pub fn incident_figures(
     settings: &CorrelationSettings,
 ) -> IncidentFigures {
     let mut history = EntityHistory::default();
-    let mut book = IncidentBook::default();
     // Per alert: its group, and whether it declared that group.
     let mut group_of: Vec<Option<String>> = Vec::with_capacity(alerts.len());
     let mut declared_by: HashMap<String, usize> = HashMap::new();
     for (offset, labeled) in alerts.iter().enumerate() {
-        let score = scorer.score(&mut history, &labeled.alert, offset as i64);
-        let keys = entity_keys(&labeled.alert);
-        let joined = book.observe(
+        let (_, joined) = scorer.score_correlated(
+            &mut history,
             &labeled.alert,
-            &keys,
+            offset as i64,
             &format!("a{offset}"),
-            score.risk,
+            &entity_keys(&labeled.alert),
             settings,
         );
         if let Some(joined) = &joined {
@@ -92,7 +100,9 @@ pub fn incident_figures(
             }
         }
         group_of.push(joined.map(|joined| joined.id));
-        book.expire(labeled.alert.last_seen_ms, settings.window_ms);
+        history
+            .incidents
+            .expire(labeled.alert.last_seen_ms, settings.window_ms);
     }
     let mut by_campaign: HashMap<&str, Vec<usize>> = HashMap::new();
     for (index, labeled) in alerts.iter().enumerate() {
@@ -135,6 +145,7 @@ pub fn incident_figures(
         }
     }
     let (mut purities, mut false_incidents, mut false_from_lookalikes) = (Vec::new(), 0, 0);
+    let mut largest = 0;
     for group in declared_by.keys() {
         let members = &members_of[group.as_str()];
         let mut counts: HashMap<Option<&str>, usize> = HashMap::new();
@@ -146,6 +157,7 @@ pub fn incident_figures(
             .max_by_key(|(label, count)| (*count, label.is_some()))
             .unwrap_or((None, 0));
         purities.push(count as f64 / members.len().max(1) as f64);
+        largest = largest.max(members.len());
         if majority.is_none() {
             false_incidents += 1;
             let lookalike = members
@@ -158,7 +170,18 @@ pub fn incident_figures(
         }
     }
     to_incident.sort_by(f64::total_cmp);
+    let kinds = settings.entities;
     IncidentFigures {
+        entities: [
+            ("user", kinds.users),
+            ("host", kinds.hosts),
+            ("ip", kinds.ips),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(","),
         window_hours: settings.window_ms as f64 / 3_600_000.0,
         min_tactics: settings.min_tactics,
         intrusions,
@@ -171,16 +194,41 @@ pub fn incident_figures(
             .get(to_incident.len() / 2)
             .copied()
             .unwrap_or(0.0),
+        largest_incident: largest,
     }
 }
 
-/// Final-risk figures of `scorer` on `alerts` (warm-up rows feed history, are not counted).
-pub fn stage_figures(stages: &str, scorer: &AlertScorer, alerts: &[LabeledAlert]) -> StageFigures {
+/// Final-risk figures of `scorer` on `alerts` (warm-up rows feed history, are not counted),
+/// correlated under `correlation` as the operator does (its `group_*` rule facts), or not.
+pub fn stage_figures(
+    stages: &str,
+    scorer: &AlertScorer,
+    alerts: &[LabeledAlert],
+    correlation: Option<&CorrelationSettings>,
+) -> StageFigures {
     let mut history = EntityHistory::default();
     let (mut truth, mut predicted) = (Vec::new(), Vec::new());
     let (mut positives, mut found) = (0usize, 0usize);
+    let (mut negatives, mut raised) = (0usize, 0usize);
     for (offset, labeled) in alerts.iter().enumerate() {
-        let score = scorer.score(&mut history, &labeled.alert, offset as i64);
+        let alert = &labeled.alert;
+        let score = match correlation {
+            Some(settings) => {
+                let (score, _) = scorer.score_correlated(
+                    &mut history,
+                    alert,
+                    offset as i64,
+                    &format!("a{offset}"),
+                    &entity_keys(alert),
+                    settings,
+                );
+                history
+                    .incidents
+                    .expire(alert.last_seen_ms, settings.window_ms);
+                score
+            }
+            None => scorer.score(&mut history, alert, offset as i64),
+        };
         if labeled.warmup {
             continue;
         }
@@ -189,6 +237,9 @@ pub fn stage_figures(stages: &str, scorer: &AlertScorer, alerts: &[LabeledAlert]
         if labeled.disposition == "true_positive" {
             positives += 1;
             found += usize::from(score.risk >= 60.0);
+        } else {
+            negatives += 1;
+            raised += usize::from(score.risk >= 60.0);
         }
     }
     StageFigures {
@@ -196,20 +247,29 @@ pub fn stage_figures(stages: &str, scorer: &AlertScorer, alerts: &[LabeledAlert]
         final_risk_r2: r_squared(&truth, &predicted),
         final_risk_mae: mean_absolute_error(&truth, &predicted),
         true_positive_recall_at_60: found as f64 / positives.max(1) as f64,
+        other_rate_at_60: raised as f64 / negatives.max(1) as f64,
     }
 }
 
-/// The stage table: all stages, then each switched off, from the scorer `make` builds for a
-/// blend.
+/// The stage table: all stages (correlated under `correlation`), then each switched off,
+/// from the scorer `make` builds for a blend.
 pub fn stage_table(
     make: impl Fn(BlendWeights) -> AlertScorer,
     weights: BlendWeights,
     alerts: &[LabeledAlert],
+    correlation: &CorrelationSettings,
 ) -> Vec<StageFigures> {
     let empty = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(IntelSet::default()));
+    let on = Some(correlation);
     vec![
-        stage_figures("all stages", &make(weights), alerts),
-        stage_figures("without intel", &make(weights).with_intel(empty), alerts),
+        stage_figures("all stages", &make(weights), alerts, on),
+        stage_figures("without correlation", &make(weights), alerts, None),
+        stage_figures(
+            "without intel",
+            &make(weights).with_intel(empty),
+            alerts,
+            on,
+        ),
         stage_figures(
             "without rules",
             &make(BlendWeights {
@@ -217,11 +277,13 @@ pub fn stage_table(
                 ..weights
             }),
             alerts,
+            on,
         ),
         stage_figures(
             "without model",
             &make(BlendWeights { ml: 0.0, ..weights }),
             alerts,
+            on,
         ),
     ]
 }

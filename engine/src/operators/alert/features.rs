@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{AlertEvent, ALERT_SEVERITIES};
 use crate::operators::alert::attack::catalogue;
 use crate::operators::alert::history::HistoryFacts;
+use crate::operators::alert::intel::IntelMatches;
 
 /// SIEM sources with their own column; anything else is `source_other`.
 pub const SOURCES: [&str; 4] = ["splunk", "elastic", "sentinel", "qradar"];
@@ -30,7 +31,7 @@ pub struct FeatureDoc {
 
 /// The columns besides the 14 tactic columns (`tactic_TA0043` … `tactic_TA0040`, 1 when the
 /// alert maps to that tactic), which follow `severity_level` and the source columns.
-pub const FEATURES: [FeatureDoc; 27] = [
+pub const FEATURES: [FeatureDoc; 29] = [
     FeatureDoc { name: "severity_level", doc: "SIEM severity: informational 0, low 1, medium 2, high 3, critical 4; unknown → missing" },
     FeatureDoc { name: "source_splunk", doc: "1 if raised by Splunk" },
     FeatureDoc { name: "source_elastic", doc: "1 if raised by Elastic" },
@@ -58,6 +59,8 @@ pub const FEATURES: [FeatureDoc; 27] = [
     FeatureDoc { name: "entity_same_rule_24h", doc: "most alerts of the same rule for any of its entities in the prior 24 h: recurring benign triggers" },
     FeatureDoc { name: "entity_distinct_tactics_24h", doc: "most distinct tactics seen for any of its entities in the prior 24 h (this alert's included): kill-chain progression" },
     FeatureDoc { name: "entity_max_stage_24h", doc: "latest kill-chain stage seen for any of its entities in the prior 24 h; missing without history" },
+    FeatureDoc { name: "intel_ip_hits", doc: "alert IPs inside a threat-intelligence indicator network (snapshot, configured files, intel topic)" },
+    FeatureDoc { name: "intel_max_confidence", doc: "highest confidence (0–1) of the alert's threat-intelligence hits; 0 without one" },
 ];
 
 /// Index of the first tactic column.
@@ -222,8 +225,15 @@ impl FeatureEncoder {
         Self { prevalence, hours }
     }
 
-    /// Appends the row of `alert` to `row`, given its prior entity history.
-    pub fn encode_into(&self, alert: &AlertEvent, history: &HistoryFacts, row: &mut Vec<f64>) {
+    /// Appends the row of `alert` to `row`, given its prior entity history and what the
+    /// threat-intelligence stage matched.
+    pub fn encode_into(
+        &self,
+        alert: &AlertEvent,
+        history: &HistoryFacts,
+        intel: &IntelMatches,
+        row: &mut Vec<f64>,
+    ) {
         let start = row.len();
         let count = |value: usize| value as f64;
         row.push(severity_level(&alert.severity).map_or(f64::NAN, count));
@@ -277,6 +287,8 @@ impl FeatureEncoder {
         row.push(f64::from(history.same_rule_24h));
         row.push(f64::from(history.distinct_tactics_24h));
         row.push(history.max_stage_24h.map_or(f64::NAN, count));
+        row.push(count(intel.ip_hits));
+        row.push(intel.max_confidence);
         debug_assert_eq!(row.len() - start, width());
     }
 }
@@ -321,7 +333,12 @@ mod tests {
         assert_eq!(names[TACTIC_OFFSET], "tactic_TA0043");
         let encoder = FeatureEncoder::new(Prevalence::default(), BusinessHours::default());
         let mut row = Vec::new();
-        encoder.encode_into(&alert(), &HistoryFacts::default(), &mut row);
+        encoder.encode_into(
+            &alert(),
+            &HistoryFacts::default(),
+            &IntelMatches::default(),
+            &mut row,
+        );
         assert_eq!(row.len(), width());
         let value = |name: &str| row[names.iter().position(|n| n == name).unwrap_or(0)];
         assert_eq!(value("severity_level"), 3.0);
@@ -337,6 +354,22 @@ mod tests {
         assert_eq!(value("public_network_count"), 2.0);
         assert_eq!(value("rule_prevalence"), 0.0);
         assert!(value("entity_max_stage_24h").is_nan());
+        assert_eq!(
+            (value("intel_ip_hits"), value("intel_max_confidence")),
+            (0.0, 0.0)
+        );
+        // What the intel stage matched is the last two columns.
+        let hits = IntelMatches {
+            ip_hits: 2,
+            host_hits: 1,
+            max_confidence: 0.85,
+            hits: Vec::new(),
+        };
+        let mut with_intel = Vec::new();
+        encoder.encode_into(&alert(), &HistoryFacts::default(), &hits, &mut with_intel);
+        let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&with_intel[..width() - 2]), bits(&row[..width() - 2]));
+        assert_eq!(&with_intel[width() - 2..], [2.0, 0.85]);
     }
 
     #[test]
@@ -347,7 +380,12 @@ mod tests {
         odd.tactics = vec!["TA9999".to_owned()];
         let encoder = FeatureEncoder::new(Prevalence::default(), BusinessHours::default());
         let mut row = Vec::new();
-        encoder.encode_into(&odd, &HistoryFacts::default(), &mut row);
+        encoder.encode_into(
+            &odd,
+            &HistoryFacts::default(),
+            &IntelMatches::default(),
+            &mut row,
+        );
         assert!(row[0].is_nan());
         assert_eq!(row[5], 1.0);
         assert!(row[TACTIC_OFFSET..TACTIC_OFFSET + 14]

@@ -3,10 +3,15 @@
 //! least `incident_min_tactics` distinct tactics — is an incident, published on the incidents
 //! topic and updated (same id) as alerts join.
 //!
+//! - Entities: the alert's users and hosts and, by default, its IP addresses (`ip:<addr>`;
+//!   loopback and unspecified addresses excepted) — `incident_entities` picks the kinds.
 //! - Joining: an alert of final risk below `incident_min_risk` is not correlated; one at or
 //!   above it joins the most recently active open group that holds one of its
 //!   entities and whose last alert is at most `incident_window_ms` before it (event time);
 //!   otherwise it opens a group. Its entities then point at that group.
+//! - No merging: an alert that bridges two open groups joins the newer one; the groups stay
+//!   apart. Merging them was measured on the validation stream and chained the intrusions of
+//!   a shared server into one group of 266 alerts from 53 intrusions.
 //! - Risk: `100 · (1 − (1 − m/100) · (1 − 0.8 · p))` with `m` the highest member risk and
 //!   `p = min(1, (tactics − 1) / 3)` the kill-chain progression: it grows with both and
 //!   stays in 0–100.
@@ -43,6 +48,77 @@ pub struct CorrelationSettings {
     /// Alerts below this final risk are not correlated (noise would chain unrelated
     /// activity of busy users and hosts into false incidents).
     pub min_risk: f64,
+    /// Entity kinds that join alerts.
+    pub entities: EntityKinds,
+}
+
+/// Entity kinds correlation joins alerts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityKinds {
+    /// User accounts (`user:`).
+    pub users: bool,
+    /// Hosts (`host:`).
+    pub hosts: bool,
+    /// IP addresses (`ip:`).
+    pub ips: bool,
+}
+
+impl EntityKinds {
+    /// Every kind.
+    pub const ALL: Self = Self {
+        users: true,
+        hosts: true,
+        ips: true,
+    };
+
+    /// The kinds named in `names` (`user`, `host`, `ip`); an unknown name is an error.
+    pub fn parse(names: &[String]) -> Result<Self, String> {
+        let mut kinds = Self {
+            users: false,
+            hosts: false,
+            ips: false,
+        };
+        for name in names {
+            match name.trim() {
+                "user" => kinds.users = true,
+                "host" => kinds.hosts = true,
+                "ip" => kinds.ips = true,
+                other => return Err(format!("unknown entity kind {other:?} (user, host, ip)")),
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+/// The keys correlation joins `alert` on: its entity keys (`user:`, `host:`, from
+/// [`crate::operators::alert::history::entity_keys`]) of the kinds in `kinds`, and its IP
+/// addresses as `ip:<addr>` when `kinds.ips` (loopback and unspecified ones excepted: they
+/// name no machine).
+pub fn correlation_keys(
+    alert: &AlertEvent,
+    entity_keys: &[String],
+    kinds: EntityKinds,
+) -> Vec<String> {
+    let mut keys: Vec<String> = entity_keys
+        .iter()
+        .filter(|key| {
+            (kinds.users && key.starts_with("user:")) || (kinds.hosts && key.starts_with("host:"))
+        })
+        .cloned()
+        .collect();
+    if kinds.ips {
+        keys.extend(
+            alert
+                .ips
+                .iter()
+                .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+                .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+                .map(|ip| format!("ip:{ip}")),
+        );
+    }
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// One member alert.
@@ -146,6 +222,19 @@ pub struct Joined {
     pub first_declared: bool,
 }
 
+/// The open correlation group of an alert's entities as it was before the alert: rule facts
+/// (`group_alerts`, `group_tactics`, `group_is_incident`), so a rule can raise an alert that
+/// continues an incident.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GroupFacts {
+    /// Alerts in the group.
+    pub alerts: usize,
+    /// Its distinct tactics.
+    pub tactics: usize,
+    /// Whether it is already an incident.
+    pub incident: bool,
+}
+
 /// The groups of one partition.
 #[derive(Debug, Default)]
 pub struct IncidentBook {
@@ -169,12 +258,8 @@ impl IncidentBook {
             return None;
         }
         let time = alert.last_seen_ms;
-        let open = entities
-            .iter()
-            .filter_map(|entity| self.by_entity.get(entity))
-            .filter_map(|id| self.incidents.get(id))
-            .filter(|incident| time - incident.last_seen_ms <= settings.window_ms)
-            .max_by_key(|incident| incident.last_seen_ms)
+        let open = self
+            .open_group(entities, time, settings)
             .map(|incident| incident.id.clone());
         let id = open.unwrap_or_else(|| format!("inc-{event_id}"));
         let incident = self
@@ -233,6 +318,38 @@ impl IncidentBook {
             changed,
             first_declared: declared && !was_declared,
         })
+    }
+
+    /// The group an alert of `entities` at `time_ms` joins: the most recently active open
+    /// one holding one of them within the window.
+    fn open_group(
+        &self,
+        entities: &[String],
+        time_ms: i64,
+        settings: &CorrelationSettings,
+    ) -> Option<&Incident> {
+        entities
+            .iter()
+            .filter_map(|entity| self.by_entity.get(entity))
+            .filter_map(|id| self.incidents.get(id))
+            .filter(|incident| time_ms - incident.last_seen_ms <= settings.window_ms)
+            .max_by_key(|incident| incident.last_seen_ms)
+    }
+
+    /// What is known, before it, of the group an alert of `entities` at `time_ms` would
+    /// join (the rule facts `group_*`); all zero without one.
+    pub fn group_facts(
+        &self,
+        entities: &[String],
+        time_ms: i64,
+        settings: &CorrelationSettings,
+    ) -> GroupFacts {
+        self.open_group(entities, time_ms, settings)
+            .map_or_else(GroupFacts::default, |group| GroupFacts {
+                alerts: group.alert_count,
+                tactics: group.tactics.len(),
+                incident: group.declared(settings),
+            })
     }
 
     /// Open group `id`.

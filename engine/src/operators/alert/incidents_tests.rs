@@ -24,6 +24,7 @@ const SETTINGS: CorrelationSettings = CorrelationSettings {
     max_alerts: 50,
     min_tactics: 3,
     min_risk: 0.0,
+    entities: EntityKinds::ALL,
 };
 
 /// What one observation did, with a copy of the group as it left it.
@@ -231,4 +232,104 @@ fn incident_records_are_ocsf_create_then_update_findings_keyed_by_the_incident()
             .unwrap()
             .contains("initial access → execution"));
     }
+}
+
+fn with_ips(mut alert: AlertEvent, ips: &[&str]) -> AlertEvent {
+    alert.ips = ips.iter().map(|ip| (*ip).to_owned()).collect();
+    alert
+}
+
+#[test]
+fn a_shared_source_ip_joins_alerts_of_different_users_and_hosts() {
+    // The same external address phishes one user, then logs in to another host as another
+    // user: only the IP ties them.
+    let steps = [
+        with_ips(alert("p1", "TA0001", "a.lee", "ws-1", 0), &["203.0.113.9"]),
+        with_ips(
+            alert("p2", "TA0006", "b.kim", "ws-2", 10),
+            &[" 203.0.113.9 "],
+        ),
+        with_ips(
+            alert("p3", "TA0008", "c.ng", "srv-9", 20),
+            &["203.0.113.9", "::1"],
+        ),
+    ];
+    let run = |kinds: EntityKinds| {
+        let settings = CorrelationSettings {
+            entities: kinds,
+            ..SETTINGS
+        };
+        let mut book = IncidentBook::default();
+        let ids: Vec<String> = steps
+            .iter()
+            .map(|a| {
+                let keys = correlation_keys(a, &entity_keys(a), kinds);
+                book.observe(a, &keys, &format!("ev-{}", a.alert_id), 70.0, &settings)
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        (book.len(), ids)
+    };
+    let (groups, ids) = run(EntityKinds::ALL);
+    assert_eq!(groups, 1);
+    assert!(ids.iter().all(|id| id == "inc-ev-p1"));
+    let (groups, _) = run(EntityKinds {
+        ips: false,
+        ..EntityKinds::ALL
+    });
+    assert_eq!(groups, 3, "without IPs nothing ties the three alerts");
+    // Loopback and unparsable addresses name no machine; kinds filter the entity keys.
+    let odd = with_ips(
+        alert("p4", "TA0002", "u", "h", 0),
+        &["127.0.0.1", "0.0.0.0", "nonsense", "10.0.0.5"],
+    );
+    assert_eq!(
+        correlation_keys(&odd, &entity_keys(&odd), EntityKinds::ALL),
+        ["host:h", "ip:10.0.0.5", "user:u"]
+    );
+    let users_only = EntityKinds::parse(&["user".to_owned()]).unwrap();
+    assert_eq!(
+        correlation_keys(&odd, &entity_keys(&odd), users_only),
+        ["user:u"]
+    );
+    assert!(EntityKinds::parse(&["mac".to_owned()]).is_err());
+}
+
+#[test]
+fn group_facts_describe_the_group_an_alert_joins_before_it() {
+    let mut book = IncidentBook::default();
+    let first = alert("g1", "TA0001", "u", "h", 0);
+    let keys = entity_keys(&first);
+    assert_eq!(
+        book.group_facts(&keys, first.last_seen_ms, &SETTINGS),
+        GroupFacts::default()
+    );
+    for a in [
+        first,
+        alert("g2", "TA0002", "u", "h", 5),
+        alert("g3", "TA0006", "u", "h", 9),
+    ] {
+        observe(&mut book, &a, 50.0);
+    }
+    let next = alert("g4", "TA0008", "u", "h2", 20);
+    assert_eq!(
+        book.group_facts(&entity_keys(&next), next.last_seen_ms, &SETTINGS),
+        GroupFacts {
+            alerts: 3,
+            tactics: 3,
+            incident: true
+        }
+    );
+    // Past the window, and on other entities, there is no group.
+    let late = alert("g5", "TA0008", "u", "h", 9 + 121);
+    assert_eq!(
+        book.group_facts(&entity_keys(&late), late.last_seen_ms, &SETTINGS),
+        GroupFacts::default()
+    );
+    let other = alert("g6", "TA0008", "v", "k", 21);
+    assert_eq!(
+        book.group_facts(&entity_keys(&other), other.last_seen_ms, &SETTINGS),
+        GroupFacts::default()
+    );
 }

@@ -58,7 +58,7 @@ fn gate_after(data: &Path, champion: &Path, feedback: &[LabelledEvent]) -> GateR
 #[test]
 fn true_verdicts_pass_the_gate_and_inverted_ones_do_not() {
     let work = tempfile::tempdir().unwrap();
-    let (bootstrap, held_out) = split(alerts(5, 5000), 0.3);
+    let (bootstrap, held_out) = split(alerts(5, 10000), 0.3);
     let data = work.path().join("train.jsonl");
     write_jsonl(&data, &bootstrap).unwrap();
     let champion = work.path().join("c1");

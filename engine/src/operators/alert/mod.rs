@@ -22,10 +22,11 @@
 //! the per-user score the email operator fuses.
 //!
 //! Correlation ([`incidents`], with `incident_topic`): alerts of final risk at least
-//! `incident_min_risk` sharing a user or host within `incident_window_ms` form a group; a group with `incident_min_tactics` distinct ATT&CK
+//! `incident_min_risk` sharing a user, host or IP within `incident_window_ms` form a group
+//! (groups an alert bridges are merged); a group with `incident_min_tactics` distinct ATT&CK
 //! tactics is an incident, published on `incident_topic` (key and `event_id`: the incident
 //! id; scores `risk`, `alerts`, `tactics`, `progression`, `max_member_risk`; labels
-//! `tactics`, `entities`, `members`; the narrative in the explanation) and re-published as
+//! `tactics`, `entities`, `members`, `merged`; the narrative in the explanation) and re-published as
 //! alerts join; each member alert's `incident` label names it.
 //!
 //! Threat intelligence ([`intel`]): the alert's IPs and hosts are matched against a
@@ -111,9 +112,10 @@ pub struct AlertOperatorConfig {
     /// indicator; see `operators::alert::intel::topic`); empty: none.
     #[serde(default)]
     pub intel_topic: String,
-    /// Topic of incident records (alerts correlated by shared user or host along the kill
-    /// chain), e.g. `scored.incidents`; empty: no correlation.
-    #[serde(default)]
+    /// Topic of incident records (alerts correlated by a shared user, host or IP along the
+    /// kill chain); created at start when missing, with the input's partition count; empty:
+    /// no correlation.
+    #[serde(default = "default_incident_topic")]
     pub incident_topic: String,
     /// Most event time between a group's last alert and one that joins it, ms; groups idle
     /// this long are closed.
@@ -129,12 +131,23 @@ pub struct AlertOperatorConfig {
     /// and hosts would otherwise chain into false incidents.
     #[serde(default = "default_incident_min_risk")]
     pub incident_min_risk: f64,
+    /// Entity kinds that join alerts into one group: `user`, `host`, `ip`.
+    #[serde(default = "default_incident_entities")]
+    pub incident_entities: Vec<String>,
 }
 
 /// Chosen on a validation set of generated alerts (seed 21): recall 0.75 of intrusions
 /// with 8 false of 60 incidents, against 0.37 and 250 of 290 with no floor.
 fn default_incident_min_risk() -> f64 {
     60.0
+}
+
+fn default_incident_entities() -> Vec<String> {
+    ["user", "host", "ip"].map(str::to_owned).to_vec()
+}
+
+fn default_incident_topic() -> String {
+    "scored.incidents".to_owned()
 }
 
 fn default_incident_window_ms() -> u64 {
@@ -177,11 +190,12 @@ impl Default for AlertOperatorConfig {
             entity_min_change: default_entity_min_change(),
             intel: Vec::new(),
             intel_topic: String::new(),
-            incident_topic: String::new(),
+            incident_topic: default_incident_topic(),
             incident_window_ms: default_incident_window_ms(),
             incident_max_alerts: default_incident_max_alerts(),
             incident_min_tactics: default_incident_min_tactics(),
             incident_min_risk: default_incident_min_risk(),
+            incident_entities: default_incident_entities(),
         }
     }
 }
@@ -213,6 +227,8 @@ impl AlertOperatorConfig {
                 self.incident_min_risk
             ));
         }
+        incidents::EntityKinds::parse(&self.incident_entities)
+            .map_err(|error| format!("operators.alert.incident_entities: {error}"))?;
         if !(0.0..=1.0).contains(&self.entity_min_change) {
             return Err(format!(
                 "operators.alert: entity_min_change {} outside 0–1",
@@ -229,6 +245,9 @@ impl AlertOperatorConfig {
             max_alerts: self.incident_max_alerts,
             min_tactics: self.incident_min_tactics,
             min_risk: self.incident_min_risk,
+            // Checked by `validate`, which every start runs first.
+            entities: incidents::EntityKinds::parse(&self.incident_entities)
+                .unwrap_or(incidents::EntityKinds::ALL),
         }
     }
 
@@ -552,7 +571,25 @@ impl AlertOperator {
             };
         };
         let scorer = &loaded.scorer;
-        let score = scorer.score(history, alert, sourced.source.offset);
+        let config = self.config();
+        let entities = history::entity_keys(alert);
+        // The scoring API's events (no Kafka partition) are not correlated: its scratch state
+        // holds the entities' history, not the partition's incident book, and its answers
+        // publish no incident records.
+        let correlated = !config.incident_topic.is_empty()
+            && sourced.source.partition != crate::api::scoring::API_PARTITION;
+        let (score, joined) = if correlated {
+            scorer.score_correlated(
+                history,
+                alert,
+                sourced.source.offset,
+                &sourced.event_id,
+                &entities,
+                &config.correlation(),
+            )
+        } else {
+            (scorer.score(history, alert, sourced.source.offset), None)
+        };
         let assessment = &score.assessment;
         let disposition = DISPOSITIONS
             .get(assessment.disposition)
@@ -574,7 +611,6 @@ impl AlertOperator {
             scores.insert(format!("p_{class}"), *probability);
         }
         let rule_ids: Vec<String> = score.rule_hits.iter().map(|hit| hit.id.clone()).collect();
-        let entities = history::entity_keys(alert);
         let mut labels = BTreeMap::from([
             ("disposition".to_owned(), disposition.to_owned()),
             ("risk_level".to_owned(), risk_level(score.risk).to_owned()),
@@ -597,34 +633,23 @@ impl AlertOperator {
             thresholds_crossed.push("anomaly".to_owned());
         }
         let mut extra = Vec::new();
-        let config = self.config();
-        if !config.incident_topic.is_empty() {
-            let settings = config.correlation();
-            let joined = history.incidents.observe(
-                alert,
-                &entities,
-                &sourced.event_id,
-                score.risk,
-                &settings,
-            );
-            let declared = joined
-                .filter(|joined| joined.declared)
-                .and_then(|joined| Some((history.incidents.get(&joined.id)?, joined)));
-            if let Some((incident, joined)) = declared {
-                labels.insert("incident".to_owned(), joined.id.clone());
-                if joined.changed {
-                    extra.push(ExtraRecord {
-                        topic: config.incident_topic.clone(),
-                        key: joined.id,
-                        scored: incidents::record(
-                            incident,
-                            sourced,
-                            &scorer.model.manifest.version,
-                            scored_at_ms,
-                            !joined.first_declared,
-                        ),
-                    });
-                }
+        let declared = joined
+            .filter(|joined| joined.declared)
+            .and_then(|joined| Some((history.incidents.get(&joined.id)?, joined)));
+        if let Some((incident, joined)) = declared {
+            labels.insert("incident".to_owned(), joined.id.clone());
+            if joined.changed {
+                extra.push(ExtraRecord {
+                    topic: config.incident_topic.clone(),
+                    key: joined.id,
+                    scored: incidents::record(
+                        incident,
+                        sourced,
+                        &scorer.model.manifest.version,
+                        scored_at_ms,
+                        !joined.first_declared,
+                    ),
+                });
             }
         }
         metrics::counter!(crate::telemetry::ALERT_DISPOSITIONS, "disposition" => disposition)

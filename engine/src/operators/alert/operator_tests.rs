@@ -57,7 +57,12 @@ fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
     let mut dispositions = std::collections::BTreeSet::new();
     for (labeled, outcome) in alerts.iter().zip(&outcomes) {
         let (scored, extra) = scored(outcome);
-        assert!(extra.is_empty(), "no entity topic configured");
+        assert!(
+            extra
+                .iter()
+                .all(|record| record.topic == "scored.incidents"),
+            "no entity topic configured: only incident records"
+        );
         let scores = &scored.scores;
         let probabilities: f64 = DISPOSITIONS.iter().map(|d| scores[&format!("p_{d}")]).sum();
         assert!((probabilities - 1.0).abs() < 1e-5);
@@ -68,9 +73,16 @@ fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
         // Recompute the row as the operator saw it: SHAP values sum to the raw ML risk.
         let facts = encoder_history.facts(&labeled.alert);
         let mut row = Vec::new();
-        model
-            .encoder()
-            .encode_into(&labeled.alert, &facts, &mut row);
+        model.encoder().encode_into(
+            &labeled.alert,
+            &facts,
+            &crate::operators::alert::scorer::shipped_intel().match_alert(
+                &labeled.alert.ips,
+                &labeled.alert.hosts,
+                labeled.alert.last_seen_ms,
+            ),
+            &mut row,
+        );
         encoder_history.record(&labeled.alert, scores["risk"]);
         let shap = shap_tables.shap_values(&model.risk, &row);
         let raw = model.risk.predict_raw(&row)[0];
@@ -207,7 +219,7 @@ fn an_intrusion_raises_the_victims_behaviour_score_on_the_entity_topic() {
     let mut records = 0;
     for outcome in &outcomes {
         let (_, extra) = scored(outcome);
-        for record in extra {
+        for record in extra.iter().filter(|r| r.topic != "scored.incidents") {
             records += 1;
             assert_eq!(record.topic, "scored.entities");
             assert_eq!(
@@ -352,4 +364,77 @@ fn start_alert(
     context: &OperatorContext<'_>,
 ) -> Result<crate::operators::testing::Started, OperatorError> {
     crate::operators::testing::start("alert", context)
+}
+
+#[test]
+fn an_alert_that_continues_an_incident_is_raised_but_correlated_by_its_own_risk() {
+    let scorer = crate::operators::alert::scorer::AlertScorer::new(
+        shipped_model(),
+        RuleSet::shipped(&shipped_model().manifest.features).unwrap(),
+        BlendWeights::default(),
+    );
+    let settings = incidents::CorrelationSettings {
+        min_risk: 0.0,
+        ..AlertOperatorConfig::default().correlation()
+    };
+    let alert = |id: &str, tactic: &str, host: &str, minute: i64| -> AlertEvent {
+        serde_json::from_value(serde_json::json!({
+            "alert_id": id, "severity": "medium", "siem_source": "elastic", "rule_id": "R",
+            "tactics": [tactic], "techniques": [], "users": [], "hosts": [host], "ips": [],
+            "ioc_count": 0, "asset_count": 1, "asset_criticality": 0.3, "event_count": 1,
+            "first_seen_ms": 1_796_000_000_000_i64 + minute * 60_000,
+            "last_seen_ms": 1_796_000_000_000_i64 + minute * 60_000
+        }))
+        .unwrap()
+    };
+    let mut history = EntityHistory::default();
+    let score = |history: &mut EntityHistory, a: &AlertEvent, offset: i64| {
+        let keys = history::entity_keys(a);
+        scorer.score_correlated(history, a, offset, &a.alert_id, &keys, &settings)
+    };
+    for (offset, (id, tactic)) in [("a1", "TA0001"), ("a2", "TA0002"), ("a3", "TA0006")]
+        .into_iter()
+        .enumerate()
+    {
+        let (first, _) = score(
+            &mut history,
+            &alert(id, tactic, "ws-1", offset as i64),
+            offset as i64,
+        );
+        assert!(first
+            .rule_hits
+            .iter()
+            .all(|hit| hit.id != "continues-incident"));
+    }
+    // The group on ws-1 is an incident now: the next alert there continues it.
+    let (next, joined) = score(&mut history, &alert("a4", "TA0007", "ws-1", 5), 3);
+    let hit = next
+        .rule_hits
+        .iter()
+        .find(|hit| hit.id == "continues-incident");
+    assert!(
+        hit.is_some_and(|hit| hit.reads_group),
+        "{:?}",
+        next.rule_hits
+    );
+    assert!(next.uncorrelated_risk < next.risk);
+    let joined = joined.unwrap();
+    assert!(joined.declared);
+    // Correlation recorded the alert at the risk it has on its own.
+    let member = history
+        .incidents
+        .get(&joined.id)
+        .unwrap()
+        .members
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (member.alert_id.as_str(), member.risk),
+        ("a4", next.uncorrelated_risk)
+    );
+    // Another host is in no group: no correlation facts, the same risk either way.
+    let (elsewhere, _) = score(&mut history, &alert("b1", "TA0007", "ws-2", 6), 4);
+    assert!(elsewhere.rule_hits.iter().all(|hit| !hit.reads_group));
+    assert_eq!(elsewhere.uncorrelated_risk, elsewhere.risk);
 }

@@ -4,8 +4,9 @@
 //! rules_file` replaces them with a file or a directory of files.
 //!
 //! A rule fires when all its conditions hold; a condition compares one fact with a number:
-//! a feature column, an intel fact of [`INTEL_FACTS`], or `technique_<id>` (1 when the alert
-//! maps to that ATT&CK technique or one of its sub-techniques, else 0). Fired rules combine as
+//! a feature column, an intel fact of [`INTEL_FACTS`], a correlation fact of
+//! [`GROUP_FACTS`], or `technique_<id>` (1 when the alert maps to that ATT&CK technique or
+//! one of its sub-techniques, else 0). Fired rules combine as
 //! a noisy-OR of their scores, so two independent 50-point rules give 75, never more than
 //! 100. Pack rules also carry their ATT&CK `tactic` and `techniques`, a `severity` and a
 //! `confidence`, and tested examples: `should_fire` / `should_not_fire` fact sets (facts not
@@ -20,6 +21,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::operators::alert::attack::catalogue;
+use crate::operators::alert::incidents::GroupFacts;
 use crate::operators::alert::intel::{Indicator, IndicatorKind, IntelMatches};
 
 /// The shipped core rule file.
@@ -95,6 +97,12 @@ pub const INTEL_FACTS: [&str; 4] = [
     "intel_host_hits",
     "intel_max_confidence",
 ];
+
+/// The facts correlation adds, about the open group of the alert's entities before it
+/// (0 without one; see [`crate::operators::alert::incidents::GroupFacts`]): `group_alerts`,
+/// `group_tactics` (its distinct ATT&CK tactics), `group_is_incident` (1 when it already is
+/// an incident). Always 0 where correlation is off (no `incident_topic`).
+pub const GROUP_FACTS: [&str; 3] = ["group_alerts", "group_tactics", "group_is_incident"];
 
 /// Prefix of technique facts (`technique_T1059`).
 const TECHNIQUE_FACT: &str = "technique_";
@@ -185,6 +193,12 @@ enum Fact {
     IntelHostHits,
     /// `intel_max_confidence`.
     IntelMaxConfidence,
+    /// `group_alerts`.
+    GroupAlerts,
+    /// `group_tactics`.
+    GroupTactics,
+    /// `group_is_incident`.
+    GroupIsIncident,
     /// `technique_<id>`: the alert maps to it or a sub-technique of it.
     Technique(String),
 }
@@ -198,6 +212,9 @@ impl Fact {
             "known_bad_ip_count" | "intel_ip_hits" => Some(Self::IntelIpHits),
             "intel_host_hits" => Some(Self::IntelHostHits),
             "intel_max_confidence" => Some(Self::IntelMaxConfidence),
+            "group_alerts" => Some(Self::GroupAlerts),
+            "group_tactics" => Some(Self::GroupTactics),
+            "group_is_incident" => Some(Self::GroupIsIncident),
             _ => {
                 let id = name.strip_prefix(TECHNIQUE_FACT)?;
                 catalogue()
@@ -217,6 +234,8 @@ pub struct Facts<'a> {
     pub intel: &'a IntelMatches,
     /// The alert's ATT&CK technique ids.
     pub techniques: &'a [String],
+    /// Its correlation group before it.
+    pub group: &'a GroupFacts,
 }
 
 impl Facts<'_> {
@@ -226,6 +245,9 @@ impl Facts<'_> {
             Fact::IntelIpHits => self.intel.ip_hits as f64,
             Fact::IntelHostHits => self.intel.host_hits as f64,
             Fact::IntelMaxConfidence => self.intel.max_confidence,
+            Fact::GroupAlerts => self.group.alerts as f64,
+            Fact::GroupTactics => self.group.tactics as f64,
+            Fact::GroupIsIncident => f64::from(u8::from(self.group.incident)),
             Fact::Technique(id) => {
                 let maps = self.techniques.iter().any(|technique| {
                     technique == id
@@ -270,6 +292,16 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether a condition reads a correlation fact.
+    fn reads_group(&self) -> bool {
+        self.conditions.iter().any(|condition| {
+            matches!(
+                condition.fact,
+                Fact::GroupAlerts | Fact::GroupTactics | Fact::GroupIsIncident
+            )
+        })
+    }
+
     fn fires(&self, facts: &Facts<'_>) -> bool {
         self.conditions.iter().all(|condition| {
             condition
@@ -292,6 +324,9 @@ pub struct RuleHit {
     pub id: String,
     /// Its score.
     pub score: f64,
+    /// Whether it reads a correlation fact (`group_*`): correlation judges an alert by the
+    /// risk without such rules, so a group cannot raise its own members over the floor.
+    pub reads_group: bool,
 }
 
 /// The loaded rule set.
@@ -491,6 +526,7 @@ impl RuleSet {
             .map(|rule| RuleHit {
                 id: rule.id.clone(),
                 score: rule.score,
+                reads_group: rule.reads_group(),
             })
             .collect()
     }
@@ -502,6 +538,7 @@ impl RuleSet {
             for (index, (should_fire, example)) in rule.examples.iter().enumerate() {
                 let mut row = vec![0.0; self.features.len()];
                 let mut intel = IntelMatches::default();
+                let mut group = GroupFacts::default();
                 let mut techniques = Vec::new();
                 for (name, value) in example {
                     match Fact::named(name, &self.features) {
@@ -509,6 +546,9 @@ impl RuleSet {
                         Some(Fact::IntelIpHits) => intel.ip_hits = *value as usize,
                         Some(Fact::IntelHostHits) => intel.host_hits = *value as usize,
                         Some(Fact::IntelMaxConfidence) => intel.max_confidence = *value,
+                        Some(Fact::GroupAlerts) => group.alerts = *value as usize,
+                        Some(Fact::GroupTactics) => group.tactics = *value as usize,
+                        Some(Fact::GroupIsIncident) => group.incident = *value != 0.0,
                         Some(Fact::Technique(id)) if *value != 0.0 => techniques.push(id),
                         _ => {}
                     }
@@ -517,6 +557,7 @@ impl RuleSet {
                     row: &row,
                     intel: &intel,
                     techniques: &techniques,
+                    group: &group,
                 };
                 if rule.fires(&facts) != *should_fire {
                     problems.push(format!(
@@ -551,204 +592,5 @@ pub fn combined_score(hits: &[RuleHit]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn features() -> Vec<String> {
-        ["asset_criticality", "tactic_TA0006", "ioc_count"]
-            .iter()
-            .map(|name| (*name).to_owned())
-            .collect()
-    }
-
-    const FILE: &str = r#"
-version = "t1"
-known_bad_networks = ["203.0.113.0/24", "8.8.8.8"]
-[[rule]]
-id = "crown"
-description = "d"
-score = 60
-when = ["asset_criticality >= 0.8", "tactic_TA0006 == 1"]
-[[rule]]
-id = "bad-ip"
-description = "d"
-score = 50
-when = ["known_bad_ip_count >= 1"]
-"#;
-
-    fn facts<'a>(row: &'a [f64], intel: &'a IntelMatches) -> Facts<'a> {
-        Facts {
-            row,
-            intel,
-            techniques: &[],
-        }
-    }
-
-    fn intel_of(rules: &RuleSet, ips: &[String]) -> IntelMatches {
-        crate::operators::alert::intel::IntelSet::new(rules.known_bad.clone()).match_alert(
-            ips,
-            &[],
-            0,
-        )
-    }
-
-    #[test]
-    fn rules_fire_on_all_conditions_and_combine_as_noisy_or() {
-        let rules = RuleSet::parse(FILE, &features()).expect("parses");
-        let ips = vec![
-            "203.0.113.9".to_owned(),
-            "8.8.8.8".to_owned(),
-            "x".to_owned(),
-        ];
-        let intel = intel_of(&rules, &ips);
-        assert_eq!(intel.ip_hits, 2);
-        let hits = rules.evaluate(&facts(&[0.9, 1.0, 0.0], &intel));
-        assert_eq!(hits.len(), 2);
-        assert!((combined_score(&hits) - 80.0).abs() < 1e-9);
-        let none = IntelMatches::default();
-        assert_eq!(rules.evaluate(&facts(&[0.7, 1.0, 0.0], &none)), Vec::new());
-        assert_eq!(
-            rules.evaluate(&facts(&[f64::NAN, 1.0, 0.0], &none)),
-            Vec::new()
-        );
-        assert_eq!(combined_score(&[]), 0.0);
-    }
-
-    #[test]
-    fn intel_facts_are_rule_facts() {
-        let file = FILE.replace(
-            "when = [\"known_bad_ip_count >= 1\"]",
-            "when = [\"intel_host_hits >= 1\", \"intel_max_confidence >= 0.9\"]",
-        );
-        let rules = RuleSet::parse(&file, &features()).expect("parses");
-        let mut intel = IntelMatches {
-            host_hits: 1,
-            max_confidence: 0.95,
-            ..IntelMatches::default()
-        };
-        assert_eq!(rules.evaluate(&facts(&[0.0, 0.0, 0.0], &intel)).len(), 1);
-        intel.max_confidence = 0.5;
-        assert!(rules.evaluate(&facts(&[0.0, 0.0, 0.0], &intel)).is_empty());
-    }
-
-    #[test]
-    fn bad_files_are_refused_with_the_rule_id() {
-        for (broken, expected) in [
-            ("asset_criticality >= 0.8", "nothing"),
-            ("criticality >= 0.8", "unknown fact"),
-            ("asset_criticality => 0.8", "unknown operator"),
-            ("asset_criticality >= high", "not a number"),
-            ("asset_criticality>=0.8", "is not"),
-        ] {
-            let text = FILE.replace("asset_criticality >= 0.8", broken);
-            let result = RuleSet::parse(&text, &features());
-            if expected == "nothing" {
-                assert!(result.is_ok());
-            } else {
-                let message = result.map(|_| ()).unwrap_err().to_string();
-                assert!(
-                    message.contains("crown") && message.contains(expected),
-                    "{message}"
-                );
-            }
-        }
-        assert!(RuleSet::parse(&FILE.replace("60", "160"), &features()).is_err());
-        assert!(RuleSet::parse(&FILE.replace("8.8.8.8", "8.8.8.8/40"), &features()).is_err());
-    }
-
-    #[test]
-    fn the_shipped_rules_cover_every_tactic_and_pass_their_examples() {
-        let features = crate::operators::alert::features::feature_names();
-        let rules = RuleSet::shipped(&features).expect("shipped rules load");
-        let problems = rules.check_examples();
-        assert!(problems.is_empty(), "{problems:#?}");
-        let pack: Vec<&Rule> = rules.rules.iter().filter(|r| r.tactic.is_some()).collect();
-        assert!(pack.len() >= 60, "{} pack rules", pack.len());
-        for rule in &pack {
-            assert!(
-                rule.has_examples(),
-                "{} lacks an example of each kind",
-                rule.id
-            );
-            assert!(
-                !rule.techniques.is_empty(),
-                "{} names no technique",
-                rule.id
-            );
-            assert!(
-                rule.severity.is_some() && rule.confidence.is_some(),
-                "{}",
-                rule.id
-            );
-        }
-        let tactics: HashSet<&str> = pack.iter().filter_map(|r| r.tactic.as_deref()).collect();
-        assert_eq!(tactics.len(), 14, "{tactics:?}");
-    }
-
-    #[test]
-    fn examples_catch_a_rule_that_does_not_do_what_it_says() {
-        let file = r#"
-version = "t"
-[[rule]]
-id = "dump"
-description = "credential dumping on a critical asset"
-tactic = "TA0006"
-techniques = ["T1003.001"]
-score = 50
-when = ["technique_T1003 == 1", "asset_criticality >= 0.8"]
-should_fire = [{ "technique_T1003.001" = 1, asset_criticality = 0.5 }]
-should_not_fire = [{ "technique_T1003.001" = 1, asset_criticality = 0.9 }]
-"#;
-        let features = crate::operators::alert::features::feature_names();
-        let rules = RuleSet::parse(file, &features).unwrap();
-        let problems = rules.check_examples();
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("did not fire") && problems[1].contains("fired"));
-    }
-
-    #[test]
-    fn technique_facts_match_sub_techniques_and_unknown_names_are_refused() {
-        let features = crate::operators::alert::features::feature_names();
-        let file = |when: &str| {
-            format!("version = \"t\"\n[[rule]]\nid = \"r\"\ndescription = \"d\"\nscore = 10\nwhen = [\"{when}\"]\n")
-        };
-        let rules = RuleSet::parse(&file("technique_T1059 == 1"), &features).unwrap();
-        let intel = IntelMatches::default();
-        let row = vec![0.0; features.len()];
-        let fires = |techniques: &[&str]| {
-            let techniques: Vec<String> = techniques.iter().map(|t| (*t).to_owned()).collect();
-            !rules
-                .evaluate(&Facts {
-                    row: &row,
-                    intel: &intel,
-                    techniques: &techniques,
-                })
-                .is_empty()
-        };
-        assert!(fires(&["T1059.001"]));
-        assert!(fires(&["T1059"]));
-        assert!(!fires(&["T10590"]));
-        assert!(!fires(&["T1078"]));
-        for (when, expected) in [
-            ("technique_T9999 == 1", "unknown fact"),
-            ("technique_t1059 == 1", "unknown fact"),
-        ] {
-            let error = RuleSet::parse(&file(when), &features)
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains(expected), "{error}");
-        }
-        let bad_tactic =
-            file("technique_T1059 == 1").replace("score = 10", "score = 10\ntactic = \"TA9999\"");
-        assert!(RuleSet::parse(&bad_tactic, &features).is_err());
-        let twice = format!(
-            "{}{}",
-            file("technique_T1059 == 1"),
-            file("technique_T1059 == 1").replace("version = \"t\"\n", "")
-        );
-        assert!(RuleSet::parse(&twice, &features)
-            .unwrap_err()
-            .to_string()
-            .contains("duplicate"));
-    }
-}
+#[path = "rules_tests.rs"]
+mod tests;

@@ -1,5 +1,5 @@
 //! Scores one alert end to end — entity history → features → models → intel → rules →
-//! blended risk —
+//! blended risk (→ correlation, with [`AlertScorer::score_correlated`]) —
 //! and records it in the history. The operator and `threatflow eval alert` both use this, so
 //! eval figures measure the code that runs in the pipeline.
 //!
@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use crate::events::AlertEvent;
 use crate::operators::alert::history::{EntityHistory, HistoryFacts};
+use crate::operators::alert::incidents::{
+    correlation_keys, CorrelationSettings, GroupFacts, Joined,
+};
 use crate::operators::alert::intel::topic::IntelHandle;
 use crate::operators::alert::intel::{snapshot, IntelMatches, IntelSet};
 use crate::operators::alert::model::{AlertAssessment, AlertModel};
@@ -57,6 +60,10 @@ pub struct AlertScore {
     pub rule_score: f64,
     /// Blended risk, 0–100.
     pub risk: f64,
+    /// The same without the rules that read correlation facts: what correlation judges the
+    /// alert by (its floor, member risk), so an open incident cannot pull alerts into itself
+    /// by raising their risk.
+    pub uncorrelated_risk: f64,
     /// What the entity history said about the alert's entities before it.
     pub facts: crate::operators::alert::history::HistoryFacts,
     /// What the threat-intelligence stage matched.
@@ -96,6 +103,15 @@ pub fn default_intel(rules: &RuleSet) -> IntelHandle {
         .unwrap_or_default();
     indicators.extend(rules.known_bad.iter().cloned());
     Arc::new(arc_swap::ArcSwap::from_pointee(IntelSet::new(indicators)))
+}
+
+/// The built-in snapshot's set: what training computes the intel features with.
+pub fn shipped_intel() -> IntelSet {
+    IntelSet::new(
+        snapshot::shipped()
+            .map(|s| s.indicators)
+            .unwrap_or_default(),
+    )
 }
 
 impl AlertScorer {
@@ -139,29 +155,79 @@ impl AlertScorer {
         score
     }
 
-    /// Scores `alert` given what its entity history said (`facts`).
+    /// Scores `alert` (input `offset`, event id `event_id`, entity keys `entity_keys`) against
+    /// `history` and its correlation groups under `settings`: the group its entities are in
+    /// gives the rules their `group_*` facts; then the alert is recorded in the history and
+    /// observed by correlation. Returns the score and the group it joined.
+    pub fn score_correlated(
+        &self,
+        history: &mut EntityHistory,
+        alert: &AlertEvent,
+        offset: i64,
+        event_id: &str,
+        entity_keys: &[String],
+        settings: &CorrelationSettings,
+    ) -> (AlertScore, Option<Joined>) {
+        let keys = correlation_keys(alert, entity_keys, settings.entities);
+        let group = history
+            .incidents
+            .group_facts(&keys, alert.last_seen_ms, settings);
+        let score = self.score_in_group(alert, history.facts(alert), &group);
+        history.record_at(alert, score.risk, offset);
+        let joined =
+            history
+                .incidents
+                .observe(alert, &keys, event_id, score.uncorrelated_risk, settings);
+        (score, joined)
+    }
+
+    /// Scores `alert` given what its entity history said (`facts`), outside correlation
+    /// (the `group_*` facts are 0).
     pub fn score_with(&self, alert: &AlertEvent, facts: HistoryFacts) -> AlertScore {
-        let mut row = Vec::with_capacity(self.model.manifest.features.len());
-        self.model.encoder().encode_into(alert, &facts, &mut row);
-        let assessment = self.model.assess(&row);
+        self.score_in_group(alert, facts, &GroupFacts::default())
+    }
+
+    fn score_in_group(
+        &self,
+        alert: &AlertEvent,
+        facts: HistoryFacts,
+        group: &GroupFacts,
+    ) -> AlertScore {
         // Validity is judged at the alert's own time, so replays and eval agree with live.
         let intel = self
             .intel
             .load()
             .match_alert(&alert.ips, &alert.hosts, alert.last_seen_ms);
+        let mut row = Vec::with_capacity(self.model.manifest.features.len());
+        self.model
+            .encoder()
+            .encode_into(alert, &facts, &intel, &mut row);
+        let assessment = self.model.assess(&row);
         let rule_hits = self.rules.evaluate(&Facts {
             row: &row,
             intel: &intel,
             techniques: &alert.techniques,
+            group,
         });
         let rule_score = combined_score(&rule_hits);
         let risk = self.weights.blend(assessment.ml_risk, rule_score);
+        let uncorrelated_risk = if rule_hits.iter().any(|hit| hit.reads_group) {
+            let own: Vec<RuleHit> = rule_hits
+                .iter()
+                .filter(|hit| !hit.reads_group)
+                .cloned()
+                .collect();
+            self.weights.blend(assessment.ml_risk, combined_score(&own))
+        } else {
+            risk
+        };
         AlertScore {
             row,
             assessment,
             rule_hits,
             rule_score,
             risk,
+            uncorrelated_risk,
             facts,
             intel,
         }

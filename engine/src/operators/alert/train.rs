@@ -116,10 +116,13 @@ pub fn risk_params() -> GbdtParams {
 /// Feature rows of `alerts` in order, each from the history of the alerts before it.
 pub fn feature_rows(encoder: &FeatureEncoder, alerts: &[LabeledAlert]) -> Vec<f64> {
     let mut history = EntityHistory::default();
+    let intel = crate::operators::alert::scorer::shipped_intel();
     let mut rows = Vec::with_capacity(alerts.len() * width());
     for labeled in alerts {
         let facts = history.facts(&labeled.alert);
-        encoder.encode_into(&labeled.alert, &facts, &mut rows);
+        let alert = &labeled.alert;
+        let matches = intel.match_alert(&alert.ips, &alert.hosts, alert.last_seen_ms);
+        encoder.encode_into(alert, &facts, &matches, &mut rows);
         history.record(&labeled.alert, labeled.risk);
     }
     rows
@@ -211,6 +214,7 @@ pub fn train_with_feedback(
         .map(|&class| class_weights[class])
         .collect();
     let mut feedback_features = Vec::with_capacity(feedback.len() * columns);
+    let intel = crate::operators::alert::scorer::shipped_intel();
     for row in feedback {
         if row.disposition >= DISPOSITIONS.len() {
             return Err(TrainError::Data(format!(
@@ -218,7 +222,8 @@ pub fn train_with_feedback(
                 row.disposition
             )));
         }
-        encoder.encode_into(&row.alert, &row.facts, &mut feedback_features);
+        let matches = intel.match_alert(&row.alert.ips, &row.alert.hosts, row.alert.last_seen_ms);
+        encoder.encode_into(&row.alert, &row.facts, &matches, &mut feedback_features);
         labels.push(row.disposition as f64);
         weights.push(class_weights[row.disposition] * weight);
     }
