@@ -29,6 +29,7 @@ use threatflow::operators::alert::model::AlertModel;
 use threatflow::operators::alert::synth::{generate, GeneratorConfig, LabeledAlert, DISPOSITIONS};
 use threatflow::operators::alert::train::feature_rows;
 use threatflow::operators::alert::{AlertOperator, AlertOperatorConfig};
+use threatflow::operators::explain_mode::ExplainMode;
 use threatflow::operators::{Operator, SourcedEvent};
 use threatflow::runtime::PartitionStates;
 
@@ -79,20 +80,32 @@ fn operator(criterion: &mut Criterion) {
     // ATT&CK pack), the shipped rules (core + pack; intel is on in every variant), and the
     // same with correlation into incidents.
     let core_rules = repository().join("models/alert/rules.toml");
+    // Explanations: every alert (`explain = "all"`), or only those at final risk ≥ 60 (the
+    // default `crossed`).
+    let (all, crossed) = (ExplainMode::All, ExplainMode::Crossed);
     let variants = [
-        ("operator_explained", 5, None, ""),
-        ("operator_unexplained", 0, None, ""),
-        ("operator_unexplained_core_rules", 0, Some(core_rules), ""),
+        ("operator_explained", 5, all, None, ""),
+        ("operator_explained_crossed", 5, crossed, None, ""),
+        ("operator_unexplained", 0, all, None, ""),
+        (
+            "operator_unexplained_core_rules",
+            0,
+            all,
+            Some(core_rules),
+            "",
+        ),
         (
             "operator_unexplained_correlated",
             0,
+            all,
             None,
             "bench.incidents",
         ),
     ];
-    for (name, top_contributors, rules_file, incident_topic) in variants {
+    for (name, top_contributors, explain, rules_file, incident_topic) in variants {
         let config = AlertOperatorConfig {
             top_contributors,
+            explain,
             rules_file,
             incident_topic: incident_topic.to_owned(),
             ..AlertOperatorConfig::default()

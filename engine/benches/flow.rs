@@ -13,6 +13,7 @@ use threatflow::events::InputEvent;
 use threatflow::ml::fast_shap::FastTreeShap;
 use threatflow::ml::packed::PackedEnsemble;
 use threatflow::ml::xgboost::import_json;
+use threatflow::operators::explain_mode::ExplainMode;
 use threatflow::operators::flow::dataset::read_nsl_kdd;
 use threatflow::operators::flow::model::FlowModel;
 use threatflow::operators::flow::train::newest_version;
@@ -78,9 +79,16 @@ fn shipped_model(criterion: &mut Criterion) {
             )
         })
         .collect();
-    for (name, top) in [("operator_explained", 5), ("operator_unexplained", 0)] {
+    // Explanations for every flow (`explain = "all"`), for those crossing a team's threshold
+    // (the default `crossed`), or none.
+    for (name, top, explain) in [
+        ("operator_explained", 5, ExplainMode::All),
+        ("operator_explained_crossed", 5, ExplainMode::Crossed),
+        ("operator_unexplained", 0, ExplainMode::All),
+    ] {
         let config = FlowOperatorConfig {
             top_contributors: top,
+            explain,
             ..FlowOperatorConfig::default()
         };
         let mut operator = FlowOperator::with_model(config, model.clone()).unwrap();

@@ -19,6 +19,7 @@ pub mod address;
 pub mod alert;
 pub mod command_args;
 pub mod email;
+pub mod explain_mode;
 pub mod fault;
 pub mod flow;
 pub mod passthrough;

@@ -245,18 +245,31 @@ impl ArtifactStore {
         check_name(operator)?;
         check_name(version)?;
         let target = cache_root.join(operator).join(version);
+        // The store's manifest decides: a cache filled from another store (one since reset,
+        // or a version re-trained under the same name) must not be loaded in its place. Its
+        // bytes are small; an unreachable store falls back to a cache that verifies.
+        let stored = self.read(operator, version, "manifest.json");
         if let Ok(view) = ManifestView::read(&target) {
-            if view.version == version && verify_artifacts(&target, &view).is_ok() {
-                return Ok(target);
+            let cached_ok = view.version == version && verify_artifacts(&target, &view).is_ok();
+            let cached_bytes = std::fs::read(target.join("manifest.json")).ok();
+            match &stored {
+                Ok(Some(bytes)) if cached_ok && cached_bytes.as_deref() == Some(bytes) => {
+                    return Ok(target);
+                }
+                Err(error) if cached_ok => {
+                    tracing::warn!(operator, version, %error, "artifact store unreachable; loading the verified cached copy");
+                    return Ok(target);
+                }
+                _ => {}
             }
             tracing::warn!(
                 operator,
                 version,
-                "cached model does not verify; downloading it again"
+                "cached model does not verify or differs from the store's; downloading it again"
             );
             std::fs::remove_dir_all(&target).map_err(io(&target))?;
         }
-        let Some(manifest_bytes) = self.read(operator, version, "manifest.json")? else {
+        let Some(manifest_bytes) = stored? else {
             return Err(StoreError::NotFound {
                 operator: operator.to_owned(),
                 version: version.to_owned(),

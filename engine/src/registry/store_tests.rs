@@ -93,3 +93,31 @@ fn a_tampered_store_is_refused_and_a_tampered_cache_is_downloaded_again() {
     assert!(error.contains("differs from the manifest"), "{error}");
     assert!(!cache.path().join("flow/v1").exists());
 }
+
+#[test]
+fn a_cached_version_from_another_store_is_replaced_by_this_stores() {
+    let (first_root, second_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (work, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Two stores hold different models under one name (a store reset, then a retrained
+    // "v7"); each copy verifies on its own.
+    let original = flow_as("v7", work.path());
+    local_store(first_root.path()).push(&original).unwrap();
+    let retrained_dir = tempfile::tempdir().unwrap();
+    let retrained = flow_as("v7", retrained_dir.path());
+    let path = retrained.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["created_at"] = "2030-01-01T00:00:00Z".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let second = local_store(second_root.path());
+    second.push(&retrained).unwrap();
+    local_store(first_root.path())
+        .fetch("flow", "v7", cache.path())
+        .unwrap();
+    // The second store's copy replaces the first's in the shared cache.
+    let fetched = second.fetch("flow", "v7", cache.path()).unwrap();
+    assert_eq!(
+        std::fs::read(fetched.join("manifest.json")).unwrap(),
+        std::fs::read(&path).unwrap()
+    );
+}

@@ -109,7 +109,7 @@ async function openEvent(eventId) {
   const panel = $("#detail");
   try {
     const detail = await getJson("/v1/events/" + encodeURIComponent(eventId));
-    panel.replaceChildren(...renderDetail(detail));
+    panel.replaceChildren(...renderDetail(detail).filter((node) => node !== null));
   } catch (error) {
     panel.replaceChildren(el("p", { class: "error" }, error.message));
   }
@@ -177,6 +177,9 @@ function renderDetail(detail) {
     el("div", { class: "verdicts" }, reason, comment),
     verdictStatus,
     el("h3", {}, "Why: top contributions"),
+    scored.labels.explained === "false"
+      ? el("p", { class: "muted", id: "not-explained" }, "no model contributions: this event crossed no alerting threshold (the operator's explain setting is crossed or none)")
+      : null,
     el(
       "table",
       { id: "contributions" },

@@ -9,9 +9,11 @@
 //!   `entity_alerts_24h` (most prior alerts of one of its entities in the last 24 h);
 //! - `labels`: `disposition`, `risk_level` (info / low / medium / high / critical),
 //!   `anomaly` (`true`/`false`), `rule_hits` (comma-separated rule ids), `entities` (its
-//!   `user:<name>` / `host:<name>` keys, comma-separated);
+//!   `user:<name>` / `host:<name>` keys, comma-separated), `incident` (when it joined one)
+//!   and `explained`;
 //! - `explanation`: the `top_contributors` features by |TreeSHAP| on the ML risk (in risk
-//!   points), then one entry per fired rule (`rule:<id>`, its score), then one per intel hit
+//!   points) for the alerts `explain` selects (default `crossed`: final risk ≥ 60; `all`;
+//!   `none`), then one entry per fired rule (`rule:<id>`, its score), then one per intel hit
 //!   (`intel:<indicator>`, its confidence as value, kind and source in the detail);
 //! - `thresholds_crossed`: the fired rule ids, and `anomaly` when flagged.
 //!
@@ -61,6 +63,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{AlertEvent, InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
+use crate::operators::explain_mode::{ExplainMode, EXPLAINED_LABEL};
 use crate::operators::table::{
     check_section, same_features, settings, DefaultWorkers, ModelSpec, OperatorConfig,
     OperatorSpec, ShadowKeys,
@@ -97,6 +100,11 @@ pub struct AlertOperatorConfig {
     /// Features per alert in `explanation`, strongest |SHAP| first; 0 turns them off.
     #[serde(default = "default_top_contributors")]
     pub top_contributors: usize,
+    /// Which alerts get TreeSHAP contributions: `all`, `crossed` (final risk ≥ 60, the
+    /// `high` band; the default) or `none`; rule and intel entries are listed either way, and
+    /// the label `explained` says which alerts got them.
+    #[serde(default)]
+    pub explain: ExplainMode,
     /// Topic of per-entity behaviour records; empty emits none.
     #[serde(default)]
     pub entity_topic: String,
@@ -186,6 +194,7 @@ impl Default for AlertOperatorConfig {
             ml_weight: default_ml_weight(),
             rule_weight: default_rule_weight(),
             top_contributors: default_top_contributors(),
+            explain: ExplainMode::default(),
             entity_topic: String::new(),
             entity_min_change: default_entity_min_change(),
             intel: Vec::new(),
@@ -455,11 +464,20 @@ impl AlertOperator {
         &self.slot.loader().config
     }
 
+    /// Whether `score` gets model contributions under `config`.
+    fn explained(config: &AlertOperatorConfig, score: &AlertScore) -> bool {
+        config.top_contributors > 0
+            && config
+                .explain
+                .explains(score.risk >= learning::ALERTING_RISK)
+    }
+
     fn explain(&self, loaded: &LoadedAlert, score: &AlertScore) -> Vec<Contribution> {
         let scorer = &loaded.scorer;
-        let top = self.config().top_contributors;
+        let config = self.config();
+        let top = config.top_contributors;
         let mut explanation = Vec::new();
-        if top > 0 {
+        if Self::explained(config, score) {
             let shap = loaded
                 .shap_tables
                 .shap_values(&scorer.model.risk, &score.row);
@@ -612,6 +630,10 @@ impl AlertOperator {
         }
         let rule_ids: Vec<String> = score.rule_hits.iter().map(|hit| hit.id.clone()).collect();
         let mut labels = BTreeMap::from([
+            (
+                EXPLAINED_LABEL.to_owned(),
+                Self::explained(config, &score).to_string(),
+            ),
             ("disposition".to_owned(), disposition.to_owned()),
             ("risk_level".to_owned(), risk_level(score.risk).to_owned()),
             ("anomaly".to_owned(), assessment.anomalous.to_string()),

@@ -45,8 +45,11 @@ fn scored(outcome: &Outcome) -> (&Scored, &Vec<ExtraRecord>) {
 #[test]
 fn every_alert_gets_disposition_blended_risk_and_an_exact_explanation() {
     let model = shipped_model();
-    let mut operator =
-        AlertOperator::with_model(AlertOperatorConfig::default(), model.clone()).unwrap();
+    let config = AlertOperatorConfig {
+        explain: ExplainMode::All,
+        ..AlertOperatorConfig::default()
+    };
+    let mut operator = AlertOperator::with_model(config, model.clone()).unwrap();
     let alerts = fresh_alerts(600);
     let outcomes = operator
         .score_batch(&events(&alerts), &mut states())
@@ -437,4 +440,55 @@ fn an_alert_that_continues_an_incident_is_raised_but_correlated_by_its_own_risk(
     let (elsewhere, _) = score(&mut history, &alert("b1", "TA0007", "ws-2", 6), 4);
     assert!(elsewhere.rule_hits.iter().all(|hit| !hit.reads_group));
     assert_eq!(elsewhere.uncorrelated_risk, elsewhere.risk);
+}
+
+#[test]
+fn by_default_only_alerts_at_high_risk_get_model_contributions() {
+    let alerts = fresh_alerts(400);
+    let run = |explain: ExplainMode| {
+        let config = AlertOperatorConfig {
+            explain,
+            ..AlertOperatorConfig::default()
+        };
+        let mut operator = AlertOperator::with_model(config, shipped_model()).unwrap();
+        operator
+            .score_batch(&events(&alerts), &mut states())
+            .unwrap()
+            .iter()
+            .map(|outcome| scored(outcome).0.clone())
+            .collect::<Vec<Scored>>()
+    };
+    let model_entries = |scored: &Scored| {
+        scored
+            .explanation
+            .iter()
+            .filter(|c| !c.name.starts_with("rule:") && !c.name.starts_with("intel:"))
+            .count()
+    };
+    let all = run(ExplainMode::All);
+    let (mut explained, mut passed) = (0, 0);
+    for (full, scored) in all.iter().zip(&run(ExplainMode::default())) {
+        assert_eq!(full.scores, scored.scores);
+        let high = scored.scores["risk"] >= 60.0;
+        assert_eq!(scored.labels["explained"], high.to_string());
+        if high {
+            explained += 1;
+            assert_eq!(scored.explanation, full.explanation);
+        } else {
+            passed += 1;
+            // Rule and intel entries stay; the TreeSHAP ones go.
+            assert_eq!(model_entries(scored), 0);
+            assert_eq!(
+                scored.explanation.len(),
+                full.explanation.len() - model_entries(full)
+            );
+        }
+    }
+    assert!(
+        explained > 10 && passed > 100,
+        "{explained} explained, {passed} not"
+    );
+    assert!(run(ExplainMode::None)
+        .iter()
+        .all(|s| model_entries(s) == 0 && s.labels["explained"] == "false"));
 }

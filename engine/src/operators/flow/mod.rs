@@ -1,5 +1,5 @@
 //! The network-flow operator: scores NSL-KDD-style connection records with gradient-boosted
-//! trees and explains every score with exact TreeSHAP.
+//! trees and explains its alerts with exact TreeSHAP.
 //!
 //! Per event it emits (`schemas/scored.avsc` envelope):
 //! - `scores`: `attack_probability` (binary model), `severity` 0-10 ([`model::severity`]),
@@ -7,9 +7,10 @@
 //!   `shap_base_value` and `attack_margin`: the base value plus the SHAP values of all
 //!   features equals the attack margin (log-odds), so a consumer can check an explanation;
 //! - `labels`: `verdict` (attack / normal at the manifest's decision threshold),
-//!   `attack_category`, `predicted_class`, `risk_level`, `recommended_action`;
+//!   `attack_category`, `predicted_class`, `risk_level`, `recommended_action`, `explained`;
 //! - `explanation`: the `top_contributors` features by |SHAP| on the attack margin, with
-//!   their values;
+//!   their values — for the flows `explain` selects (default `crossed`: those reaching a
+//!   team's operating point; `all`; `none`), empty for the others;
 //! - `thresholds_crossed`: the teams whose operating point the event reaches; with
 //!   `team_topics` configured the event is also written to each crossed team's topic.
 //!
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{InputEvent, SchemaKind};
 use crate::ml::fast_shap::FastTreeShap;
+use crate::operators::explain_mode::{ExplainMode, EXPLAINED_LABEL};
 use crate::operators::table::{
     check_section, same_features, settings, DefaultWorkers, DriftSpec, ModelSpec, OperatorConfig,
     OperatorSpec, ShadowKeys,
@@ -60,6 +62,10 @@ pub struct FlowOperatorConfig {
     /// off (TreeSHAP is most of the scoring cost).
     #[serde(default = "default_top_contributors")]
     pub top_contributors: usize,
+    /// Which flows get TreeSHAP contributions: `all`, `crossed` (those crossing a team's
+    /// threshold; the default) or `none`; the label `explained` says which did.
+    #[serde(default)]
+    pub explain: ExplainMode,
     /// Team → topic: an event crossing that team's threshold is also written there.
     #[serde(default)]
     pub team_topics: BTreeMap<String, String>,
@@ -74,6 +80,7 @@ impl Default for FlowOperatorConfig {
         Self {
             version: String::new(),
             top_contributors: default_top_contributors(),
+            explain: ExplainMode::default(),
             team_topics: BTreeMap::new(),
         }
     }
@@ -295,7 +302,13 @@ impl FlowOperator {
         } else {
             "normal"
         };
+        let config = self.config();
+        let explained = config.top_contributors > 0
+            && config
+                .explain
+                .explains(!assessment.teams_crossed.is_empty());
         let labels = BTreeMap::from([
+            (EXPLAINED_LABEL.to_owned(), explained.to_string()),
             ("verdict".to_owned(), verdict.to_owned()),
             (
                 "attack_category".to_owned(),
@@ -315,7 +328,11 @@ impl FlowOperator {
             .scored(self.name(), &model.manifest.version, scored_at_ms)
             .with_scores(scores)
             .with_labels(labels)
-            .with_explanation(self.explain(loaded, row))
+            .with_explanation(if explained {
+                self.explain(loaded, row)
+            } else {
+                Vec::new()
+            })
             .with_thresholds(
                 assessment
                     .teams_crossed

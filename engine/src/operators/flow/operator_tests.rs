@@ -33,8 +33,11 @@ fn test_events(count: usize) -> Vec<SourcedEvent> {
 #[test]
 fn every_event_is_scored_and_explained_exactly() {
     let model = shipped_model();
-    let mut operator =
-        FlowOperator::with_model(FlowOperatorConfig::default(), model.clone()).unwrap();
+    let config = FlowOperatorConfig {
+        explain: ExplainMode::All,
+        ..FlowOperatorConfig::default()
+    };
+    let mut operator = FlowOperator::with_model(config, model.clone()).unwrap();
     let events = test_events(200);
     let outcomes = operator
         .score_batch(&events, &mut PartitionStates::new(None))
@@ -218,4 +221,50 @@ fn start_loads_the_newest_version_and_refuses_a_missing_one() {
         ..context
     };
     assert!(crate::operators::testing::start("flow", &context).is_err());
+}
+
+#[test]
+fn by_default_only_flows_that_cross_a_team_threshold_are_explained() {
+    let model = shipped_model();
+    let events = test_events(200);
+    let run = |explain: ExplainMode| {
+        let config = FlowOperatorConfig {
+            explain,
+            ..FlowOperatorConfig::default()
+        };
+        let mut operator = FlowOperator::with_model(config, model.clone()).unwrap();
+        operator
+            .score_batch(&events, &mut PartitionStates::new(None))
+            .unwrap()
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Scored { scored, .. } => *scored,
+                Outcome::Rejected { detail } => panic!("flow rejected: {detail}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = run(ExplainMode::All);
+    let crossed = run(ExplainMode::default());
+    let (mut explained, mut passed) = (0, 0);
+    for (full, scored) in all.iter().zip(&crossed) {
+        // Explanations change nothing else.
+        assert_eq!(full.scores, scored.scores);
+        assert_eq!(full.thresholds_crossed, scored.thresholds_crossed);
+        let expected = !scored.thresholds_crossed.is_empty();
+        assert_eq!(scored.labels["explained"], expected.to_string());
+        if expected {
+            explained += 1;
+            assert_eq!(scored.explanation, full.explanation);
+        } else {
+            passed += 1;
+            assert!(scored.explanation.is_empty());
+        }
+    }
+    assert!(
+        explained > 20 && passed > 20,
+        "{explained} explained, {passed} not"
+    );
+    assert!(run(ExplainMode::None)
+        .iter()
+        .all(|s| s.explanation.is_empty() && s.labels["explained"] == "false"));
 }
