@@ -223,8 +223,8 @@ pub struct Joined {
 }
 
 /// The open correlation group of an alert's entities as it was before the alert: rule facts
-/// (`group_alerts`, `group_tactics`, `group_is_incident`), so a rule can raise an alert that
-/// continues an incident.
+/// (`group_alerts` — its kept members before the alert —, `group_tactics`,
+/// `group_is_incident`), so a rule can raise an alert that continues an incident.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GroupFacts {
     /// Alerts in the group.
@@ -336,8 +336,10 @@ impl IncidentBook {
             .max_by_key(|incident| incident.last_seen_ms)
     }
 
-    /// What is known, before it, of the group an alert of `entities` at `time_ms` would
-    /// join (the rule facts `group_*`); all zero without one.
+    /// What is known of the group an alert of `entities` at `time_ms` would join, from its
+    /// members strictly before `time_ms` (event time, as the entity history's facts): the
+    /// rule facts `group_*`, all zero without one. A re-delivered alert, already a member,
+    /// therefore sees what it saw the first time, and scores the same.
     pub fn group_facts(
         &self,
         entities: &[String],
@@ -345,10 +347,21 @@ impl IncidentBook {
         settings: &CorrelationSettings,
     ) -> GroupFacts {
         self.open_group(entities, time_ms, settings)
-            .map_or_else(GroupFacts::default, |group| GroupFacts {
-                alerts: group.alert_count,
-                tactics: group.tactics.len(),
-                incident: group.declared(settings),
+            .map_or_else(GroupFacts::default, |group| {
+                let tactics = group
+                    .tactics
+                    .iter()
+                    .filter(|step| step.first_ms < time_ms)
+                    .count();
+                GroupFacts {
+                    alerts: group
+                        .members
+                        .iter()
+                        .filter(|member| member.time_ms < time_ms)
+                        .count(),
+                    tactics,
+                    incident: tactics >= settings.min_tactics,
+                }
             })
     }
 

@@ -321,6 +321,16 @@ fn group_facts_describe_the_group_an_alert_joins_before_it() {
             incident: true
         }
     );
+    // Asked again for a member (a re-delivered alert), the facts are those before it.
+    let third = alert("g3", "TA0006", "u", "h", 9);
+    assert_eq!(
+        book.group_facts(&entity_keys(&third), third.last_seen_ms, &SETTINGS),
+        GroupFacts {
+            alerts: 2,
+            tactics: 2,
+            incident: false
+        }
+    );
     // Past the window, and on other entities, there is no group.
     let late = alert("g5", "TA0008", "u", "h", 9 + 121);
     assert_eq!(

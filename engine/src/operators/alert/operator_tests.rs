@@ -436,6 +436,13 @@ fn an_alert_that_continues_an_incident_is_raised_but_correlated_by_its_own_risk(
         (member.alert_id.as_str(), member.risk),
         ("a4", next.uncorrelated_risk)
     );
+    // Re-delivered (same offset and event id, e.g. after a crash), it scores the same.
+    let (again, rejoined) = score(&mut history, &alert("a4", "TA0007", "ws-1", 5), 3);
+    assert_eq!(
+        (again.risk, again.rule_hits.len()),
+        (next.risk, next.rule_hits.len())
+    );
+    assert!(!rejoined.unwrap().changed);
     // Another host is in no group: no correlation facts, the same risk either way.
     let (elsewhere, _) = score(&mut history, &alert("b1", "TA0007", "ws-2", 6), 4);
     assert!(elsewhere.rule_hits.iter().all(|hit| !hit.reads_group));
