@@ -361,11 +361,11 @@ pub fn create_engine_topics(
         );
         cluster.create_topic(&feedback, 1, 1)?;
         // Side outputs (incidents, entity behaviour), which the engine would create itself.
-        let outputs = (binding.operator.spec().check_config)(&config.operators)
+        let outputs = crate::pipeline::side_output_topics(config, binding.operator.spec())
             .map_err(|error| anyhow::anyhow!(error))?;
         side_outputs.extend(outputs.into_iter().map(|(_, topic)| topic));
     }
-    for topic in side_outputs.iter().filter(|topic| !topic.is_empty()) {
+    for topic in &side_outputs {
         // The demo's own topic list may hold it already (the entity topic).
         match cluster.create_topic(topic, DEMO_PARTITIONS, 1) {
             Ok(()) | Err(KafkaError::MockCluster(RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -461,21 +461,34 @@ fn shut_down(
     );
 }
 
-/// Creates the topics `spec` writes besides the binding's output (incident and entity
-/// records) when they are missing, with the input topic's partition count, so a default-on
-/// side output (`scored.incidents`) needs no manual step; a broker that refuses the create
-/// (no ACL) stops the start with the topic's name.
+/// The topics `spec` writes besides the binding's output (incident and entity records),
+/// with the config key naming each; empty (switched-off) ones left out.
+pub fn side_output_topics(
+    config: &EngineConfig,
+    spec: &crate::operators::OperatorSpec,
+) -> Result<crate::operators::table::OutputTopics, String> {
+    let mut topics = (spec.check_config)(&config.operators)?;
+    topics.retain(|(_, topic)| !topic.is_empty());
+    Ok(topics)
+}
+
+/// Creates the [`side_output_topics`] of `spec` when they are missing, with the input
+/// topic's partition count, so a default-on side output (`scored.incidents`) needs no manual
+/// step; a broker that refuses the create (no ACL) stops the start with the topic's name.
 fn ensure_side_outputs(
     config: &EngineConfig,
     spec: &crate::operators::OperatorSpec,
     input_topic: &str,
 ) -> Result<(), String> {
-    let topics = (spec.check_config)(&config.operators)?;
+    let topics = side_output_topics(config, spec)?;
+    if topics.is_empty() {
+        return Ok(());
+    }
     let base = base_client_config(config);
-    for (key, topic) in topics.iter().filter(|(_, topic)| !topic.is_empty()) {
-        let partitions = crate::runtime::changelog::partition_count(&base, input_topic)
-            .map_err(|error| format!("{key}: {error}"))?
-            .max(1);
+    let partitions = crate::runtime::changelog::partition_count(&base, input_topic)
+        .map_err(|error| format!("input topic {input_topic}: {error}"))?
+        .max(1);
+    for (key, topic) in &topics {
         crate::runtime::changelog::create_topic(&base, topic, partitions, false)
             .map_err(|error| format!("{key}: {error}"))?;
     }

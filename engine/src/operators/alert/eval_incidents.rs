@@ -23,11 +23,12 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::events::AlertEvent;
 use crate::ml::metrics::{mean_absolute_error, r_squared};
 use crate::operators::alert::history::{entity_keys, EntityHistory};
-use crate::operators::alert::incidents::CorrelationSettings;
+use crate::operators::alert::incidents::{CorrelationSettings, Joined};
 use crate::operators::alert::intel::IntelSet;
-use crate::operators::alert::scorer::{AlertScorer, BlendWeights};
+use crate::operators::alert::scorer::{AlertScore, AlertScorer, BlendWeights};
 use crate::operators::alert::synth::LabeledAlert;
 
 /// Correlation figures at one setting.
@@ -75,6 +76,29 @@ pub struct StageFigures {
     pub other_rate_at_60: f64,
 }
 
+/// Scores the stream's `offset`-th alert correlated, as the operator does, then closes the
+/// groups idle at its time (the operator does that at each checkpoint).
+fn correlate(
+    scorer: &AlertScorer,
+    history: &mut EntityHistory,
+    alert: &AlertEvent,
+    offset: usize,
+    settings: &CorrelationSettings,
+) -> (AlertScore, Option<Joined>) {
+    let scored = scorer.score_correlated(
+        history,
+        alert,
+        offset as i64,
+        &format!("a{offset}"),
+        &entity_keys(alert),
+        settings,
+    );
+    history
+        .incidents
+        .expire(alert.last_seen_ms, settings.window_ms);
+    scored
+}
+
 /// Correlation figures of `alerts` scored by `scorer` (see the module doc).
 pub fn incident_figures(
     scorer: &AlertScorer,
@@ -86,23 +110,13 @@ pub fn incident_figures(
     let mut group_of: Vec<Option<String>> = Vec::with_capacity(alerts.len());
     let mut declared_by: HashMap<String, usize> = HashMap::new();
     for (offset, labeled) in alerts.iter().enumerate() {
-        let (_, joined) = scorer.score_correlated(
-            &mut history,
-            &labeled.alert,
-            offset as i64,
-            &format!("a{offset}"),
-            &entity_keys(&labeled.alert),
-            settings,
-        );
+        let (_, joined) = correlate(scorer, &mut history, &labeled.alert, offset, settings);
         if let Some(joined) = &joined {
             if joined.declared {
                 declared_by.entry(joined.id.clone()).or_insert(offset);
             }
         }
         group_of.push(joined.map(|joined| joined.id));
-        history
-            .incidents
-            .expire(labeled.alert.last_seen_ms, settings.window_ms);
     }
     let mut by_campaign: HashMap<&str, Vec<usize>> = HashMap::new();
     for (index, labeled) in alerts.iter().enumerate() {
@@ -213,20 +227,7 @@ pub fn stage_figures(
     for (offset, labeled) in alerts.iter().enumerate() {
         let alert = &labeled.alert;
         let score = match correlation {
-            Some(settings) => {
-                let (score, _) = scorer.score_correlated(
-                    &mut history,
-                    alert,
-                    offset as i64,
-                    &format!("a{offset}"),
-                    &entity_keys(alert),
-                    settings,
-                );
-                history
-                    .incidents
-                    .expire(alert.last_seen_ms, settings.window_ms);
-                score
-            }
+            Some(settings) => correlate(scorer, &mut history, alert, offset, settings).0,
             None => scorer.score(&mut history, alert, offset as i64),
         };
         if labeled.warmup {

@@ -472,12 +472,18 @@ impl AlertOperator {
                 .explains(score.risk >= learning::ALERTING_RISK)
     }
 
-    fn explain(&self, loaded: &LoadedAlert, score: &AlertScore) -> Vec<Contribution> {
+    /// The explanation of `score`: TreeSHAP contributions when `explained`, then its rule
+    /// and intel entries.
+    fn explain(
+        &self,
+        loaded: &LoadedAlert,
+        score: &AlertScore,
+        explained: bool,
+    ) -> Vec<Contribution> {
         let scorer = &loaded.scorer;
-        let config = self.config();
-        let top = config.top_contributors;
+        let top = self.config().top_contributors;
         let mut explanation = Vec::new();
-        if Self::explained(config, score) {
+        if explained {
             let shap = loaded
                 .shap_tables
                 .shap_values(&scorer.model.risk, &score.row);
@@ -629,11 +635,9 @@ impl AlertOperator {
             scores.insert(format!("p_{class}"), *probability);
         }
         let rule_ids: Vec<String> = score.rule_hits.iter().map(|hit| hit.id.clone()).collect();
+        let explained = Self::explained(config, &score);
         let mut labels = BTreeMap::from([
-            (
-                EXPLAINED_LABEL.to_owned(),
-                Self::explained(config, &score).to_string(),
-            ),
+            (EXPLAINED_LABEL.to_owned(), explained.to_string()),
             ("disposition".to_owned(), disposition.to_owned()),
             ("risk_level".to_owned(), risk_level(score.risk).to_owned()),
             ("anomaly".to_owned(), assessment.anomalous.to_string()),
@@ -680,7 +684,7 @@ impl AlertOperator {
             .scored(self.name(), &scorer.model.manifest.version, scored_at_ms)
             .with_scores(scores)
             .with_labels(labels)
-            .with_explanation(self.explain(loaded, &score))
+            .with_explanation(self.explain(loaded, &score, explained))
             .with_thresholds(thresholds_crossed);
         extra.extend(self.entity_records(scorer, history, sourced, alert, scored_at_ms));
         Outcome::Scored {

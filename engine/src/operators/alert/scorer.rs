@@ -98,20 +98,20 @@ pub struct AlertScorer {
 /// The intel set of eval and training: the built-in snapshot plus the rule file's
 /// `known_bad_networks`.
 pub fn default_intel(rules: &RuleSet) -> IntelHandle {
-    let mut indicators = snapshot::shipped()
-        .map(|s| s.indicators)
-        .unwrap_or_default();
+    let mut indicators = shipped_indicators();
     indicators.extend(rules.known_bad.iter().cloned());
     Arc::new(arc_swap::ArcSwap::from_pointee(IntelSet::new(indicators)))
 }
 
 /// The built-in snapshot's set: what training computes the intel features with.
 pub fn shipped_intel() -> IntelSet {
-    IntelSet::new(
-        snapshot::shipped()
-            .map(|s| s.indicators)
-            .unwrap_or_default(),
-    )
+    IntelSet::new(shipped_indicators())
+}
+
+fn shipped_indicators() -> Vec<crate::operators::alert::intel::Indicator> {
+    snapshot::shipped()
+        .map(|s| s.indicators)
+        .unwrap_or_default()
 }
 
 impl AlertScorer {
