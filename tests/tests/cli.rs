@@ -184,4 +184,16 @@ fn the_readme_demo_runs_on_the_embedded_broker_and_loses_nothing() {
     assert_eq!(summary["produced"], 300, "{summary}");
     assert_eq!(summary["lost"], 0, "{summary}");
     assert!(summary["scored"].as_u64().unwrap() > 0, "{summary}");
+    // Throughput flat out, latency open loop at half of it: the figures a user should expect.
+    assert_eq!(summary["flat_out"], true, "{summary}");
+    let throughput = summary["events_per_sec"].as_f64().unwrap();
+    let latency_rate = summary["latency_at_events_per_sec"].as_f64().unwrap();
+    assert!(
+        (latency_rate - throughput / 2.0).abs() < 1e-6 * throughput.max(1.0),
+        "{summary}"
+    );
+    assert!(
+        summary["latency_p50_ms"].as_u64() <= summary["latency_p99_ms"].as_u64(),
+        "{summary}"
+    );
 }
