@@ -185,6 +185,13 @@ impl OutputReader {
         Ok((lost, not_yet_seen))
     }
 
+    /// Low and high watermark of a partition.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
+        Ok(self
+            .consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(1))?)
+    }
+
     /// Reads outputs for up to `max_wait`; with a zero wait, only what is already buffered.
     pub fn poll_some(&mut self, max_wait: Duration) {
         let deadline = Instant::now() + max_wait;

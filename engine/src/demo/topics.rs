@@ -257,7 +257,12 @@ pub fn create_engine_topics(
     cluster: &MockCluster<'_, DefaultProducerContext>,
     config: &EngineConfig,
 ) -> anyhow::Result<()> {
-    let mut side_outputs = std::collections::BTreeSet::new();
+    // Idempotent: the demo's own topic list may hold one already (the entity topic), and
+    // runs on one cluster (the load test's rounds) share the feedback topics.
+    let create = |topic: &str, partitions: i32| match cluster.create_topic(topic, partitions, 1) {
+        Ok(()) | Err(KafkaError::MockCluster(RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+        Err(error) => Err(error),
+    };
     for binding in &config.bindings {
         if binding.operator.spec().stateful {
             let changelog = crate::runtime::changelog::changelog_topic(
@@ -265,28 +270,23 @@ pub fn create_engine_topics(
                 &binding.topic,
                 binding.operator.name(),
             );
-            cluster.create_topic(&changelog, DEMO_PARTITIONS, 1)?;
+            create(&changelog, DEMO_PARTITIONS)?;
         }
         let feedback = format!(
             "{}{}",
             config.feedback.topic_prefix,
             binding.operator.name()
         );
-        cluster.create_topic(&feedback, 1, 1)?;
+        create(&feedback, 1)?;
         // Side outputs (incidents, entity behaviour), which the engine would create itself.
         let outputs = crate::pipeline::side_output_topics(config, binding.operator.spec())
             .map_err(|error| anyhow::anyhow!(error))?;
-        side_outputs.extend(outputs.into_iter().map(|(_, topic)| topic));
-    }
-    for topic in &side_outputs {
-        // The demo's own topic list may hold it already (the entity topic).
-        match cluster.create_topic(topic, DEMO_PARTITIONS, 1) {
-            Ok(()) | Err(KafkaError::MockCluster(RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err(error) => return Err(error.into()),
+        for (_, topic) in outputs {
+            create(&topic, DEMO_PARTITIONS)?;
         }
     }
-    cluster.create_topic(&config.registry.topic, 1, 1)?;
-    cluster.create_topic(&config.drift.topic, 1, 1)?;
+    create(&config.registry.topic, 1)?;
+    create(&config.drift.topic, 1)?;
     Ok(())
 }
 

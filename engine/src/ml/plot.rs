@@ -19,8 +19,8 @@ const FONT_CANDIDATES: [&str; 4] = [
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 ];
 
-/// Whether a font was found and registered (looked up once per process).
-fn font_available() -> bool {
+/// Whether a font was found and registered as "sans-serif" (looked up once per process).
+pub fn font_available() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(|| {
         let configured = std::env::var("THREATFLOW_PLOT_FONT").ok();
