@@ -31,7 +31,10 @@ fn assert_accounted(summary: &serde_json::Value, events: u64, rounds: usize) {
             + round["not_yet_seen"].as_u64().unwrap();
         assert_eq!(accounted, events, "{round}");
         assert!(round["events_per_sec"].as_f64().unwrap() > 0.0, "{round}");
-        assert!(round["p50_ms"].as_u64() <= round["p99_ms"].as_u64(), "{round}");
+        assert!(
+            round["p50_ms"].as_u64() <= round["p99_ms"].as_u64(),
+            "{round}"
+        );
     }
 }
 
@@ -72,9 +75,11 @@ fn flat_out_on_the_embedded_broker_with_the_relay_and_passthrough_baselines() {
 
 #[test]
 fn open_loop_on_tansu_with_two_processes_in_one_group() {
-    let tansu = std::env::var_os("TANSU_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/bin/tansu"))
-    });
+    let tansu = std::env::var_os("TANSU_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/bin/tansu"))
+        });
     let summary = loadtest(&[
         "--events",
         "400",
@@ -93,6 +98,8 @@ fn open_loop_on_tansu_with_two_processes_in_one_group() {
     assert_eq!(summary["latency_at_events_per_sec"], 200.0, "{summary}");
     assert!(summary["scale_out_ratio"].is_number(), "{summary}");
     // Only the mix's streams were produced to.
-    let streams = summary["rounds"][0]["produced_by_stream"].as_object().unwrap();
+    let streams = summary["rounds"][0]["produced_by_stream"]
+        .as_object()
+        .unwrap();
     assert_eq!(streams.keys().collect::<Vec<_>>(), ["alert", "flow"]);
 }

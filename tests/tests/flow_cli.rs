@@ -102,3 +102,28 @@ fn training_is_reproducible_for_a_seed_and_yields_a_loadable_model() {
     );
     assert!(last_json_line(&stdout)["accuracy"].as_f64().unwrap() > 0.9);
 }
+
+#[test]
+fn bench_trees_runs_xgboost_beside_our_evaluator_on_the_same_trees_and_rows() {
+    // The command makes its own Python environment (pinned xgboost-cpu wheel) when missing.
+    // Only the accounting is asserted: both sides ran on the same rows and agree on every
+    // margin; rates are reported, never judged here.
+    let stdout = succeed(
+        threatflow()
+            .current_dir(repository())
+            .args(["bench", "trees", "--json", "--rows", "300"])
+            .args(["--repeats", "5", "--rounds", "1"])
+            .output()
+            .unwrap(),
+    );
+    let figures = last_json_line(&stdout);
+    for key in ["rows_per_sec", "xgboost_rows_per_sec", "ratio"] {
+        assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
+    }
+    assert_eq!(figures["flow"]["rows"], 300, "{figures}");
+    assert_eq!(figures["fixture"]["rows"], 300, "{figures}");
+    for model in ["flow", "fixture"] {
+        let difference = figures[model]["max_margin_difference"].as_f64().unwrap();
+        assert!(difference < 1e-4, "{model}: {figures}");
+    }
+}

@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod one_class;
 pub mod packed;
 pub mod plot;
+pub mod quantized;
 pub mod score_scale;
 pub mod trees;
 pub mod xgboost;
+pub mod xgboost_export;

@@ -64,6 +64,7 @@ pub struct DriftReferenceArgs {
 
 /// The flow operator's commands.
 pub const COMMANDS: &[OperatorCommand] = &[
+    super::bench_trees::COMMAND,
     OperatorCommand {
         verb: Verb::DriftReference,
         name: "flow",

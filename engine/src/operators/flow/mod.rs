@@ -18,6 +18,7 @@
 //! version when none is configured) and checked against the code's feature list; an event
 //! of another schema is rejected to the dead-letter topic, never scored.
 
+pub mod bench_trees;
 pub mod commands;
 pub mod dataset;
 pub mod drift;

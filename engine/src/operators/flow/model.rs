@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ml::gbdt::{sigmoid, softmax, GbdtParams};
 use crate::ml::metrics::OperatingPoint;
-use crate::ml::packed::PackedEnsemble;
+use crate::ml::quantized::BatchEvaluator;
 use crate::ml::trees::Ensemble;
 use crate::operators::flow::dataset::CLASSES;
 use crate::operators::flow::features::{FeatureEncoder, Vocabularies, ENGINEERED};
@@ -182,8 +182,8 @@ pub struct FlowModel {
     pub binary: Ensemble,
     /// Category margins (one output per class).
     pub category: Ensemble,
-    packed_binary: PackedEnsemble,
-    packed_category: PackedEnsemble,
+    fast_binary: BatchEvaluator,
+    fast_category: BatchEvaluator,
     encoder: FeatureEncoder,
 }
 
@@ -214,8 +214,8 @@ impl FlowModel {
         let encoder = FeatureEncoder::new(&manifest.vocabularies);
         Ok(Self {
             manifest,
-            packed_binary: PackedEnsemble::new(&binary),
-            packed_category: PackedEnsemble::new(&category),
+            fast_binary: BatchEvaluator::new(&binary),
+            fast_category: BatchEvaluator::new(&category),
             binary,
             category,
             encoder,
@@ -261,10 +261,10 @@ impl FlowModel {
         &self.encoder
     }
 
-    /// Scores a row-major batch of feature rows (packed trees, a block of rows per tree).
+    /// Scores a row-major batch of feature rows (quantized trees, a block of rows per tree).
     pub fn assess_batch(&self, rows: &[f64]) -> Vec<FlowAssessment> {
-        let binary_margins = self.packed_binary.predict_raw_batch(rows);
-        let category_margins = self.packed_category.predict_raw_batch(rows);
+        let binary_margins = self.fast_binary.predict_raw_batch(rows);
+        let category_margins = self.fast_category.predict_raw_batch(rows);
         binary_margins
             .iter()
             .zip(category_margins.chunks_exact(CLASSES.len()))
