@@ -316,7 +316,7 @@ impl EmailOperator {
         }
         let mut extra = Vec::new();
         if let (Some(stats), Some(risk)) = (stats, user_risk) {
-            let window = windows.users.get_mut(&user);
+            let window = windows.users.get_mut(user.as_str());
             let due = window.as_ref().is_some_and(|w| {
                 w.last_emitted
                     .is_none_or(|(last, _)| (risk - last).abs() >= config.user_min_change)

@@ -82,12 +82,12 @@ pub struct Sighting {
 pub struct UserWindow {
     /// Messages in the window, oldest first.
     pub sightings: VecDeque<Sighting>,
-    /// EWMA of the user's scores.
-    pub baseline: Option<f64>,
+    /// EWMA of the user's scores (`f32`, as the scores: 8 bytes instead of 16 per user).
+    pub baseline: Option<f32>,
     /// EWMA of the user's voted-anomaly indicator, starting at the normal vote rate: how
     /// often this user's mail is voted anomalous as a rule.
     #[serde(default)]
-    pub baseline_vote_rate: Option<f64>,
+    pub baseline_vote_rate: Option<f32>,
     /// Event time the baseline was last moved to.
     pub baseline_time_ms: i64,
     /// Newest event time of the user.
@@ -139,8 +139,9 @@ pub enum Fold {
 /// The windows of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartitionWindows {
-    /// Users by key.
-    pub users: HashMap<String, UserWindow>,
+    /// Users by key. Keys and windows are boxed: a table slot is 24 bytes, so the table's
+    /// spare capacity (up to half of it after a resize) costs little per user.
+    pub users: HashMap<Box<str>, Box<UserWindow>>,
     /// Newest event time folded in.
     pub stream_time_ms: i64,
     /// The next offset not yet folded in (the offset this state reflects).
@@ -149,7 +150,7 @@ pub struct PartitionWindows {
     pub late_dropped: u64,
     /// Users changed or removed since the last checkpoint.
     #[serde(skip)]
-    changed: HashSet<String>,
+    changed: HashSet<Box<str>>,
     /// Partition-wide facts changed since the last checkpoint.
     #[serde(skip)]
     meta_changed: bool,
@@ -188,30 +189,36 @@ impl PartitionWindows {
             return Fold::Late;
         }
         self.stream_time_ms = self.stream_time_ms.max(sighting.time_ms);
-        self.changed.insert(user.to_owned());
-        let window = self.users.entry(user.to_owned()).or_default();
+        self.changed.insert(user.into());
+        let window = self.users.entry(user.into()).or_default();
         window.next_offset = offset + 1;
         let place = window
             .sightings
             .partition_point(|s| s.time_ms <= sighting.time_ms);
+        if window.sightings.len() == window.sightings.capacity() {
+            // Grow by half instead of doubling from four: most users hold a few messages.
+            let more = (window.sightings.len() / 2).max(1);
+            window.sightings.reserve_exact(more);
+        }
         window.sightings.insert(place, sighting);
         window.last_seen_ms = window.last_seen_ms.max(sighting.time_ms);
         let score = f64::from(sighting.score);
         let voted = f64::from(u8::from(sighting.voted));
         match window.baseline {
             None => {
-                window.baseline = Some(score);
-                window.baseline_vote_rate = Some(settings.normal_vote_rate);
+                window.baseline = Some(score as f32);
+                window.baseline_vote_rate = Some(settings.normal_vote_rate as f32);
                 window.baseline_time_ms = sighting.time_ms;
             }
             Some(baseline) if sighting.time_ms > window.baseline_time_ms => {
+                let baseline = f64::from(baseline);
                 let elapsed = (sighting.time_ms - window.baseline_time_ms) as f64;
                 let alpha = 1.0 - (-elapsed / settings.baseline_tau_ms.max(1) as f64).exp();
-                window.baseline = Some(baseline + alpha * (score - baseline));
+                window.baseline = Some((baseline + alpha * (score - baseline)) as f32);
                 let rate = window
                     .baseline_vote_rate
-                    .unwrap_or(settings.normal_vote_rate);
-                window.baseline_vote_rate = Some(rate + alpha * (voted - rate));
+                    .map_or(settings.normal_vote_rate, f64::from);
+                window.baseline_vote_rate = Some((rate + alpha * (voted - rate)) as f32);
                 window.baseline_time_ms = sighting.time_ms;
             }
             // Out of order: the baseline only moves forward in time.
@@ -237,6 +244,9 @@ impl PartitionWindows {
                 window.sightings.pop_front();
                 moved = true;
             }
+            if moved && window.sightings.capacity() > 2 * window.sightings.len() {
+                window.sightings.shrink_to_fit();
+            }
             let keep = !window.sightings.is_empty() || window.last_seen_ms >= idle_horizon;
             if moved || !keep {
                 changed.insert(user.clone());
@@ -248,7 +258,7 @@ impl PartitionWindows {
 
     /// Records that `user`'s window changed outside a fold (its last emitted risk).
     pub fn touch(&mut self, user: &str) {
-        self.changed.insert(user.to_owned());
+        self.changed.insert(user.into());
     }
 
     fn user_entry(&self, user: &str) -> Option<Vec<u8>> {
@@ -276,7 +286,7 @@ impl PartitionState for PartitionWindows {
             .into_iter()
             .map(|user| {
                 let value = self.user_entry(&user);
-                (user, value)
+                (user.into_string(), value)
             })
             .collect();
         if std::mem::take(&mut self.meta_changed) {
@@ -289,7 +299,7 @@ impl PartitionState for PartitionWindows {
         let mut entries: Vec<(String, Vec<u8>)> = self
             .users
             .keys()
-            .filter_map(|user| Some((user.clone(), self.user_entry(user)?)))
+            .filter_map(|user| Some((user.to_string(), self.user_entry(user)?)))
             .collect();
         entries.push((META_KEY.to_owned(), self.meta()));
         entries
@@ -309,7 +319,7 @@ impl PartitionState for PartitionWindows {
         }
         let window: UserWindow = serde_json::from_slice(value).map_err(|e| e.to_string())?;
         self.stream_time_ms = self.stream_time_ms.max(window.last_seen_ms);
-        self.users.insert(key.to_owned(), window);
+        self.users.insert(key.into(), Box::new(window));
         Ok(())
     }
 
@@ -345,7 +355,7 @@ impl UserWindow {
         // A user whose mail is usually unusual is judged against their own rate.
         let expected_rate = window
             .baseline_vote_rate
-            .unwrap_or(0.0)
+            .map_or(0.0, f64::from)
             .max(settings.normal_vote_rate);
         let vote_surprise = vote_surprise(voted_anomalies, n, expected_rate);
         let recent_from = stream_time_ms - settings.trend_recent_ms;
@@ -354,7 +364,7 @@ impl UserWindow {
             .filter(|s| s.time_ms >= recent_from)
             .map(|s| f64::from(s.score))
             .collect();
-        let baseline = window.baseline.unwrap_or(mean_score);
+        let baseline = window.baseline.map_or(mean_score, f64::from);
         let recent_mean = if recent.is_empty() {
             baseline
         } else {
@@ -496,10 +506,12 @@ mod tests {
         assert!(rate > 0.05);
         // P(X < 2) for Binomial(4, p) = (1 − p)⁴ + 4p(1 − p)³, p the user's own rate.
         let expected = (1.0 - rate).powi(4) + 4.0 * rate * (1.0 - rate).powi(3);
-        assert!((stats.vote_surprise - expected).abs() < 1e-9);
+        // Baselines are kept in f32 (as the scores): equal to f64 arithmetic within 1e-6.
+        assert!((stats.vote_surprise - expected).abs() < 1e-6);
         assert!((stats.baseline - baseline).abs() < 1e-6);
         assert!((stats.trend - (stats.recent_mean - stats.baseline)).abs() < 1e-9);
-        assert!((stats.message_risk - (0.6 * expected + 0.4 * stats.top3_mean)).abs() < 1e-9);
+        let risk = 0.6 * stats.vote_surprise + 0.4 * stats.top3_mean;
+        assert!((stats.message_risk - risk).abs() < 1e-12);
         assert!(windows.stats("nobody", &settings).is_none());
     }
 
