@@ -377,6 +377,20 @@ fn produce(
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .create()?;
+    // Learn every input's partition leaders before the clock starts: a first send would
+    // otherwise wait for metadata, and open-loop latency would count that wait.
+    for &stream in &mix
+        .weights
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w > 0)
+        .map(|(s, _)| s)
+        .collect::<Vec<_>>()
+    {
+        producer
+            .client()
+            .fetch_metadata(Some(&topics.streams[stream].input), Duration::from_secs(10))?;
+    }
     let mut mix = Mix::new(topics, mix)?;
     let schedule = match pace {
         Pace::OpenLoop(rate) => Some(OpenLoop::new(rate)),
