@@ -29,6 +29,7 @@ struct Step {
     goes_left: bool,
 }
 
+/// A leaf as planned from its path (build time only).
 #[derive(Debug, Clone)]
 struct LeafPlan {
     value: f64,
@@ -40,33 +41,92 @@ struct LeafPlan {
     subset_weights: Vec<f64>,
 }
 
+/// A tabulated leaf in the flat arrays of [`FastTreeShap`].
+#[derive(Debug, Clone, Copy)]
+struct LeafEntry {
+    /// First of its steps in `steps`.
+    steps: u32,
+    /// First of its slots in `slot_features` / `hot_factors`.
+    slots: u32,
+    /// First of its `2^slots` subset weights in `weights`.
+    weights: u32,
+    step_count: u8,
+    slot_count: u8,
+    /// `−v·Z`: a slot whose feature the row does not satisfy adds this × `U(hot)`.
+    cold_factor: f64,
+}
+
 #[derive(Debug, Clone)]
 enum TreePlan {
-    Tabulated(Vec<LeafPlan>),
+    /// Its leaves: a range of `FastTreeShap::leaves`.
+    Tabulated(std::ops::Range<u32>),
     Fallback,
 }
 
-/// TreeSHAP tables for one output of an ensemble.
+/// TreeSHAP tables for one output of an ensemble. The leaves' data lie in a few flat arrays
+/// (one walk through memory per tree), with every per-slot factor multiplied out at build
+/// time: a row costs one pass over each leaf's path and slots, without a division or a branch
+/// per slot.
 #[derive(Debug, Clone)]
 pub struct FastTreeShap {
     feature_count: usize,
     output: usize,
     plans: Vec<TreePlan>,
+    leaves: Vec<LeafEntry>,
+    steps: Vec<Step>,
+    slot_features: Vec<u32>,
+    /// `v·Z·(1 − z)/z` per slot: a satisfied slot adds this × `U(hot ∖ {slot})`.
+    hot_factors: Vec<f64>,
+    weights: Vec<f64>,
 }
 
 impl FastTreeShap {
     /// Tabulates every tree of `ensemble` for output `output`.
     pub fn new(ensemble: &Ensemble, output: usize) -> Self {
-        let plans = ensemble
-            .trees
-            .get(output)
-            .map(|trees| trees.iter().map(plan_tree).collect())
-            .unwrap_or_default();
-        Self {
+        let mut tables = Self {
             feature_count: ensemble.feature_count,
             output,
-            plans,
+            plans: Vec::new(),
+            leaves: Vec::new(),
+            steps: Vec::new(),
+            slot_features: Vec::new(),
+            hot_factors: Vec::new(),
+            weights: Vec::new(),
+        };
+        for tree in ensemble.trees.get(output).into_iter().flatten() {
+            let plan = match plan_tree(tree) {
+                Some(leaves) => {
+                    let first = tables.leaves.len() as u32;
+                    for leaf in leaves {
+                        tables.push_leaf(leaf);
+                    }
+                    TreePlan::Tabulated(first..tables.leaves.len() as u32)
+                }
+                None => TreePlan::Fallback,
+            };
+            tables.plans.push(plan);
         }
+        tables
+    }
+
+    fn push_leaf(&mut self, leaf: LeafPlan) {
+        let scale = leaf.value * leaf.zero_product;
+        self.leaves.push(LeafEntry {
+            steps: self.steps.len() as u32,
+            slots: self.slot_features.len() as u32,
+            weights: self.weights.len() as u32,
+            step_count: leaf.steps.len() as u8,
+            slot_count: leaf.features.len() as u8,
+            cold_factor: -scale,
+        });
+        self.steps.extend(leaf.steps);
+        self.slot_features.extend(&leaf.features);
+        self.hot_factors.extend(
+            leaf.zero_fractions
+                .iter()
+                .map(|&zero| scale * (1.0 - zero) / zero),
+        );
+        self.weights.extend(leaf.subset_weights);
     }
 
     /// SHAP values of `row` for this output, one per feature; they sum with the ensemble's
@@ -82,51 +142,50 @@ impl FastTreeShap {
                 TreePlan::Fallback => tree.shap_values(row, &mut phi),
                 TreePlan::Tabulated(leaves) => {
                     tree.branch_directions(row, &mut directions);
-                    for leaf in leaves {
-                        add_leaf(leaf, &directions, &mut phi);
+                    for leaf in &self.leaves[leaves.start as usize..leaves.end as usize] {
+                        self.add_leaf(leaf, &directions, &mut phi);
                     }
                 }
             }
         }
         phi
     }
-}
 
-fn add_leaf(leaf: &LeafPlan, directions: &[bool], phi: &mut [f64]) {
-    let slots = leaf.features.len();
-    let mut hot = (1usize << slots) - 1;
-    for step in &leaf.steps {
-        if directions[step.node as usize] != step.goes_left {
-            hot &= !(1 << step.slot);
+    fn add_leaf(&self, leaf: &LeafEntry, directions: &[bool], phi: &mut [f64]) {
+        let slots = usize::from(leaf.slot_count);
+        let mut hot = (1usize << slots) - 1;
+        let steps = &self.steps[leaf.steps as usize..][..usize::from(leaf.step_count)];
+        for step in steps {
+            // Clear the slot of every condition the row does not meet.
+            let missed = directions[step.node as usize] != step.goes_left;
+            hot &= !(usize::from(missed) << step.slot);
+        }
+        let features = &self.slot_features[leaf.slots as usize..][..slots];
+        let hot_factors = &self.hot_factors[leaf.slots as usize..][..slots];
+        let weights = &self.weights[leaf.weights as usize..][..1 << slots];
+        for (slot, (&feature, &hot_factor)) in features.iter().zip(hot_factors).enumerate() {
+            let bit = 1usize << slot;
+            // `hot ∖ {slot}` is `hot` itself when the slot is cold.
+            let factor = if hot & bit != 0 {
+                hot_factor
+            } else {
+                leaf.cold_factor
+            };
+            if let Some(value) = phi.get_mut(feature as usize) {
+                *value += factor * weights[hot & !bit];
+            }
         }
     }
-    let scale = leaf.value * leaf.zero_product;
-    for slot in 0..slots {
-        let bit = 1usize << slot;
-        let feature = leaf.features[slot] as usize;
-        let zero = leaf.zero_fractions[slot];
-        let contribution = if hot & bit != 0 {
-            scale * (1.0 - zero) / zero * leaf.subset_weights[hot & !bit]
-        } else {
-            -scale * leaf.subset_weights[hot]
-        };
-        if let Some(value) = phi.get_mut(feature) {
-            *value += contribution;
-        }
-    }
 }
 
-fn plan_tree(tree: &Tree) -> TreePlan {
-    if tree.is_empty() {
-        return TreePlan::Tabulated(Vec::new());
-    }
+/// The tree's leaves, or `None` when one cannot be tabulated.
+fn plan_tree(tree: &Tree) -> Option<Vec<LeafPlan>> {
     let mut leaves = Vec::new();
-    let mut path = Vec::new();
-    if collect_leaves(tree, 0, &mut path, &mut leaves) {
-        TreePlan::Tabulated(leaves)
-    } else {
-        TreePlan::Fallback
+    if tree.is_empty() {
+        return Some(leaves);
     }
+    let mut path = Vec::new();
+    collect_leaves(tree, 0, &mut path, &mut leaves).then_some(leaves)
 }
 
 /// Walks to every leaf, keeping the path (node, went left, cover fraction); false when a
@@ -186,7 +245,9 @@ fn plan_leaf(tree: &Tree, leaf: usize, path: &[(usize, bool, f64)]) -> Option<Le
         });
     }
     let slots = features.len();
-    if slots > MAX_TABLE_DEPTH || zero_fractions.iter().any(|&zero| zero <= 0.0) {
+    // Step counts are kept in a byte: deeper paths fall back to the recursive algorithm.
+    let too_long = steps.len() > usize::from(u8::MAX);
+    if too_long || slots > MAX_TABLE_DEPTH || zero_fractions.iter().any(|&zero| zero <= 0.0) {
         return None;
     }
     Some(LeafPlan {
