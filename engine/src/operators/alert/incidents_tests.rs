@@ -343,3 +343,40 @@ fn group_facts_describe_the_group_an_alert_joins_before_it() {
         GroupFacts::default()
     );
 }
+
+#[test]
+fn an_incident_record_lists_the_first_members_and_counts_them_all() {
+    use crate::events::InputEvent;
+    use crate::operators::SourcedEvent;
+    let mut book = IncidentBook::default();
+    let tactics = ["TA0001", "TA0002", "TA0006", "TA0008"];
+    let mut last = None;
+    for index in 0..40 {
+        let step = alert(
+            &format!("m{index}"),
+            tactics[index % tactics.len()],
+            "u",
+            &format!("h{index}"),
+            index as i64,
+        );
+        last = Some((observe(&mut book, &step, 70.0), step));
+    }
+    let (seen, step) = last.unwrap();
+    assert_eq!(seen.incident.members.len(), 40);
+    let sourced = SourcedEvent::at_offset("alerts", 39, InputEvent::Alert(Box::new(step)));
+    let record = record(&seen.incident, &sourced, "v1", 0, true);
+    let members: Vec<&str> = record.labels["members"].split(',').collect();
+    assert_eq!(members.len(), INCIDENT_LIST_LIMIT);
+    assert_eq!(members[0], "m0");
+    assert_eq!(
+        record.labels["member_events"].split(',').count(),
+        INCIDENT_LIST_LIMIT
+    );
+    assert_eq!(record.scores["alerts"], 40.0);
+    // One user and forty hosts: 41 entities, the first 25 listed (sorted).
+    assert_eq!(record.scores["entities"], 41.0);
+    assert_eq!(
+        record.labels["entities"].split(',').count(),
+        INCIDENT_LIST_LIMIT
+    );
+}
