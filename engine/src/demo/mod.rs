@@ -207,10 +207,7 @@ impl Feed<'_> {
             }
             reader.maybe_print_progress(self.progress, self.total, self.started);
         }
-        self.drain(reader)?;
-        let accounted = reader.accounted() - accounted_before;
-        let end = reader.last_output.unwrap_or_else(Instant::now).max(start);
-        Ok(accounted as f64 / end.duration_since(start).as_secs_f64().max(0.001))
+        self.finish_phase(reader, start, accounted_before)
     }
 
     /// Produces open loop at `rate`, each input stamped with the time it was due; returns the
@@ -249,6 +246,17 @@ impl Feed<'_> {
             }
             reader.maybe_print_progress(self.progress, self.total, self.started);
         }
+        self.finish_phase(reader, start, accounted_before)
+    }
+
+    /// Drains the phase and returns its accounted inputs per second, first produce to last
+    /// output.
+    fn finish_phase(
+        &mut self,
+        reader: &mut OutputReader,
+        start: Instant,
+        accounted_before: u64,
+    ) -> anyhow::Result<f64> {
         self.drain(reader)?;
         let accounted = reader.accounted() - accounted_before;
         let end = reader.last_output.unwrap_or_else(Instant::now).max(start);
