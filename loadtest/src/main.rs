@@ -29,7 +29,8 @@ use threatflow::demo::mix::MixOptions;
 use threatflow::demo::{DemoTopics, DEMO_MAX_MESSAGE_BYTES};
 
 use options::{Options, Rate, Target};
-use round::{Budget, Pace, RoundResult, RunContext};
+use round::{Pace, RoundResult, RunContext};
+use threatflow::demo::mix::Budget;
 
 fn main() -> ExitCode {
     match std::env::var(process::ROLE_VARIABLE).as_deref() {
@@ -133,7 +134,7 @@ fn run(options: &Options) -> anyhow::Result<report::Summary> {
         options
             .baseline
             .contains(&wanted)
-            .then(|| targets_name(options, wanted))
+            .then(|| options.baseline_target(wanted).name())
     };
     let summary = report::summarise(
         broker.kind(),
@@ -150,23 +151,6 @@ fn run(options: &Options) -> anyhow::Result<report::Summary> {
         summary.write_plot(path)?;
     }
     Ok(summary)
-}
-
-/// The target name a baseline runs under.
-fn targets_name(options: &Options, baseline: options::Baseline) -> String {
-    let processes = options.processes.max(1);
-    match baseline {
-        options::Baseline::Raw => Target::Raw,
-        options::Baseline::Passthrough => Target::Engine {
-            operators: options::Operators::Passthrough,
-            processes,
-        },
-        options::Baseline::ScaleOut => Target::Engine {
-            operators: options.operators,
-            processes: processes * 2,
-        },
-    }
-    .name()
 }
 
 /// Runs one round and reports it on stderr.

@@ -176,23 +176,29 @@ impl Options {
             processes: self.processes.max(1),
         };
         let mut targets = vec![main];
-        for baseline in &self.baseline {
-            let target = match baseline {
-                Baseline::Raw => Target::Raw,
-                Baseline::Passthrough => Target::Engine {
-                    operators: Operators::Passthrough,
-                    processes: self.processes.max(1),
-                },
-                Baseline::ScaleOut => Target::Engine {
-                    operators: self.operators,
-                    processes: self.processes.max(1) * 2,
-                },
-            };
+        for &baseline in &self.baseline {
+            let target = self.baseline_target(baseline);
             if !targets.contains(&target) {
                 targets.push(target);
             }
         }
         targets
+    }
+
+    /// What a baseline runs.
+    pub fn baseline_target(&self, baseline: Baseline) -> Target {
+        let processes = self.processes.max(1);
+        match baseline {
+            Baseline::Raw => Target::Raw,
+            Baseline::Passthrough => Target::Engine {
+                operators: Operators::Passthrough,
+                processes,
+            },
+            Baseline::ScaleOut => Target::Engine {
+                operators: self.operators,
+                processes: processes * 2,
+            },
+        }
     }
 
     /// Stream weights in the order of `DemoTopics::streams`.

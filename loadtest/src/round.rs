@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
-use threatflow::demo::mix::{Mix, MixOptions, OpenLoop};
+use threatflow::demo::mix::{Budget, Mix, MixOptions, OpenLoop};
 use threatflow::demo::reader::OutputReader;
 use threatflow::demo::{demo_config, send_stamped, DemoTopics, DEMO_TOPIC_PARTITIONS};
 use threatflow::operators::OperatorKind;
@@ -35,15 +35,6 @@ pub enum Pace {
     FlatOut { window: u64 },
     /// Open loop at this many events/s.
     OpenLoop(f64),
-}
-
-/// How much a round produces.
-#[derive(Debug, Clone, Copy)]
-pub enum Budget {
-    /// This many inputs.
-    Events(u64),
-    /// For this long.
-    For(Duration),
 }
 
 /// What is shared by every round of a run.
@@ -377,21 +368,14 @@ fn produce(
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .create()?;
+    let mut mix = Mix::new(topics, mix)?;
     // Learn every input's partition leaders before the clock starts: a first send would
     // otherwise wait for metadata, and open-loop latency would count that wait.
-    for &stream in &mix
-        .weights
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| **w > 0)
-        .map(|(s, _)| s)
-        .collect::<Vec<_>>()
-    {
+    for stream in mix.streams() {
         producer
             .client()
             .fetch_metadata(Some(&topics.streams[stream].input), Duration::from_secs(10))?;
     }
-    let mut mix = Mix::new(topics, mix)?;
     let schedule = match pace {
         Pace::OpenLoop(rate) => Some(OpenLoop::new(rate)),
         Pace::FlatOut { .. } => None,
@@ -399,26 +383,18 @@ fn produce(
     let start = Instant::now();
     let mut by_stream = BTreeMap::new();
     let mut count = 0u64;
-    loop {
-        let done = match budget {
-            Budget::Events(events) => count >= events,
-            Budget::For(duration) => start.elapsed() >= duration,
-        };
-        if done {
-            break;
-        }
-        let timestamp = match (schedule, pace) {
-            (Some(schedule), _) => {
+    while !budget.done(count, start) {
+        let timestamp = match pace {
+            Pace::OpenLoop(_) => schedule.map(|schedule| {
                 schedule.wait_for(count);
-                Some(schedule.due_epoch_ms(count))
-            }
-            (None, Pace::FlatOut { window }) => {
+                schedule.due_epoch_ms(count)
+            }),
+            Pace::FlatOut { window } => {
                 while count.saturating_sub(accounted.load(Ordering::SeqCst)) >= window {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 None
             }
-            (None, Pace::OpenLoop(_)) => None,
         };
         let input = mix.next_input();
         let stream = &topics.streams[input.stream];

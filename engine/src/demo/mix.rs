@@ -154,6 +154,25 @@ impl Mix {
     }
 }
 
+/// How much a run (or one phase of it) produces.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    /// This many inputs.
+    Events(u64),
+    /// For this long.
+    For(Duration),
+}
+
+impl Budget {
+    /// Whether a phase that started at `started` and produced `produced` is done.
+    pub fn done(self, produced: u64, started: Instant) -> bool {
+        match self {
+            Self::Events(events) => produced >= events,
+            Self::For(duration) => started.elapsed() >= duration,
+        }
+    }
+}
+
 /// Wall-clock now, epoch ms.
 pub fn now_ms() -> i64 {
     SystemTime::now()

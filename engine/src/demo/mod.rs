@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::source::Health;
-use mix::{Mix, MixOptions, OpenLoop};
+use mix::{Budget, Mix, MixOptions, OpenLoop};
 use reader::OutputReader;
 pub use topics::{
     create_engine_topics, create_external_topics, demo_config, demo_model_dir, send, send_stamped,
@@ -125,13 +125,7 @@ pub struct DemoSummary {
     pub topics: BTreeMap<String, TopicSummary>,
 }
 
-/// How much one phase of a run produces.
-#[derive(Debug, Clone, Copy)]
-enum Budget {
-    Events(u64),
-    For(Duration),
-}
-
+/// The demo's budgets: the whole run, or its two halves.
 impl Budget {
     /// The run's budget split in two halves: flat out, then open loop.
     fn split(options: &DemoOptions) -> (Self, Self) {
@@ -148,13 +142,6 @@ impl Budget {
         match options.duration {
             Some(duration) => Self::For(duration),
             None => Self::Events(options.events),
-        }
-    }
-
-    fn done(self, produced: u64, started: Instant) -> bool {
-        match self {
-            Self::Events(events) => produced >= events,
-            Self::For(duration) => started.elapsed() >= duration,
         }
     }
 }
