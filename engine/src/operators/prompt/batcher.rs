@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::l2::{L2Error, L2Model, Sequence};
+use super::l2::{L2Error, L2Model};
+use super::window::Sequence;
 use crate::telemetry;
 
 /// Batching settings.

@@ -7,9 +7,9 @@
 //! files' sha256 and that the session's inputs and output are the manifest's, so a model that
 //! does not fit the code is refused at start, loudly.
 //!
-//! Long prompts are not cut at `max_length`: they are split into overlapping windows (at most
-//! `max_chunks`, keeping the first ones and the last), each scored, and the prompt's
-//! probability is the highest window's — an injection buried after a long preamble is seen.
+//! Long prompts are not cut at `max_length`: they are split into overlapping windows
+//! ([`super::window`]), each scored, and the prompt's probability is the highest window's — an
+//! injection buried after a long preamble is seen.
 //!
 //! The execution provider is `cpu` or `cuda:N`; CUDA falls back to the CPU with a warning when
 //! the ONNX Runtime library has no CUDA provider or it fails to register.
@@ -23,18 +23,14 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use super::window::{PromptTokenizer, Sequence};
 use crate::ml::artifact::{self, ArtifactRef};
 
 /// Manifest kind of a prompt L2 model.
 pub const MANIFEST_KIND: &str = "threatflow.prompt.l2-classifier";
 /// Where `scripts/setup.sh` puts the ONNX Runtime library of a development checkout.
 pub const DEV_LIBRARY_PATH: &str = ".tools/lib/libonnxruntime.so";
-/// Tokens shared by consecutive windows of a long prompt, so a phrase cut by a window edge
-/// is whole in the next one.
-const WINDOW_STRIDE_TOKENS: usize = 32;
-
 /// The model inputs this build can feed.
 pub const SUPPORTED_INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"];
 
@@ -204,77 +200,6 @@ fn environment(library: &Path) -> Result<&'static Environment, L2Error> {
         path: library.display().to_string(),
         message: message.clone(),
     })
-}
-
-/// One window of a tokenized prompt: token ids and type ids, special tokens included.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sequence {
-    /// Token ids.
-    pub ids: Vec<i64>,
-    /// Token type ids (segment ids).
-    pub type_ids: Vec<i64>,
-}
-
-/// Tokenizer with the model's windowing.
-#[derive(Debug, Clone)]
-pub struct PromptTokenizer {
-    tokenizer: Tokenizer,
-    max_chunks: usize,
-}
-
-impl PromptTokenizer {
-    /// Loads `tokenizer.json` bytes with windows of `max_length` tokens.
-    pub fn from_bytes(bytes: &[u8], max_length: usize, max_chunks: usize) -> Result<Self, L2Error> {
-        let mut tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|error| L2Error::Model(error.to_string()))?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                stride: WINDOW_STRIDE_TOKENS.min(max_length / 4),
-                strategy: TruncationStrategy::LongestFirst,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|error| L2Error::Model(error.to_string()))?;
-        Ok(Self {
-            tokenizer,
-            max_chunks: max_chunks.max(1),
-        })
-    }
-
-    /// The windows of `text`: one for a prompt within `max_length` tokens, else the first
-    /// `max_chunks - 1` windows and the last.
-    pub fn encode(&self, text: &str) -> Result<Vec<Sequence>, L2Error> {
-        let encoding = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|error| L2Error::Tokenize(error.to_string()))?;
-        let to_sequence = |encoding: &tokenizers::Encoding| Sequence {
-            ids: encoding.get_ids().iter().map(|id| i64::from(*id)).collect(),
-            type_ids: encoding
-                .get_type_ids()
-                .iter()
-                .map(|id| i64::from(*id))
-                .collect(),
-        };
-        let overflowing = encoding.get_overflowing();
-        let total = 1 + overflowing.len();
-        let window = |index: usize| {
-            if index == 0 {
-                to_sequence(&encoding)
-            } else {
-                to_sequence(&overflowing[index - 1])
-            }
-        };
-        let windows = if total <= self.max_chunks {
-            (0..total).map(window).collect()
-        } else {
-            let mut head: Vec<Sequence> = (0..self.max_chunks - 1).map(window).collect();
-            head.push(window(total - 1));
-            head
-        };
-        Ok(windows)
-    }
 }
 
 /// A loaded model: session plus what its manifest says about it.

@@ -33,6 +33,7 @@ pub mod eval;
 pub mod l2;
 pub mod normalize;
 pub mod rules;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,9 +55,10 @@ use crate::scored::{now_ms, Contribution, Scored};
 use crate::telemetry;
 use batcher::{Batcher, BatcherSettings};
 use decision::{decide, Decision, DecisionThresholds, Evidence, RuleHit, View};
-use l2::{Device, L2Error, L2Manifest, L2Model, PromptTokenizer, SessionSettings};
+use l2::{Device, L2Error, L2Manifest, L2Model, SessionSettings};
 use normalize::{NormalizeConfig, Normalizer, Transform};
 use rules::RuleSet;
+use window::PromptTokenizer;
 
 /// `[operators.prompt]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
