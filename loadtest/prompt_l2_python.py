@@ -4,8 +4,10 @@ Runs exactly what `threatflow bench prompt` times on its bare-L2 path: the first
 of a JSONL/CSV file, cut into consecutive batches of each size, each batch tokenized (truncated
 at the manifest's max_length, padded to the batch's longest sequence) and run through one
 ONNX Runtime session on the CPU; one untimed warm-up batch per size. Prints one JSON line.
-Usage: python3 prompt_l2_python.py --data FILE [--model models/prompt/v1] [--limit 512]
-       [--batch-sizes 1,8,32] [--repeats 2] [--threads 0]
+Usage: python3 prompt_l2_python.py --data FILE [--model models/prompt/v2] [--limit 512]
+       [--batch-sizes 1,8,32] [--repeats 2] [--threads 0] [--disable SkipLayerNormFusion]
+--disable names ONNX Runtime graph optimizers to skip (comma-separated), as the engine's
+`[operators.prompt.l2] disabled_optimizers` does, so both sides run the same session.
 """
 import argparse
 import csv
@@ -32,11 +34,12 @@ def read_texts(path, limit):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True)
-    parser.add_argument("--model", default="models/prompt/v1")
+    parser.add_argument("--model", default="models/prompt/v2")
     parser.add_argument("--limit", type=int, default=512)
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--disable", default="")
     args = parser.parse_args()
     manifest = json.load(open(os.path.join(args.model, "manifest.json")))
     tokenizer = Tokenizer.from_file(os.path.join(args.model, manifest["tokenizer"]["path"]))
@@ -46,7 +49,8 @@ def main():
     options.intra_op_num_threads = args.threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(os.path.join(args.model, manifest["model"]["path"]), options,
-                                   providers=["CPUExecutionProvider"])
+                                   providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=[n for n in args.disable.split(",") if n])
     texts = read_texts(args.data, args.limit)
 
     def score(batch):

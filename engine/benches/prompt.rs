@@ -60,6 +60,7 @@ fn bench_l2(c: &mut Criterion) {
         library,
         device: Device::Cpu,
         intra_threads: 0,
+        disabled_optimizers: l2::default_disabled_optimizers(),
     };
     let mut model = L2Model::load(&version, &settings).expect("load");
     let tokenizer = l2::load_tokenizer(&version, model.manifest(), 1).expect("tokenizer");

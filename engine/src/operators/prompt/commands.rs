@@ -178,6 +178,7 @@ fn run_bench_prompt(options: &BenchPromptOptions) -> Result<serde_json::Value, S
         library: l2::resolve_library(""),
         device: l2::Device::parse(&options.device)?,
         intra_threads: options.threads,
+        disabled_optimizers: config.l2.disabled_optimizers.clone(),
     };
     let batch_sizes = if options.load_only {
         &[][..]

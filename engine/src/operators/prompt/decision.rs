@@ -19,6 +19,9 @@ use std::collections::BTreeSet;
 use super::normalize::Transform;
 use super::rules::{Rule, Severity};
 
+/// L2 probability from which an attack L2 found alone is `high` severity (`medium` below).
+pub const L2_HIGH_SEVERITY_PROBABILITY: f64 = 0.9;
+
 /// Which view of the prompt a piece of evidence came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum View {
@@ -160,7 +163,7 @@ pub fn decide(evidence: &Evidence<'_>, thresholds: DecisionThresholds) -> Decisi
         Verdict::Suspicious => rule_severity.or(Some(Severity::Medium)),
         Verdict::Attack => {
             let model_severity = l2_probability.filter(|_| l2_attack).map(|p| {
-                if p >= 0.9 {
+                if p >= L2_HIGH_SEVERITY_PROBABILITY {
                     Severity::High
                 } else {
                     Severity::Medium

@@ -33,12 +33,13 @@ pub mod eval;
 pub mod l2;
 pub mod normalize;
 pub mod rules;
+mod views;
 pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,7 @@ use decision::{decide, Decision, DecisionThresholds, Evidence, RuleHit, View};
 use l2::{Device, L2Error, L2Manifest, L2Model, SessionSettings};
 use normalize::{NormalizeConfig, Normalizer, Transform};
 use rules::RuleSet;
+use views::L2Views;
 use window::PromptTokenizer;
 
 /// `[operators.prompt]` settings.
@@ -112,6 +114,13 @@ pub struct L2Config {
     pub queue_capacity: usize,
     /// Windows of `max_length` tokens scored per long prompt (first ones and the last).
     pub max_chunks: usize,
+    /// Stop scoring a long prompt's windows once its first window decides it (same verdict,
+    /// severity and families; `l2_probability` is then the highest window scored). Off scores
+    /// every window, for users who rank by the probability of all windows (slower).
+    pub settle_early: bool,
+    /// ONNX Runtime graph optimizers to skip; the default skips `SkipLayerNormFusion`, whose
+    /// fused kernel is slower on CPU than the model's own Add + LayerNormalization (measured).
+    pub disabled_optimizers: Vec<String>,
 }
 
 impl Default for L2Config {
@@ -130,6 +139,8 @@ impl Default for L2Config {
             max_wait_us: 500,
             queue_capacity: 1_024,
             max_chunks: 4,
+            settle_early: true,
+            disabled_optimizers: l2::default_disabled_optimizers(),
         }
     }
 }
@@ -172,17 +183,10 @@ impl PromptOperatorConfig {
 /// The loaded L2 layer.
 struct L2Layer {
     tokenizer: PromptTokenizer,
+    settle_early: bool,
     batcher: Batcher,
     manifest: L2Manifest,
     device: String,
-}
-
-/// L2's result for one prompt: the highest window probability of each view scored.
-#[derive(Debug, Clone, Copy, Default)]
-struct L2Views {
-    raw: Option<f64>,
-    normalized: Option<f64>,
-    windows: usize,
 }
 
 /// A rule that fired, as reported.
@@ -335,44 +339,34 @@ impl PromptScorer {
             .collect())
     }
 
-    /// Per text: the L2 probability of each view and the windows scored.
+    /// Per text: the L2 probability of each view and the windows scored ([`views`]).
     fn l2_probabilities(
         &self,
         l2: &L2Layer,
         texts: &[&str],
         normalized: &[normalize::Normalized],
     ) -> Result<Vec<L2Views>, L2Error> {
-        let started = Instant::now();
-        let mut sequences = Vec::new();
-        // (text index, view) of each sequence.
-        let mut owners = Vec::new();
-        for (index, (text, normalized)) in texts.iter().zip(normalized).enumerate() {
-            let raw = normalize::prefix_at_char_boundary(text, self.max_scan_bytes);
-            for window in l2.tokenizer.encode(raw)? {
-                sequences.push(window);
-                owners.push((index, View::Raw));
-            }
-            if normalized.changed() {
-                for window in l2.tokenizer.encode(&normalized.text)? {
-                    sequences.push(window);
-                    owners.push((index, View::Normalized));
-                }
-            }
-        }
-        metrics::histogram!(telemetry::PROMPT_TOKENIZE_DURATION)
-            .record(started.elapsed().as_secs_f64());
-        let scores = l2.batcher.score(sequences)?;
-        let mut per_text = vec![L2Views::default(); texts.len()];
-        for ((index, view), probability) in owners.into_iter().zip(scores) {
-            let entry = &mut per_text[index];
-            let slot = match view {
-                View::Raw => &mut entry.raw,
-                View::Normalized => &mut entry.normalized,
-            };
-            *slot = Some(slot.unwrap_or(0.0_f64).max(f64::from(probability)));
-            entry.windows += 1;
-        }
-        Ok(per_text)
+        let prompt_views: Vec<(&str, Option<&str>)> = texts
+            .iter()
+            .zip(normalized)
+            .map(|(text, normalized)| {
+                let raw = normalize::prefix_at_char_boundary(text, self.max_scan_bytes);
+                (
+                    raw,
+                    normalized.changed().then_some(normalized.text.as_str()),
+                )
+            })
+            .collect();
+        let inputs = views::L2Inputs {
+            tokenizer: &l2.tokenizer,
+            batcher: &l2.batcher,
+            settle_at: self
+                .thresholds
+                .l2_threshold
+                .max(decision::L2_HIGH_SEVERITY_PROBABILITY),
+            settle_early: l2.settle_early,
+        };
+        views::score(&inputs, &prompt_views)
     }
 
     fn assess(&self, text: &str, normalized: &normalize::Normalized, l2: L2Views) -> Assessment {
@@ -432,6 +426,7 @@ fn load_l2(directory: &Path, config: &L2Config) -> Result<L2Layer, L2Error> {
         library: l2::resolve_library(&config.onnxruntime_library),
         device: Device::parse(&config.execution_provider).map_err(L2Error::Model)?,
         intra_threads: config.intra_threads,
+        disabled_optimizers: config.disabled_optimizers.clone(),
     };
     let model = L2Model::load(directory, &settings)?;
     let manifest = model.manifest().clone();
@@ -453,6 +448,7 @@ fn load_l2(directory: &Path, config: &L2Config) -> Result<L2Layer, L2Error> {
     );
     Ok(L2Layer {
         tokenizer,
+        settle_early: config.settle_early,
         batcher,
         manifest,
         device,

@@ -9,9 +9,12 @@
 //! injection after a long preamble sits.
 //!
 //! Guarantees: the windows are exact slices of the prompt's full tokenization (checked by the
-//! tests against an untruncated encode); work is bounded — only the head's tokens up to what
-//! decides the window count, and the tail's last window, are run through WordPiece, however
-//! long the prompt (the crate stops early in both directions).
+//! tests against an untruncated encode); work is bounded however long the prompt — only a
+//! head cut at a whitespace boundary (enough bytes for the tokens that decide the window
+//! count) and a tail cut the same way are tokenized, falling back to the whole text when a cut
+//! holds too few tokens (the tokenizer's normalizer and pre-tokenizer work word by word, so a
+//! text cut between words yields exactly the tokens of those words). [`PromptTokenizer::first`]
+//! gives the first window alone, for callers that may not need the others.
 //!
 //! Why by hand: `tokenizers` 0.23.2 stops tokenizing at `max_length` when truncation is set,
 //! so its overflowing encodings held one 34-token tail of the first window instead of the
@@ -48,6 +51,8 @@ struct Specials {
 /// Tokenizer with the model's windowing.
 #[derive(Debug, Clone)]
 pub struct PromptTokenizer {
+    /// Stops after the first window's tokens and one more (right truncation, early exit).
+    first: Tokenizer,
     /// Stops after the tokens that decide the window count (right truncation, early exit).
     head: Tokenizer,
     /// Keeps the last window's content tokens (left truncation, early exit from the end).
@@ -97,6 +102,7 @@ impl PromptTokenizer {
             Ok::<_, L2Error>(tokenizer)
         };
         Ok(Self {
+            first: limited(content + 1, TruncationDirection::Right)?,
             head: limited(
                 head_limit(content, step, max_chunks),
                 TruncationDirection::Right,
@@ -109,10 +115,18 @@ impl PromptTokenizer {
         })
     }
 
+    /// The first window of `text`, and whether the prompt has more (then [`Self::encode`]'s
+    /// first window is the same sequence).
+    pub fn first(&self, text: &str) -> Result<(Sequence, bool), L2Error> {
+        let ids = self.bounded_ids(&self.first, text, self.content + 1, Cut::Head)?;
+        let end = ids.len().min(self.content);
+        Ok((self.sequence(&ids[..end]), ids.len() > self.content))
+    }
+
     /// The windows of `text` (see the module doc), in prompt order.
     pub fn encode(&self, text: &str) -> Result<Vec<Sequence>, L2Error> {
-        let head = self.content_ids(&self.head, text)?;
         let limit = head_limit(self.content, self.step, self.max_chunks);
+        let head = self.bounded_ids(&self.head, text, limit, Cut::Head)?;
         if head.len() < limit {
             return Ok(window_starts(head.len(), self.content, self.step)
                 .map(|start| self.sequence(&head[start..(start + self.content).min(head.len())]))
@@ -125,9 +139,28 @@ impl PromptTokenizer {
                 self.sequence(&head[start..start + self.content])
             })
             .collect();
-        let tail = self.content_ids(&self.tail, text)?;
+        let tail = self.bounded_ids(&self.tail, text, self.content, Cut::Tail)?;
         windows.push(self.sequence(&tail));
         Ok(windows)
+    }
+
+    /// The first (head) or last (tail) `limit` content tokens of `text`, as `tokenizer` (which
+    /// truncates to `limit` from that side) gives them: from a piece of the text cut between
+    /// words when the piece holds that many tokens, else from the whole text.
+    fn bounded_ids(
+        &self,
+        tokenizer: &Tokenizer,
+        text: &str,
+        limit: usize,
+        cut: Cut,
+    ) -> Result<Vec<i64>, L2Error> {
+        if let Some(piece) = cut.piece(text, limit * CUT_BYTES_PER_TOKEN) {
+            let ids = self.content_ids(tokenizer, piece)?;
+            if ids.len() >= limit {
+                return Ok(ids);
+            }
+        }
+        self.content_ids(tokenizer, text)
     }
 
     fn content_ids(&self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<i64>, L2Error> {
@@ -148,6 +181,46 @@ impl PromptTokenizer {
         type_ids.extend(std::iter::repeat_n(specials.content_type, content.len()));
         type_ids.extend_from_slice(&specials.suffix_types);
         Sequence { ids, type_ids }
+    }
+}
+
+/// Bytes of text cut per token wanted: English averages about 4.5 bytes per WordPiece token,
+/// so a cut rarely holds too few tokens (then the whole text is tokenized: same result).
+const CUT_BYTES_PER_TOKEN: usize = 12;
+
+/// Which end of a prompt a cut keeps.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    Head,
+    Tail,
+}
+
+impl Cut {
+    /// At most `bytes` bytes of `text` from this end, cut at a whitespace character (the
+    /// head before it, the tail from it), or `None` when the text is that short already or
+    /// the span holds no whitespace.
+    fn piece(self, text: &str, bytes: usize) -> Option<&str> {
+        if text.len() <= bytes {
+            return None;
+        }
+        match self {
+            Cut::Head => {
+                let mut end = bytes;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let boundary = text[..end].rfind(char::is_whitespace)?;
+                Some(&text[..boundary])
+            }
+            Cut::Tail => {
+                let mut start = text.len() - bytes;
+                while !text.is_char_boundary(start) {
+                    start += 1;
+                }
+                let boundary = text[start..].find(char::is_whitespace)?;
+                Some(&text[start + boundary..])
+            }
+        }
     }
 }
 
@@ -200,11 +273,9 @@ mod tests {
     use super::*;
 
     fn shipped(max_chunks: usize) -> (PromptTokenizer, Tokenizer) {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../models/prompt/v1/tokenizer.json"
-        );
-        let bytes = std::fs::read(path).expect("shipped tokenizer");
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/prompt");
+        let version = crate::ml::artifact::newest_version(&models).expect("shipped prompt model");
+        let bytes = std::fs::read(version.join("tokenizer.json")).expect("shipped tokenizer");
         let windows = PromptTokenizer::from_bytes(&bytes, 128, max_chunks).unwrap();
         let mut full = Tokenizer::from_bytes(&bytes).unwrap();
         full.with_truncation(None).unwrap();
@@ -271,6 +342,35 @@ mod tests {
                 "{tokens} tokens: the last window ends where the prompt ends"
             );
         }
+    }
+
+    #[test]
+    fn the_first_window_alone_is_encodes_first_window() {
+        let (windows, _) = shipped(4);
+        for words in [3, 40, 47, 48, 200, 5_000] {
+            let text = long_text(words);
+            let (first, more) = windows.first(&text).unwrap();
+            let all = windows.encode(&text).unwrap();
+            assert_eq!(first, all[0], "{words} words");
+            assert_eq!(more, all.len() > 1, "{words} words");
+        }
+    }
+
+    #[test]
+    fn cuts_without_whitespace_or_with_too_few_tokens_fall_back_to_the_whole_text() {
+        let (windows, full) = shipped(4);
+        // One 20 kB "word" (a single [UNK]) between normal words: no cut holds enough tokens.
+        let text = format!("start {} end of the prompt", "x".repeat(20_000));
+        let content = content_of(&full, &text);
+        let encoded = windows.encode(&text).unwrap();
+        assert_eq!(encoded.len(), 1);
+        assert_eq!(&encoded[0].ids[1..encoded[0].ids.len() - 1], &content[..]);
+        // Whitespace-free text far beyond the cut size.
+        let dense = "ab,".repeat(10_000);
+        let content = content_of(&full, &dense);
+        let encoded = windows.encode(&dense).unwrap();
+        assert_eq!(&encoded[0].ids[1..127], &content[..126]);
+        assert_eq!(&encoded[3].ids[1..127], &content[content.len() - 126..]);
     }
 
     #[test]
