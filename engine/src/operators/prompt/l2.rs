@@ -308,8 +308,24 @@ impl L2Model {
         &self.device_used
     }
 
-    /// Attack probability of each sequence; the batch is padded to its longest sequence.
+    /// Attack probability of each sequence. Sequences of similar length run together
+    /// ([`length_buckets`]), each bucket padded to its longest: padding a short prompt to a
+    /// long one's length costs the model the long one's work.
     pub fn infer(&mut self, batch: &[&Sequence]) -> Result<Vec<f32>, L2Error> {
+        let lengths: Vec<usize> = batch.iter().map(|sequence| sequence.ids.len()).collect();
+        let mut probabilities = vec![0.0_f32; batch.len()];
+        for bucket in length_buckets(&lengths) {
+            let members: Vec<&Sequence> = bucket.iter().map(|&index| batch[index]).collect();
+            let scores = self.run_padded(&members)?;
+            for (&index, probability) in bucket.iter().zip(scores) {
+                probabilities[index] = probability;
+            }
+        }
+        Ok(probabilities)
+    }
+
+    /// Attack probability of each sequence, all in one run padded to the longest.
+    fn run_padded(&mut self, batch: &[&Sequence]) -> Result<Vec<f32>, L2Error> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -380,6 +396,27 @@ pub fn score_directly<T: AsRef<str>>(
     }
     let batch: Vec<&Sequence> = sequences.iter().collect();
     model.infer(&batch)
+}
+
+/// Groups sequence indices by length, longest first: a bucket holds the sequences within a
+/// fifth of its longest one's length (at least 8 tokens of slack, so short prompts still
+/// share runs). Padding within a bucket is then at most that slack per sequence.
+pub fn length_buckets(lengths: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&index| std::cmp::Reverse(lengths[index]));
+    let mut buckets: Vec<Vec<usize>> = Vec::new();
+    let mut longest = 0;
+    for index in order {
+        let length = lengths[index];
+        match buckets.last_mut() {
+            Some(bucket) if longest - length <= (longest / 5).max(8) => bucket.push(index),
+            _ => {
+                longest = length;
+                buckets.push(vec![index]);
+            }
+        }
+    }
+    buckets
 }
 
 /// Softmax of `logits` at `index`, computed stably.
@@ -504,6 +541,21 @@ mod tests {
         let probability = softmax_probability(&[1000.0, 1001.0], 1);
         assert!((probability - 0.731_058_6).abs() < 1e-6, "{probability}");
         assert!((softmax_probability(&[0.0, 0.0], 0) - 0.5).abs() < 1e-7);
+    }
+
+    #[test]
+    fn sequences_of_similar_length_share_a_bucket() {
+        let lengths = [128, 20, 110, 12, 126, 60, 18, 55];
+        let buckets = length_buckets(&lengths);
+        assert_eq!(buckets, vec![vec![0, 4, 2], vec![5, 7], vec![1, 6, 3]]);
+        let mut all: Vec<usize> = buckets.concat();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..lengths.len()).collect::<Vec<_>>(),
+            "every sequence once"
+        );
+        assert!(length_buckets(&[]).is_empty());
     }
 
     #[test]
