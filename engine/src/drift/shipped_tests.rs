@@ -12,9 +12,8 @@ use crate::operators::table::DriftSpec;
 const WINDOW: usize = 1000;
 
 fn shipped(operator: &str) -> (Reference, DriftSpec) {
-    let directory = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
-        .join(operator)
-        .join("v1");
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models")).join(operator);
+    let directory = crate::ml::artifact::newest_version(&root).expect("a shipped version");
     let manifest = crate::registry::manifest::ManifestView::read(&directory).unwrap();
     let reference = &manifest.json["drift_reference"];
     let reference: Reference = crate::ml::artifact::read_json(

@@ -13,6 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+
 use crate::ml::binning::{partition_rows, Binning, MISSING_BIN};
 use crate::ml::trees::{Ensemble, Tree, LEAF};
 
@@ -65,6 +69,20 @@ pub struct GbdtParams {
     pub max_bins: usize,
     /// Rounds without validation improvement before stopping (0: never stop early).
     pub early_stopping_rounds: usize,
+    /// Share of the columns each tree may split on (colsample_bytree; 1 = all).
+    #[serde(default = "all_of_them")]
+    pub column_sample: f64,
+    /// Share of the rows each tree is grown on (subsample; 1 = all).
+    #[serde(default = "all_of_them")]
+    pub row_sample: f64,
+    /// Seed of the column and row draws.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Manifests written before sampling existed used every column and row.
+fn all_of_them() -> f64 {
+    1.0
 }
 
 impl Default for GbdtParams {
@@ -79,6 +97,9 @@ impl Default for GbdtParams {
             gamma: 0.0,
             max_bins: 128,
             early_stopping_rounds: 30,
+            column_sample: 1.0,
+            row_sample: 1.0,
+            seed: 0,
         }
     }
 }
@@ -184,6 +205,8 @@ struct Split {
 /// Grows one tree for one output.
 struct TreeGrower<'a> {
     params: &'a GbdtParams,
+    /// Columns this tree may split on.
+    allowed: &'a [bool],
     binning: &'a Binning,
     bins: &'a [Vec<u8>],
     gradients: &'a [(f64, f64)],
@@ -204,6 +227,9 @@ impl TreeGrower<'_> {
         let parent_score = self.score(gradient, hessian);
         let mut best: Option<Split> = None;
         for (column, cuts) in self.binning.cuts.iter().enumerate() {
+            if !self.allowed[column] {
+                continue;
+            }
             let offset = column * self.slots;
             let (missing_gradient, missing_hessian) = histogram.sums[offset + self.slots - 1];
             let mut left_gradient = 0.0;
@@ -324,20 +350,24 @@ pub fn train(
     let mut report = TrainReport::default();
     let mut best_loss = f64::INFINITY;
     let mut best_rounds = 0;
+    let mut rng = StdRng::seed_from_u64(params.seed);
     for round in 0..params.rounds {
         let mut round_trees = Vec::with_capacity(outputs);
         for output in 0..outputs {
             let gradients = gradients(params.objective, train, &train_margins, output);
-            let histogram = Histogram::build(&bins, &all_rows, &gradients, slots);
+            let allowed = draw_columns(&mut rng, train.columns, params.column_sample);
+            let rows = draw_rows(&mut rng, &all_rows, params.row_sample);
+            let histogram = Histogram::build(&bins, &rows, &gradients, slots);
             let mut grower = TreeGrower {
                 params,
+                allowed: &allowed,
                 binning: &binning,
                 bins: &bins,
                 gradients: &gradients,
                 slots,
                 tree: Tree::default(),
             };
-            grower.grow(all_rows.clone(), histogram, 0);
+            grower.grow(rows, histogram, 0);
             round_trees.push(grower.tree);
         }
         // Margins are updated after all K trees of the round, as softmax boosting requires.
@@ -377,6 +407,30 @@ pub fn train(
     Ok((ensemble, report))
 }
 
+/// The columns one tree may use: `share` of them (at least one), drawn without replacement.
+fn draw_columns(rng: &mut StdRng, columns: usize, share: f64) -> Vec<bool> {
+    if share >= 1.0 {
+        return vec![true; columns];
+    }
+    let take = ((columns as f64 * share).round() as usize).clamp(1, columns);
+    let mut allowed = vec![false; columns];
+    for column in sample(rng, columns, take) {
+        allowed[column] = true;
+    }
+    allowed
+}
+
+/// The rows one tree grows on: each kept with probability `share` (all when `share` ≥ 1).
+fn draw_rows(rng: &mut StdRng, rows: &[u32], share: f64) -> Vec<u32> {
+    if share >= 1.0 {
+        return rows.to_vec();
+    }
+    rows.iter()
+        .copied()
+        .filter(|_| rng.gen::<f64>() < share)
+        .collect()
+}
+
 fn check(params: &GbdtParams, data: &Dataset<'_>) -> Result<(), GbdtError> {
     if data.columns == 0 || data.features.len() != data.rows() * data.columns {
         return Err(GbdtError::InvalidData(format!(
@@ -388,6 +442,16 @@ fn check(params: &GbdtParams, data: &Dataset<'_>) -> Result<(), GbdtError> {
     }
     if data.rows() == 0 {
         return Err(GbdtError::InvalidData("no rows".into()));
+    }
+    for (name, share) in [
+        ("column_sample", params.column_sample),
+        ("row_sample", params.row_sample),
+    ] {
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(GbdtError::InvalidData(format!(
+                "{name} {share} is not within (0, 1]"
+            )));
+        }
     }
     if data
         .weights

@@ -232,3 +232,54 @@ fn malformed_data_is_refused() {
     )
     .is_err());
 }
+
+#[test]
+fn column_and_row_sampling_are_seeded_and_bounded() {
+    // The label depends on column 0 only; with half the columns per tree, some trees cannot
+    // see it and must split on the others (or not at all).
+    let data = synthetic(3, 600, 6, |row, _| f64::from(u8::from(row[0] > 0.5)));
+    let sampled = GbdtParams {
+        column_sample: 0.5,
+        row_sample: 0.7,
+        seed: 11,
+        early_stopping_rounds: 0,
+        rounds: 20,
+        ..params(Objective::BinaryLogistic)
+    };
+    let (first, _) = train(&sampled, &dataset(&data, 6), None).unwrap();
+    let (again, _) = train(&sampled, &dataset(&data, 6), None).unwrap();
+    assert_eq!(first, again, "same seed, same ensemble");
+    let (other_seed, _) = train(
+        &GbdtParams {
+            seed: 12,
+            ..sampled.clone()
+        },
+        &dataset(&data, 6),
+        None,
+    )
+    .unwrap();
+    assert_ne!(first, other_seed);
+    let splits_on = |tree: &crate::ml::trees::Tree| -> std::collections::BTreeSet<u32> {
+        (0..tree.feature.len())
+            .filter(|&node| tree.left[node] != crate::ml::trees::LEAF)
+            .map(|node| tree.feature[node])
+            .collect()
+    };
+    let trees = &first.trees[0];
+    assert!(
+        trees.iter().all(|tree| splits_on(tree).len() <= 3),
+        "3 of 6 columns per tree"
+    );
+    assert!(trees.iter().any(|tree| !splits_on(tree).contains(&0)));
+    let scores: Vec<f64> = (0..600)
+        .map(|row| first.predict_raw(&data.features[row * 6..(row + 1) * 6])[0])
+        .collect();
+    assert!(auc(&scores, &data.labels) > 0.95);
+    for share in [0.0, 1.5, f64::NAN] {
+        let bad = GbdtParams {
+            column_sample: share,
+            ..sampled.clone()
+        };
+        assert!(train(&bad, &dataset(&data, 6), None).is_err(), "{share}");
+    }
+}

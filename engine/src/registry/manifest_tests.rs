@@ -1,10 +1,10 @@
 use super::*;
 use std::path::PathBuf;
 
+/// The newest shipped version of `operator` (the prompt model is at v2, the others at v1).
 fn shipped(operator: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
-        .join(operator)
-        .join("v1")
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models")).join(operator);
+    crate::ml::artifact::newest_version(&root).expect("a shipped version")
 }
 
 fn copy_of(operator: &str) -> tempfile::TempDir {

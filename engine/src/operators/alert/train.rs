@@ -110,6 +110,7 @@ pub fn risk_params() -> GbdtParams {
         gamma: 0.0,
         max_bins: 64,
         early_stopping_rounds: 40,
+        ..GbdtParams::default()
     }
 }
 
