@@ -8,6 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+/// The shipped prompt model (`models/prompt/v2`: v1 with its attention fused).
+const SHIPPED_PROMPT_VERSION: &str = "v2";
 use threatflow_e2e::records::test_tool;
 use threatflow_e2e::{consume_scored, repository, Broker, OperatorEngine, TestTopics};
 
@@ -115,7 +118,7 @@ async fn every_batch_is_a_trace_with_stage_children_and_no_payload() {
         let attributes = &batch["attributes"];
         assert_eq!(attributes["topic"], topics.input.as_str(), "{batch}");
         assert_eq!(attributes["operator"], "prompt");
-        assert_eq!(attributes["model_version"], "v1");
+        assert_eq!(attributes["model_version"], SHIPPED_PROMPT_VERSION);
         assert!(attributes["records"].as_i64().unwrap() >= 1);
         assert!(attributes["partitions"].as_str().unwrap().starts_with('['));
         assert_eq!(batch["service"], "threatflow");
