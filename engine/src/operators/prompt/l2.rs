@@ -434,6 +434,38 @@ fn build_session(
     settings: &SessionSettings,
 ) -> Result<(Session, String), L2Error> {
     let model_error = |error: &dyn std::fmt::Display| L2Error::Model(error.to_string());
+    let mut builder = configured_builder(environment, settings)?;
+    if let Device::Cuda(ordinal) = settings.device {
+        match cuda_builder(builder, ordinal) {
+            Ok(mut cuda) => match cuda.commit_from_memory(model) {
+                Ok(session) => return Ok((session, format!("cuda:{ordinal}"))),
+                Err(error) => {
+                    tracing::warn!(%error, ordinal, "cuda session failed; falling back to cpu");
+                }
+            },
+            Err(reason) => {
+                tracing::warn!(%reason, ordinal, "cuda unavailable; falling back to cpu")
+            }
+        }
+        // The CUDA attempt consumed the builder: the fallback gets a fresh one, same settings.
+        let session = configured_builder(environment, settings)?
+            .commit_from_memory(model)
+            .map_err(|e| model_error(&e))?;
+        return Ok((session, "cpu".to_owned()));
+    }
+    let session = builder
+        .commit_from_memory(model)
+        .map_err(|e| model_error(&e))?;
+    Ok((session, "cpu".to_owned()))
+}
+
+/// A session builder with the settings every provider shares: full graph optimization bar
+/// the disabled optimizers, and the intra-op thread count.
+fn configured_builder(
+    environment: &Environment,
+    settings: &SessionSettings,
+) -> Result<ort::session::builder::SessionBuilder, L2Error> {
+    let model_error = |error: &dyn std::fmt::Display| L2Error::Model(error.to_string());
     let mut builder = Session::builder(environment)
         .map_err(|e| model_error(&e))?
         .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -448,39 +480,7 @@ fn build_session(
             .with_disabled_optimizers(settings.disabled_optimizers.join(";"))
             .map_err(|e| model_error(&e))?;
     }
-    if let Device::Cuda(ordinal) = settings.device {
-        match cuda_builder(builder, ordinal) {
-            Ok(mut cuda) => match cuda.commit_from_memory(model) {
-                Ok(session) => return Ok((session, format!("cuda:{ordinal}"))),
-                Err(error) => {
-                    tracing::warn!(%error, ordinal, "cuda session failed; falling back to cpu");
-                }
-            },
-            Err(reason) => {
-                tracing::warn!(%reason, ordinal, "cuda unavailable; falling back to cpu")
-            }
-        }
-        let mut cpu = Session::builder(environment)
-            .map_err(|e| model_error(&e))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| model_error(&e))?;
-        if settings.intra_threads > 0 {
-            cpu = cpu
-                .with_intra_threads(settings.intra_threads)
-                .map_err(|e| model_error(&e))?;
-        }
-        if !settings.disabled_optimizers.is_empty() {
-            cpu = cpu
-                .with_disabled_optimizers(settings.disabled_optimizers.join(";"))
-                .map_err(|e| model_error(&e))?;
-        }
-        let session = cpu.commit_from_memory(model).map_err(|e| model_error(&e))?;
-        return Ok((session, "cpu".to_owned()));
-    }
-    let session = builder
-        .commit_from_memory(model)
-        .map_err(|e| model_error(&e))?;
-    Ok((session, "cpu".to_owned()))
+    Ok(builder)
 }
 
 fn cuda_builder(

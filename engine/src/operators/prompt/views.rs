@@ -81,7 +81,7 @@ impl<'t> Prompt<'t> {
         raw_text: &'t str,
         normalized_text: Option<&'t str>,
     ) -> Result<Self, L2Error> {
-        let (raw, mut more) = tokenizer.first(raw_text)?;
+        let (raw, more) = tokenizer.first(raw_text)?;
         let mut prompt = Self {
             raw_text,
             normalized_text,
@@ -92,10 +92,9 @@ impl<'t> Prompt<'t> {
         };
         if let Some(text) = normalized_text {
             let (normalized, normalized_more) = tokenizer.first(text)?;
-            more |= normalized_more;
+            prompt.more |= normalized_more;
             prompt.add_normalized(normalized);
         }
-        prompt.more = more;
         Ok(prompt)
     }
 
@@ -104,18 +103,16 @@ impl<'t> Prompt<'t> {
         if !self.more {
             return Ok(());
         }
-        let known: Vec<(Sequence, f64)> = self
-            .raw
-            .iter()
-            .chain(&self.normalized)
-            .filter_map(|w| w.probability.map(|p| (w.sequence.clone(), p)))
+        let known: Vec<Window> = std::mem::take(&mut self.raw)
+            .into_iter()
+            .chain(std::mem::take(&mut self.normalized))
+            .filter(|window| window.probability.is_some())
             .collect();
         self.raw = tokenizer
             .encode(self.raw_text)?
             .into_iter()
             .map(Window::new)
             .collect();
-        self.normalized.clear();
         self.shared.clear();
         if let Some(text) = self.normalized_text {
             for sequence in tokenizer.encode(text)? {
@@ -125,8 +122,8 @@ impl<'t> Prompt<'t> {
         for window in self.raw.iter_mut().chain(self.normalized.iter_mut()) {
             window.probability = known
                 .iter()
-                .find(|(sequence, _)| *sequence == window.sequence)
-                .map(|(_, probability)| *probability);
+                .find(|scored| scored.sequence == window.sequence)
+                .and_then(|scored| scored.probability);
         }
         self.more = false;
         Ok(())
